@@ -1,0 +1,147 @@
+"""Build Brian2 objects from library models: neuron groups with their synaptic kernel, and synapses."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from brian2 import NeuronGroup, Synapses
+
+from ..errors import ModelError, ParameterError
+from ..units import check_quantity
+from .library import NeuronModel, SynapseModel, _base_unit, compose_equations, load
+
+# Relative distance under which tau_m and tau_s count as equal: the exact solution of a LIF with
+# an exponential or alpha kernel divides by (tau_m - tau_s) and loses all precision there.
+_DEGENERATE_TAU = 1e-6
+
+
+def _as_model(model, kind):
+    model = load(model) if isinstance(model, str) else model
+    if model.kind != kind:
+        raise ModelError(f"model {model.name!r} is a {model.kind} model, expected a {kind} model")
+    return model
+
+
+def parameters_of(neuron: NeuronModel, synapse: SynapseModel | None = None, options=()) -> dict:
+    """All parameters (name -> Parameter) of a neuron with its kernel and options."""
+    params = dict(neuron.parameters)
+    for o in options:
+        params.update(neuron.options[o].parameters)
+    if synapse is not None:
+        params.update(synapse.parameters)
+    return params
+
+
+def resolve_parameters(n: int, neuron: NeuronModel, synapse: SynapseModel | None, options,
+                       values: Mapping) -> dict:
+    """Check user values against the model's parameters; fill defaults. Returns name -> Quantity.
+
+    Each value is a Brian2 quantity, scalar or of length ``n`` (one value per neuron).
+    """
+    params = parameters_of(neuron, synapse, options)
+    owner = f"model {neuron.name!r}" + (f" with synapse {synapse.name!r}" if synapse else "")
+    unknown = set(values) - set(params)
+    if unknown:
+        raise ParameterError(f"{owner}: unknown parameter(s) {sorted(unknown)}; "
+                             f"known: {sorted(params)}")
+    out = {}
+    for name, p in params.items():
+        value = values.get(name, p.default)
+        q = check_quantity(value, p.dim, name, owner, positive=p.constraint == "positive",
+                           nonnegative=p.constraint == "nonnegative")
+        if q.ndim > 1 or (q.ndim == 1 and len(q) not in (1, n)):
+            raise ParameterError(f"{owner}: parameter {name!r} must be a scalar or have one value per "
+                                 f"neuron ({n}), got shape {q.shape}")
+        out[name] = q
+    return out
+
+
+def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str = "linear",
+                 options: tuple[str, ...] = (), method: str | None = None, name: str | None = None,
+                 dt=None, **params) -> NeuronGroup:
+    """A NeuronGroup of ``n`` neurons of a library model, with the kernel states of ``synapse``.
+
+    Parameters
+    ----------
+    n : number of neurons.
+    neuron, synapse : model names or loaded models (``synapse=None``: no synaptic input).
+    reset : one of the neuron model's reset modes (``"linear"`` subtracts, ``"value"`` sets).
+    options : neuron options to switch on, e.g. ``("homeostatic",)``.
+    method : Brian2 integration method; default: the synapse's if it sets one, else the neuron's.
+    **params : parameter values as Brian2 quantities, scalar or one per neuron; missing ones take
+        the model file's defaults.
+    """
+    neuron = _as_model(neuron, "neuron")
+    synapse = None if synapse is None else _as_model(synapse, "synapse")
+    if reset not in neuron.resets:
+        raise ModelError(f"model {neuron.name!r} has no reset mode {reset!r}; "
+                         f"available: {sorted(neuron.resets)}")
+    options = tuple(options)
+    for o in options:
+        if o not in neuron.options:
+            raise ModelError(f"model {neuron.name!r} has no option {o!r}; available: {sorted(neuron.options)}")
+    if int(n) != n or n < 1:
+        raise ParameterError(f"model {neuron.name!r}: number of neurons must be a positive integer, got {n!r}")
+    values = resolve_parameters(n, neuron, synapse, options, params)
+    method = method or (synapse.method if synapse and synapse.method else neuron.method)
+    if method == "exact" and synapse is not None and synapse.kernel != "delta":
+        _check_distinct_time_constants(neuron, synapse, values)
+
+    reset_code = "\n".join([neuron.resets[reset]] + [neuron.options[o].on_spike for o in options
+                                                      if neuron.options[o].on_spike])
+    kwargs = {"name": name} if name else {}
+    if dt is not None:
+        kwargs["dt"] = dt
+    group = NeuronGroup(int(n), compose_equations(neuron, synapse, options), threshold=neuron.threshold,
+                        reset=reset_code, refractory=neuron.refractory, method=method, **kwargs)
+    for pname, q in values.items():
+        setattr(group, pname, q)
+    initial = dict(neuron.initial)
+    for o in options:
+        initial.update(neuron.options[o].initial)
+    for var, expr in initial.items():
+        setattr(group, var, expr)
+    return group
+
+
+def _check_distinct_time_constants(neuron, synapse, values):
+    if "gl" not in values or "tau_s" not in values:
+        return
+    gl = np.asarray(values["gl"])
+    cm = np.asarray(values["Cm"])
+    tau_s = np.asarray(values["tau_s"])
+    with np.errstate(divide="ignore"):
+        tau_m = np.where(gl > 0, cm / np.where(gl > 0, gl, 1.0), np.inf)
+    close = np.abs(tau_m - tau_s) <= _DEGENERATE_TAU * tau_s
+    if np.any(close):
+        idx = np.flatnonzero(np.broadcast_to(close, np.broadcast(tau_m, tau_s).shape))[:5]
+        raise ParameterError(
+            f"model {neuron.name!r} with synapse {synapse.name!r}: tau_m = Cm/gl equals tau_s "
+            f"(neuron(s) {idx.tolist()}), where exact integration divides by (tau_m - tau_s); "
+            f"choose different time constants or pass method='rk4'")
+
+
+def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None) -> Synapses:
+    """Connect ``pre`` to ``post`` through ``synapse`` with index arrays ``i``, ``j`` and weights ``w``.
+
+    ``post`` must have been built by `neuron_group` with the same synapse model (its kernel states
+    live in the neuron). ``w`` is a quantity in the model's weight unit, scalar or one per synapse.
+    """
+    synapse = _as_model(synapse, "synapse")
+    missing = [v for v in _post_names(synapse.on_pre) if v not in post.variables]
+    if missing:
+        raise ModelError(f"synapse model {synapse.name!r}: target group {post.name!r} lacks "
+                         f"{missing}; build it with neuron_group(..., synapse={synapse.name!r})")
+    w = check_quantity(w, synapse.weight_dim, "w", f"synapse model {synapse.name!r}")
+    kwargs = {"name": name} if name else {}
+    if delay is not None:
+        kwargs["delay"] = delay
+    syn = Synapses(pre, post, model=f"w : {_base_unit(synapse.weight_dim)} (constant)", on_pre=synapse.on_pre, **kwargs)
+    syn.connect(i=np.asarray(i, dtype=np.int32), j=np.asarray(j, dtype=np.int32))
+    syn.w = w
+    return syn
+
+
+def _post_names(code: str) -> list[str]:
+    import re
+    return sorted({m[:-5] for m in re.findall(r"\b([A-Za-z_]\w*_post)\b", code)})
