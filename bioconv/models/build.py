@@ -67,7 +67,8 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     neuron, synapse : model names or loaded models (``synapse=None``: no synaptic input).
     reset : one of the neuron model's reset modes (``"linear"`` subtracts, ``"value"`` sets).
     options : neuron options to switch on, e.g. ``("homeostatic",)``.
-    method : Brian2 integration method; default: the synapse's if it sets one, else the neuron's.
+    method : Brian2 integration method, or several tried in order; default: the synapse's if it
+        sets one, else the neuron's.
     **params : parameter values as Brian2 quantities, scalar or one per neuron; missing ones take
         the model file's defaults.
     """
@@ -84,7 +85,12 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
         raise ParameterError(f"model {neuron.name!r}: number of neurons must be a positive integer, got {n!r}")
     values = resolve_parameters(n, neuron, synapse, options, params)
     method = method or (synapse.method if synapse and synapse.method else neuron.method)
-    if method == "exact" and synapse is not None and synapse.kernel != "delta":
+    methods = (method,) if isinstance(method, str) else tuple(method)
+    exact_first = methods[0] == "exact"
+    if exact_first and "gl" in values and np.any(np.asarray(values["gl"]) == 0):
+        raise ParameterError(f"model {neuron.name!r}: gl = 0 makes the exact solution of the leaky membrane "
+                             f"divide by zero; use the 'perfect_integrator' model for a leak-free membrane")
+    if exact_first and synapse is not None and synapse.kernel != "delta":
         _check_distinct_time_constants(neuron, synapse, values)
 
     reset_code = "\n".join([neuron.resets[reset]] + [neuron.options[o].on_spike for o in options
@@ -93,7 +99,7 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     if dt is not None:
         kwargs["dt"] = dt
     group = NeuronGroup(int(n), compose_equations(neuron, synapse, options), threshold=neuron.threshold,
-                        reset=reset_code, refractory=neuron.refractory, method=method, **kwargs)
+                        reset=reset_code, refractory=neuron.refractory, method=list(methods), **kwargs)
     for pname, q in values.items():
         setattr(group, pname, q)
     initial = dict(neuron.initial)

@@ -72,7 +72,7 @@ class NeuronModel:
     path: Path
     description: str
     seed: str
-    method: str
+    method: tuple[str, ...]
     equations: str
     threshold_value: str
     threshold: str
@@ -97,7 +97,7 @@ class SynapseModel:
     weight_unit: str
     neuron_equations: str
     on_pre: str
-    method: str | None
+    method: tuple[str, ...] | None
     parameters: MappingProxyType
     kind: str = "synapse"
 
@@ -199,6 +199,15 @@ class _Fields:
             self._fail(key, f"must be a table, got {type(value).__name__}")
         return value
 
+    def methods(self, key, default):
+        """Integration method(s): a Brian2 method name, or a list tried in order."""
+        value = self.data.get(key, default)
+        if isinstance(value, str):
+            value = [value]
+        if value is not None and (not value or not all(isinstance(m, str) for m in value)):
+            self._fail(key, f"must be a method name or a list of method names, got {value!r}")
+        return None if value is None else tuple(value)
+
     def flag(self, key, default):
         value = self.data.get(key, default)
         if not isinstance(value, bool):
@@ -249,7 +258,7 @@ def _neuron_from(f: _Fields, path: Path) -> NeuronModel:
             parameters=o.parameters())
     return NeuronModel(
         name=f.text("name"), path=path, description=f.text("description"), seed=f.text("seed"),
-        method=f.text("method", "exact"), equations=f.text("equations"),
+        method=f.methods("method", ("exact",)), equations=f.text("equations"),
         threshold_value=f.text("threshold_value"), threshold=f.text("threshold"),
         refractory=f.text("refractory"), resets=resets, initial=f.strings("initial", {}),
         parameters=f.parameters(), options=MappingProxyType(options))
@@ -268,7 +277,7 @@ def _synapse_from(f: _Fields, path: Path) -> SynapseModel:
         name=f.text("name"), path=path, description=f.text("description"), seed=f.text("seed"),
         kernel=kernel, conductance=f.flag("conductance", False), weight_unit=weight_unit,
         neuron_equations=f.text("neuron_equations"), on_pre=f.text("on_pre"),
-        method=f.text("method", None), parameters=f.parameters())
+        method=f.methods("method", None), parameters=f.parameters())
 
 
 # --- unit checking -------------------------------------------------------------------------------
