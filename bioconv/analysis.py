@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from brian2 import Hz, Quantity, amp, coulomb, farad, second, siemens, volt
+from brian2.units.fundamentalunits import DIMENSIONLESS
 
 from .errors import ParameterError
 from .units import check_quantity
@@ -72,18 +73,23 @@ def lif_current_for_rate(f, Cm, gl, EL, v_th, v_reset, tau_ref):
     Cm, gl = _q(Cm, _C, "Cm", fn, positive=True), _q(gl, _G, "gl", fn, nonnegative=True)
     EL, v_th, v_reset = _q(EL, _V, "EL", fn), _q(v_th, _V, "v_th", fn), _q(v_reset, _V, "v_reset", fn)
     tau_ref = _q(tau_ref, _S, "tau_ref", fn, nonnegative=True)
+    if np.any(np.asarray(v_reset >= v_th)):
+        raise ParameterError(f"bioconv.analysis.{fn}: v_reset must lie below v_th")
     free = 1.0 / f - tau_ref  # time spent charging from v_reset to v_th
     if np.any(np.asarray(free) <= 0):
         raise ParameterError(f"bioconv.analysis.{fn}: rate f must stay below 1/tau_ref")
-    if np.all(np.asarray(gl) == 0):
-        return Cm * (v_th - v_reset) / free
-    growth = np.exp(np.asarray(free * gl / Cm, dtype=float))
-    # Solve (Rm I + EL - v_reset) = growth (Rm I + EL - v_th) for I.
-    return gl * ((growth * (v_th - EL) - (v_reset - EL)) / (growth - 1.0))
+    # Rm I + EL - v_reset = E (Rm I + EL - v_th), E = exp(free/tau_m), solved for I in the form that
+    # neither overflows at low rates (E huge) nor divides by zero without leak (gl -> 0 limit).
+    x = np.asarray(free * gl / Cm, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        per_gl = np.where(x > 0, np.asarray(gl, dtype=float) / np.expm1(np.where(x > 0, x, 1.0)),
+                          np.asarray(Cm / free, dtype=float))
+    return gl * (v_th - EL) + Quantity(per_gl, dim=_G) * (v_th - v_reset)
 
 
 def perfect_integrator_rate(I, Cm, v_th, v_reset, tau_ref):
     """Rate of the non-leaky integrator: ``1 / (tau_ref + Cm (v_th - v_reset) / I)`` for I > 0."""
+    v_reset = _q(v_reset, _V, "v_reset", "perfect_integrator_rate")
     return lif_rate(I, Cm, 0 * siemens, v_reset, v_th, v_reset, tau_ref)
 
 
@@ -95,7 +101,7 @@ def regular_input_potential(n, w, f_in, Cm, gl):
     fn = "regular_input_potential"
     w, f_in = _q(w, _Q, "w", fn), _q(f_in, _F, "f_in", fn, positive=True)
     Cm, gl = _q(Cm, _C, "Cm", fn, positive=True), _q(gl, _G, "gl", fn, nonnegative=True)
-    n = np.asarray(n, dtype=float)
+    n = np.asarray(_q(n, DIMENSIONLESS, "n", fn, nonnegative=True), dtype=float)
     a = np.asarray(gl / (Cm * f_in), dtype=float)  # decay exponent per input period, 1/(f_in tau_m)
     with np.errstate(invalid="ignore", divide="ignore"):
         growth = np.where(a > 0, -np.expm1(-n * a) / np.where(a > 0, -np.expm1(-a), 1.0), n)
@@ -156,6 +162,7 @@ def regular_input_rate_linear(w, f, Cm, gl, v_th, b=None):
     w, f = _q(w, _Q, "w", fn), _q(f, _F, "f", fn, nonnegative=True)
     drive = Quantity(np.sum(np.asarray(w) * np.asarray(f), axis=-1), dim=_I)
     total_w = Quantity(np.sum(np.asarray(w), axis=-1), dim=_Q)
+    _q(gl, _G, "gl", fn, nonnegative=True)
     b = bias_from_leak(total_w, Cm, gl, v_th) if b is None else _q(b, _I, "b", fn)
     return slope(Cm, v_th) * np.maximum(drive + b, 0 * amp)
 
@@ -163,20 +170,23 @@ def regular_input_rate_linear(w, f, Cm, gl, v_th, b=None):
 def bias_from_leak(w_sum, Cm, gl, v_th, T_w=None):
     """ReLU bias encoded by the leak (Table VII; eq. 37 for a window ``T_w``, eq. 38 for T_w -> inf).
 
-    ``b = sum w / (tau_m ln(1 - sum w (1 - exp(-T_w/tau_m)) / (Cm v_th)))`` (negative). When the
-    inputs can never reach threshold the bias is ``-inf``.
+    ``b = sum w / (tau_m ln(1 - sum w (1 - exp(-T_w/tau_m)) / (Cm v_th)))`` (negative). When one
+    input volley alone reaches threshold (that argument <= 0) any input rate fires: ``b = 0``.
+    Without leak the bias is 0 for an infinite window and ``-Cm v_th / T_w`` (the gl -> 0 limit)
+    for a finite one.
     """
     fn = "bias_from_leak"
     w_sum = _q(w_sum, _Q, "w_sum", fn, positive=True)
     Cm, gl = _q(Cm, _C, "Cm", fn, positive=True), _q(gl, _G, "gl", fn, nonnegative=True)
     v_th = _q(v_th, _V, "v_th", fn, positive=True)
-    window = 1.0 if T_w is None else -np.expm1(-np.asarray(_q(T_w, _S, "T_w", fn, positive=True) * gl / Cm))
+    T = None if T_w is None else _q(T_w, _S, "T_w", fn, positive=True)
+    rate = np.asarray(gl / Cm, dtype=float)  # 1/tau_m
+    window = 1.0 if T is None else -np.expm1(-np.asarray(T, dtype=float) * rate)
     x = np.asarray(w_sum / (Cm * v_th), dtype=float) * window
-    gl_over_cm = np.asarray(gl / Cm, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        b = np.where(x < 1, np.asarray(w_sum, dtype=float) * gl_over_cm / np.log1p(-np.minimum(x, 1 - 1e-300)),
-                     -np.inf)
-        b = np.where(gl_over_cm == 0, 0.0, b)  # no leak, no bias
+        b = np.where(x < 1, np.asarray(w_sum, dtype=float) * rate / np.log1p(-np.where(x < 1, x, 0.0)), 0.0)
+        no_leak = 0.0 if T is None else -np.asarray(Cm * v_th / T, dtype=float)
+        b = np.where(rate == 0, no_leak, b)
     return Quantity(b[()] if np.ndim(b) == 0 else b, dim=_I)
 
 

@@ -1,6 +1,9 @@
 """Build Brian2 objects from library models: neuron groups with their synaptic kernel, and synapses."""
 from __future__ import annotations
 
+import os
+import re
+import weakref
 from collections.abc import Mapping
 
 import numpy as np
@@ -10,15 +13,19 @@ from ..errors import ModelError, ParameterError
 from ..units import check_quantity
 from .library import NeuronModel, SynapseModel, _base_unit, compose_equations, load
 
+# Which synapse model each group built here holds the kernel states of (groups are not ours to annotate).
+_KERNEL_OF: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
 # Relative distance under which tau_m and tau_s count as equal: the exact solution of a LIF with
 # an exponential or alpha kernel divides by (tau_m - tau_s) and loses all precision there.
 _DEGENERATE_TAU = 1e-6
 
 
 def _as_model(model, kind):
-    model = load(model) if isinstance(model, str) else model
-    if model.kind != kind:
-        raise ModelError(f"model {model.name!r} is a {model.kind} model, expected a {kind} model")
+    model = load(model) if isinstance(model, (str, os.PathLike)) else model
+    if getattr(model, "kind", None) != kind:
+        raise ModelError(f"model {getattr(model, 'name', model)!r} is a {getattr(model, 'kind', '?')} model, "
+                         f"expected a {kind} model")
     return model
 
 
@@ -77,11 +84,11 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     if reset not in neuron.resets:
         raise ModelError(f"model {neuron.name!r} has no reset mode {reset!r}; "
                          f"available: {sorted(neuron.resets)}")
-    options = tuple(options)
+    options = (options,) if isinstance(options, str) else tuple(options)
     for o in options:
         if o not in neuron.options:
             raise ModelError(f"model {neuron.name!r} has no option {o!r}; available: {sorted(neuron.options)}")
-    if int(n) != n or n < 1:
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ParameterError(f"model {neuron.name!r}: number of neurons must be a positive integer, got {n!r}")
     values = resolve_parameters(n, neuron, synapse, options, params)
     method = method or (synapse.method if synapse and synapse.method else neuron.method)
@@ -107,6 +114,7 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
         initial.update(neuron.options[o].initial)
     for var, expr in initial.items():
         setattr(group, var, expr)
+    _KERNEL_OF[group] = synapse.name if synapse else None
     return group
 
 
@@ -134,6 +142,10 @@ def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None
     live in the neuron). ``w`` is a quantity in the model's weight unit, scalar or one per synapse.
     """
     synapse = _as_model(synapse, "synapse")
+    built_with = _KERNEL_OF.get(post, synapse.name)
+    if built_with != synapse.name:
+        raise ModelError(f"synapse model {synapse.name!r}: target group {post.name!r} was built with synapse "
+                         f"model {built_with!r}; its kernel states do not match")
     missing = [v for v in _post_names(synapse.on_pre) if v not in post.variables]
     if missing:
         raise ModelError(f"synapse model {synapse.name!r}: target group {post.name!r} lacks "
@@ -149,5 +161,4 @@ def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None
 
 
 def _post_names(code: str) -> list[str]:
-    import re
     return sorted({m[:-5] for m in re.findall(r"\b([A-Za-z_]\w*_post)\b", code)})

@@ -321,7 +321,9 @@ def check_model_units(model: NeuronModel | SynapseModel) -> None:
     where = f"model {model.name!r} ({model.path})"
     if isinstance(model, SynapseModel):
         # A synapse is checked attached to the reference membrane it is written for.
-        host = load("conductance_lif")
+        # Always the library's own membrane, whatever a user folder shadows it with.
+        host_path = LIBRARY_DIR / "conductance_lif.toml"
+        host = _load_path(host_path, host_path.stat().st_mtime_ns)
         _check(host, model, (), where)
         return
     _check(model, None, (), where)

@@ -1,0 +1,61 @@
+"""The `bioconv` command line: `bioconv models`, `bioconv study NAME`, `bioconv demo`."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _models(args) -> int:
+    from . import models
+    for name in models.available(args.kind):
+        m = models.load(name)
+        print(f"{name:20s} {m.kind:8s} {m.description}")
+    return 0
+
+
+def _study(args) -> int:
+    from .study import run_study
+    out = run_study(args.name, full=args.full, out=args.out, device=args.device)
+    print(f"\n{args.name}: results in {out.resolve()}")
+    print(f"  summary: {(out / 'summary.md').resolve()}")
+    for png in sorted(out.glob("*.png")):
+        print(f"  figure:  {png.resolve()}")
+    return 0
+
+
+def _demo(args) -> int:
+    args.name = "rate_validation"
+    rc = _study(args)
+    summary = (args.out or Path("results") / "rate_validation") / "summary.md"
+    print("\n" + Path(summary).read_text())
+    return rc
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="bioconv", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("models", help="list the models in equations/")
+    p.add_argument("--kind", choices=["neuron", "synapse"])
+    p.set_defaults(func=_models)
+    for name, fn, help_ in [("study", _study, "run a study from studies/"),
+                            ("demo", _demo, "the main job: run the rate_validation study and print its summary")]:
+        p = sub.add_parser(name, help=help_)
+        if name == "study":
+            p.add_argument("name", help="study name, e.g. rate_validation")
+        p.add_argument("--full", action="store_true", help="the full sweep instead of the quick settings")
+        p.add_argument("--out", type=Path, default=None, help="output folder (default results/NAME)")
+        p.add_argument("--device", choices=["cpp", "runtime"], default="cpp",
+                       help="Brian2 device: cpp (cpp_standalone, default) or runtime (numpy, slow)")
+        p.set_defaults(func=fn)
+    args = parser.parse_args(argv)
+    # Brian2 reports each integration-method choice at INFO; keep the console for results.
+    logging.getLogger("brian2").setLevel(logging.WARNING)
+    from brian2 import prefs
+    prefs.logging.console_log_level = "WARNING"
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

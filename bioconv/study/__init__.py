@@ -1,0 +1,42 @@
+"""Studies: one folder per study in studies/ (config.toml + README), the code that runs it here."""
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
+STUDIES = ("rate_validation",)
+
+
+def load_config(name: str, full: bool = False) -> dict:
+    """The ``quick`` (default) or ``full`` settings of study ``name`` from studies/NAME/config.toml."""
+    if name not in STUDIES:
+        raise ValueError(f"unknown study {name!r}; available: {', '.join(STUDIES)}")
+    path = STUDIES_DIR / name / "config.toml"
+    with open(path, "rb") as fh:
+        config = tomllib.load(fh)
+    mode = "full" if full else "quick"
+    if mode not in config:
+        raise ValueError(f"{path}: no [{mode}] settings")
+    return config[mode]
+
+
+def run_study(name: str, *, full: bool = False, out: Path | None = None, device: str = "cpp") -> Path:
+    """Run study ``name``; write tables (CSV), figures (PNG) and summary.md to ``out``; return it."""
+    cfg = load_config(name, full)
+    out = Path(out) if out else Path("results") / name
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    if name == "rate_validation":
+        from . import rate_report, rate_validation
+        tables = rate_validation.run(cfg, out, device=device, progress=tqdm)
+        rate_report.plot(tables, out)
+        (out / "summary.md").write_text(rate_report.summarize(tables, cfg))
+    (out / "run.json").write_text(json.dumps(dict(study=name, mode="full" if full else "quick", device=device,
+                                                  wall_s=round(time.perf_counter() - t0, 1), config=cfg),
+                                             indent=2))
+    return out
