@@ -17,7 +17,7 @@ def _models(args) -> int:
 
 def _study(args) -> int:
     from .study import run_study
-    out = run_study(args.name, full=args.full, out=args.out, device=args.device)
+    out = run_study(args.name, full=args.full, out=args.out, device=args.device, config=args.config)
     print(f"\n{args.name}: results in {out.resolve()}")
     print(f"  summary: {(out / 'summary.md').resolve()}")
     for png in sorted(out.glob("*.png")):
@@ -46,6 +46,8 @@ def main(argv=None) -> int:
             p.add_argument("name", help="study name, e.g. rate_validation")
         p.add_argument("--full", action="store_true", help="the full sweep instead of the quick settings")
         p.add_argument("--out", type=Path, default=None, help="output folder (default results/NAME)")
+        p.add_argument("--config", type=Path, default=None,
+                       help="settings file (default studies/NAME/config.toml)")
         p.add_argument("--device", choices=["cpp", "runtime"], default="cpp",
                        help="Brian2 device: cpp (cpp_standalone, default) or runtime (numpy, slow)")
         p.set_defaults(func=fn)

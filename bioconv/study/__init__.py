@@ -12,11 +12,12 @@ STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
 STUDIES = ("rate_validation",)
 
 
-def load_config(name: str, full: bool = False) -> dict:
-    """The ``quick`` (default) or ``full`` settings of study ``name`` from studies/NAME/config.toml."""
+def load_config(name: str, full: bool = False, path: Path | None = None) -> dict:
+    """The ``quick`` (default) or ``full`` settings of study ``name``, from studies/NAME/config.toml
+    or from the TOML file ``path`` (same layout)."""
     if name not in STUDIES:
         raise ValueError(f"unknown study {name!r}; available: {', '.join(STUDIES)}")
-    path = STUDIES_DIR / name / "config.toml"
+    path = Path(path) if path else STUDIES_DIR / name / "config.toml"
     with open(path, "rb") as fh:
         config = tomllib.load(fh)
     mode = "full" if full else "quick"
@@ -25,9 +26,10 @@ def load_config(name: str, full: bool = False) -> dict:
     return config[mode]
 
 
-def run_study(name: str, *, full: bool = False, out: Path | None = None, device: str = "cpp") -> Path:
+def run_study(name: str, *, full: bool = False, out: Path | None = None, device: str = "cpp",
+              config: Path | None = None) -> Path:
     """Run study ``name``; write tables (CSV), figures (PNG) and summary.md to ``out``; return it."""
-    cfg = load_config(name, full)
+    cfg = load_config(name, full, config)
     out = Path(out) if out else Path("results") / name
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
