@@ -16,7 +16,7 @@ from bioconv.errors import ModelError, ParameterError
 from bioconv.simulate import simulation_device
 
 LIF_EQUATIONS = ('equations = """\n'
-                 'dv/dt = (-gl*(v - EL) + I_syn + I_bias) / Cm : volt (unless refractory)\n'
+                 'dv/dt = int(not_refractory) * (-gl*(v - EL) + I_syn + I_bias) / Cm : volt\n'
                  '"""\n')
 LIF_RESET = ('[reset]\n'
              "# Seed 003's linear LIF: subtract the threshold-to-reset distance, keep the overshoot.\n"

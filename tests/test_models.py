@@ -192,3 +192,17 @@ def test_homeostatic_threshold_pulls_rate_to_target():
         plain_rate = sp.num_spikes / 6.0
     assert plain_rate > 40
     assert late == pytest.approx(20, rel=0.1)
+
+
+@pytest.mark.parametrize("tau_ref_ms, kept", [(0.0, True), (0.5, False)])
+def test_input_in_the_spike_step_is_kept_without_refractory_period(tau_ref_ms, kept):
+    # Jump of 24 mV at 1.0 ms fires the neuron at 1.1 ms, when a 10 mV jump arrives. With
+    # tau_ref = 0 that charge must count (conversion relies on it); with tau_ref > 0 it is lost.
+    with simulation_device("runtime", dt=0.1 * ms):
+        G = models.neuron_group(1, "perfect_integrator", "delta", Cm=100 * pF, v_th=20 * mV, v_reset=0 * mV,
+                                tau_ref=tau_ref_ms * ms, reset="linear")
+        src = SpikeGeneratorGroup(2, [0, 1], [1 * ms, 1.1 * ms])
+        S = models.synapses(src, G, "delta", i=[0, 1], j=[0, 0], w=[2.4, 1.0] * pcoulomb)
+        Network(G, src, S).run(1.5 * ms, namespace={})
+        v_end = float(G.v[0])
+    assert v_end == pytest.approx(0.014 if kept else 0.004, abs=1e-12)

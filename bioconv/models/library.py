@@ -360,7 +360,8 @@ def _check(neuron: NeuronModel, synapse: SynapseModel | None, options, where: st
             raise ModelError(f"{where}: field 'initial.{var}' names no state variable of the model")
         _guard(lambda: check_dimensions(expr, eqs.dimensions[var], variables), where, f"initial.{var}", "")
     if synapse is not None:
-        syn_vars = {f"{k}_post": v for k, v in variables.items() if k in eqs.names or k == "not_refractory"}
+        syn_vars = {f"{k}_post": v for k, v in variables.items()
+                    if k in eqs.names or k in ("not_refractory", "lastspike")}
         syn_vars.update({k: v for k, v in variables.items() if k not in eqs.names})
         syn_vars["w"] = Constant("w", 1.0, dimensions=synapse.weight_dim)
         _guard(lambda: check_units_statements(synapse.on_pre, syn_vars), where, "on_pre", "")

@@ -1,0 +1,242 @@
+"""`convert`: a trained torch network to a Brian2 SNN; `SNN.evaluate`: how far it departs from the ANN."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from brian2 import Hz, Network, defaultclock, ms, pF, mV, second, seed as brian_seed
+from tqdm.auto import tqdm
+
+from . import graph as G
+from .errors import BioconvError, ParameterError
+from .mapping import MappedNetwork, map_network
+from .normalize import Scales, activations, compute_scales, saturation
+from .simulate import simulation_device
+from .simulate.network import ENCODERS, build
+from .units import check_quantity
+
+
+def load_weights(model, path):
+    """Load a state dict or a checkpoint ({'state_dict': ...}) from ``path`` into ``model``, safely
+    (``torch.load(weights_only=True)``: no code from the file is run)."""
+    import torch
+
+    path = Path(path)
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except FileNotFoundError:
+        raise BioconvError(f"model file {str(path)!r} does not exist") from None
+    except Exception as err:  # pickle errors, zip errors: the file is not a plain weights file
+        raise BioconvError(f"model file {str(path)!r} cannot be loaded as weights only "
+                           f"(torch.load(weights_only=True)): {type(err).__name__}: {err}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise BioconvError(f"model file {str(path)!r} holds a {type(state).__name__}, not a state dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise BioconvError(f"model file {str(path)!r} does not fit {type(model).__name__}: {err}") from None
+    return model.eval()
+
+
+def convert(model, calibration, *, input_shape=None, normalization="p99.9", Cm=100 * pF, v_th=20 * mV,
+            tau_ref=0 * ms, rate_max=200 * Hz, synapse="delta", tau_s=5 * ms, bias="current", reset="linear",
+            leak_rule="mean_potential", readout="count") -> "SNN":
+    """Convert a torch ReLU network into a spiking network of LIF membranes.
+
+    ``calibration``: inputs (N, *input_shape) for data-based normalization. ``normalization``: 'max',
+    'pXX.X' (default p99.9), a number, or a dict of per-population scales. The physical parameters
+    and strategies are described in `bioconv.mapping`.
+    """
+    calibration = np.asarray(calibration, dtype=np.float64)
+    if calibration.ndim < 2 or len(calibration) == 0:
+        raise BioconvError(f"calibration data must be a non-empty batch (N, ...), got shape {calibration.shape}")
+    graph = G.from_torch(model, input_shape or calibration.shape[1:])
+    pops = G.populations(graph)
+    acts = activations(graph, pops, calibration)
+    scales = compute_scales(pops, acts, normalization)
+    mapped = map_network(pops, scales, Cm=Cm, v_th=v_th, tau_ref=tau_ref, rate_max=rate_max, synapse=synapse,
+                         tau_s=tau_s, bias=bias, reset=reset, leak_rule=leak_rule, readout=readout)
+    return SNN(graph, pops, mapped, acts)
+
+
+@dataclass
+class EvaluationResult:
+    """What `SNN.evaluate` measured. Rates in Hz, times in seconds."""
+
+    accuracy: float
+    ann_accuracy: float
+    agreement: float
+    layer_correlation: dict[str, float]
+    scatter: dict[str, tuple[np.ndarray, np.ndarray]]  # population -> (ANN target rate, SNN rate), subsampled
+    times: np.ndarray
+    accuracy_vs_time: np.ndarray
+    agreement_vs_time: np.ndarray
+    synaptic_events: int
+    no_output_fraction: float
+    n_samples: int
+    duration: float
+    dt: float
+    settings: dict = field(default_factory=dict)
+    error_terms: dict | None = None  # population -> {'bias2', 'variance'} (several seeds)
+    wall_s: float = 0.0
+
+    def summary(self) -> dict:
+        return dict(accuracy=self.accuracy, ann_accuracy=self.ann_accuracy, agreement=self.agreement,
+                    n_samples=self.n_samples, duration_s=self.duration, dt_s=self.dt,
+                    synaptic_events=self.synaptic_events, no_output_fraction=self.no_output_fraction,
+                    min_layer_correlation=min(self.layer_correlation.values()), wall_s=self.wall_s, **self.settings)
+
+
+class SNN:
+    """A converted network: the imported graph, its populations and their mapped physical parameters."""
+
+    def __init__(self, graph: G.LayerGraph, pops: list[G.Population], mapped: MappedNetwork, calibration_acts):
+        self.graph, self.populations, self.mapped = graph, pops, mapped
+        self._calibration_acts = calibration_acts
+
+    @property
+    def scales(self) -> Scales:
+        return self.mapped.scales
+
+    def table(self) -> str:
+        """Every layer's mapped parameters with units."""
+        return self.mapped.table()
+
+    def saturation(self, dt=0.1 * ms) -> dict[str, float]:
+        """Fraction of units per population whose calibration target rate comes within 10 % of the
+        lower of 1/tau_ref and 1/dt."""
+        tau_ref = float(self.mapped.populations[-1].params.get("tau_ref", 0 * ms))
+        cap = min(1 / tau_ref if tau_ref > 0 else np.inf, 1 / float(dt))
+        return saturation(self.populations, self._calibration_acts, self.scales, float(self.mapped.rate_max), cap)
+
+    def target_rates(self, x) -> dict[str, np.ndarray]:
+        """The rate (Hz) each unit should fire at for inputs ``x``: normalized ANN activation x rate_max."""
+        acts = activations(self.graph, self.populations, np.asarray(x, dtype=np.float64))
+        r = float(self.mapped.rate_max)
+        return {name: np.maximum(a, 0) / self.scales.values[name] * r for name, a in acts.items()}
+
+    def evaluate(self, x, y, *, duration=200 * ms, dt=0.1 * ms, encoder="regular", device="cpp", batch=50,
+                 seeds=(0,), time_points=20, threads=0, progress=True, scatter_points=2000) -> EvaluationResult:
+        """Simulate the SNN on inputs ``x`` (N, *input_shape) with labels ``y`` (N,).
+
+        Samples run ``batch`` at a time as disjoint copies in one network. With several ``seeds``
+        (Poisson encoding) each sample runs once per seed, and the error of each layer's rates is
+        split into bias and variance (FORMULAS §6).
+        """
+        duration = check_quantity(duration, second.dim, "duration", "SNN.evaluate", positive=True)
+        dt = check_quantity(dt, second.dim, "dt", "SNN.evaluate", positive=True)
+        if encoder not in ENCODERS:
+            raise ParameterError(f"SNN.evaluate: encoder must be one of {ENCODERS}, got {encoder!r}")
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y)
+        if len(x) != len(y):
+            raise BioconvError(f"SNN.evaluate: {len(x)} inputs but {len(y)} labels")
+        t0 = time.perf_counter()
+        targets = self.target_rates(x)
+        logits = self.graph.forward(x)[self.graph.output].reshape(len(x), -1)
+        ann_pred = logits.argmax(1)
+        T, step = float(duration), float(dt)
+        times = np.linspace(T / time_points, T, time_points)
+        names = [p.name for p in self.mapped.populations]
+        counts = {s: {n: [] for n in names} for s in seeds}
+        readout_scores = {s: [] for s in seeds}  # (B, n_times, n_out)
+        events = 0
+        out_name = names[-1]
+        jobs = [(s, k) for s in seeds for k in range(0, len(x), batch)]
+        bar = tqdm(jobs, desc="evaluate", unit="batch", disable=not progress)
+        for s, k in bar:
+            xb = x[k:k + batch]
+            rates_in = targets[names[0]][k:k + batch]
+            with simulation_device(device, dt=dt, threads=threads):
+                brian_seed(s)
+                built = build(self.mapped, rates_in, encoder=encoder,
+                              record_output_every=duration / time_points)
+                Network(*built.objects).run(duration, namespace={})
+                for p in self.mapped.populations:
+                    if p.name not in built.spikes:
+                        continue
+                    mon = built.spikes[p.name]
+                    c = np.bincount(np.asarray(mon.i), minlength=len(xb) * p.size).reshape(len(xb), p.size)
+                    counts[s][p.name].append(c)
+                    events += int(np.dot(c.sum(0), self._out_degree(p.name)))
+                readout_scores[s].append(self._scores(built, len(xb), times, out_name))
+        result = self._metrics(x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step,
+                               scatter_points)
+        result.synaptic_events = events
+        result.settings = dict(encoder=encoder, device=device, batch=batch, seeds=list(seeds),
+                               rate_max_hz=float(self.mapped.rate_max), bias=self.mapped.bias,
+                               reset=self.mapped.reset, synapse=self.mapped.synapse, readout=self.mapped.readout,
+                               normalization=self.scales.method)
+        result.wall_s = time.perf_counter() - t0
+        return result
+
+    def _out_degree(self, name: str) -> np.ndarray:
+        n = next(p.size for p in self.mapped.populations if p.name == name)
+        deg = np.zeros(n)
+        for p in self.mapped.populations:
+            for q in p.projections:
+                if q.source == name:
+                    deg += np.bincount(q.i, minlength=n)
+            if p.kind == "maxpool" and p.projections[0].source == name:
+                deg += (p.pool_groups >= 0)
+        return deg
+
+    def _scores(self, built, B, times, out_name):
+        """Readout score (B, n_times, n_out): higher wins."""
+        n_out = self.mapped.populations[-1].size
+        if self.mapped.readout == "potential":
+            v = np.asarray(built.output_state.v).reshape(B, n_out, -1)  # (units, samples in time)
+            t_rec = np.asarray(built.output_state.t)
+            idx = np.clip(np.searchsorted(t_rec, times - 1e-12) , 0, len(t_rec) - 1)
+            return np.transpose(v[:, :, idx], (0, 2, 1))
+        mon = built.spikes[out_name]
+        i, t = np.asarray(mon.i), np.asarray(mon.t)
+        sample, unit = i // n_out, i % n_out
+        scores = np.zeros((B, len(times), n_out))
+        if self.mapped.readout == "count":
+            for k, tk in enumerate(times):
+                sel = t <= tk + 1e-12
+                np.add.at(scores[:, k], (sample[sel], unit[sel]), 1)
+        else:  # first_spike: earlier is better; no spike scores -inf
+            first = np.full((B, n_out), np.inf)
+            np.minimum.at(first, (sample, unit), t)
+            for k, tk in enumerate(times):
+                scores[:, k] = np.where(first <= tk, -first, -np.inf)
+        return scores
+
+    def _metrics(self, x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step, scatter_points):
+        s0 = seeds[0]
+        scores = np.concatenate(readout_scores[s0])
+        final = scores[:, -1]
+        silent = ~np.isfinite(final).any(1) if self.mapped.readout == "first_spike" else (final == final.max(1, keepdims=True)).all(1)
+        pred = final.argmax(1)
+        pred_t = scores.argmax(2)
+        rates = {s: {n: np.concatenate(c) / T for n, c in counts[s].items() if c} for s in seeds}
+        corr, scatter = {}, {}
+        rng = np.random.default_rng(0)
+        for name, r in rates[s0].items():
+            tgt = targets[name].reshape(r.shape) if name in targets else None
+            if tgt is None:
+                continue
+            a, b = tgt.ravel(), r.ravel()
+            corr[name] = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+            pick = rng.choice(len(a), size=min(scatter_points, len(a)), replace=False)
+            scatter[name] = (a[pick], b[pick])
+        terms = None
+        if len(seeds) > 1:
+            terms = {}
+            for name in rates[s0]:
+                stack = np.stack([rates[s][name] for s in seeds])  # (seeds, N, units)
+                tgt = targets[name].reshape(stack.shape[1:])
+                terms[name] = dict(bias2=float(np.mean((stack.mean(0) - tgt) ** 2)),
+                                   variance=float(np.mean(stack.var(0, ddof=1))))
+        return EvaluationResult(
+            accuracy=float(np.mean(pred == y)), ann_accuracy=float(np.mean(ann_pred == y)),
+            agreement=float(np.mean(pred == ann_pred)), layer_correlation=corr, scatter=scatter, times=times,
+            accuracy_vs_time=(pred_t == y[:, None]).mean(0), agreement_vs_time=(pred_t == ann_pred[:, None]).mean(0),
+            synaptic_events=0, no_output_fraction=float(np.mean(silent)), n_samples=len(x), duration=T, dt=step,
+            error_terms=terms)

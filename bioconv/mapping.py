@@ -1,0 +1,159 @@
+"""Map a normalized LayerGraph onto LIF membranes with physical parameters (seed 003 Table VII; FORMULAS §3, §5).
+
+With activation 1 coded as rate ``rate_max`` and the linear-LIF law ``f = k (sum_i q_i f_i + I)``,
+``k = 1/(v_th Cm)``, a ReLU unit ``a_t = max(0, sum_s W'_ts a_s + b'_t)`` (normalized weights) maps to:
+
+- synaptic charge ``q_ts = W'_ts v_th Cm`` (delta kernel) or the kernel amplitude with that charge
+  (``q / tau_s`` for exponential and alpha kernels);
+- bias current ``I_t = b'_t rate_max v_th Cm``, realised by the bias strategy:
+  ``current`` (a constant current, leak-free membrane), ``neuron`` (a regular bias spike source at
+  ``rate_max`` with charge ``I_t / rate_max``), or ``leak`` (negative biases as a leak conductance
+  ``gl = -I_t / V_eff`` with the resting potential at reset, positive ones as current). ``V_eff`` is
+  ``v_th`` for Table VII's small-input form (``b = -gl v_th``, the firing onset) or ``v_th / 2``
+  (``leak_rule="mean_potential"``: the leak current at the mean of a sawtooth from reset to threshold,
+  which is what the linear regime loses; see the rate_validation study).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from brian2 import Hz, Quantity, amp, coulomb, farad, mV, ms, pF, second, siemens, volt
+
+from . import analysis, models
+from .errors import ParameterError
+from .graph import Population
+from .normalize import Scales
+from .units import check_quantity
+
+BIAS_STRATEGIES = ("leak", "current", "neuron")
+RESETS = ("linear", "value")
+LEAK_RULES = ("table7", "mean_potential")
+
+
+@dataclass
+class MappedProjection:
+    source: str
+    i: np.ndarray  # presynaptic index within the source population
+    j: np.ndarray  # postsynaptic index within the target population
+    w: Quantity    # kernel weight per synapse, in the synapse model's weight unit
+
+
+@dataclass
+class MappedPopulation:
+    name: str
+    kind: str  # input | relu | maxpool | output
+    shape: tuple
+    neuron: str | None = None
+    params: dict = field(default_factory=dict)  # name -> Quantity (scalar or one per unit)
+    projections: list[MappedProjection] = field(default_factory=list)
+    bias_weight: Quantity | None = None  # per unit, from the bias source ('neuron' bias strategy)
+    pool_groups: np.ndarray | None = None
+    scale: float = 1.0
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class MappedNetwork:
+    populations: list[MappedPopulation]
+    synapse: str
+    synapse_params: dict
+    rate_max: Quantity
+    bias: str
+    reset: str
+    readout: str
+    scales: Scales
+
+    def population(self, name: str) -> MappedPopulation:
+        return next(p for p in self.populations if p.name == name)
+
+    def table(self) -> str:
+        """Every population's mapped parameters with units (ranges where they vary per unit)."""
+        rows = [f"{'population':14s} {'kind':8s} {'units':>7s} {'scale':>9s} {'synapses':>9s} parameters"]
+        for p in self.populations:
+            n_syn = sum(len(q.i) for q in p.projections)
+            desc = [f"{k}={_fmt(v)}" for k, v in p.params.items()]
+            if p.projections:
+                w = Quantity(np.concatenate([np.asarray(q.w) for q in p.projections]), dim=p.projections[0].w.dim)
+                desc.append(f"w={_fmt(w)}")
+            if p.bias_weight is not None:
+                desc.append(f"bias_w={_fmt(p.bias_weight)}")
+            rows.append(f"{p.name:14s} {p.kind:8s} {p.size:7d} {p.scale:9.4g} {n_syn:9d} " + ", ".join(desc))
+        rows.append(f"synapse={self.synapse} {self.synapse_params}, rate_max={self.rate_max}, bias={self.bias}, "
+                    f"reset={self.reset}, readout={self.readout}, normalization={self.scales.method}")
+        return "\n".join(rows)
+
+
+def _fmt(q) -> str:
+    arr = np.asarray(q)
+    if arr.ndim == 0 or arr.size == 1 or np.all(arr == arr.flat[0]):
+        return str(Quantity(arr.flat[0], dim=q.dim)) if hasattr(q, "dim") else str(arr.flat[0])
+    lo, hi = Quantity(arr.min(), dim=q.dim), Quantity(arr.max(), dim=q.dim)
+    return f"[{lo}, {hi}]"
+
+
+def map_network(pops: list[Population], scales: Scales, *, Cm=100 * pF, v_th=20 * mV, tau_ref=0 * ms,
+                rate_max=200 * Hz, synapse="delta", tau_s=5 * ms, bias="current", reset="linear",
+                leak_rule="mean_potential", readout="count") -> MappedNetwork:
+    """Physical parameters for every population (see the module docstring for the relations)."""
+    owner = "bioconv.mapping"
+    Cm = check_quantity(Cm, farad.dim, "Cm", owner, positive=True)
+    v_th = check_quantity(v_th, volt.dim, "v_th", owner, positive=True)
+    tau_ref = check_quantity(tau_ref, second.dim, "tau_ref", owner, nonnegative=True)
+    rate_max = check_quantity(rate_max, Hz.dim, "rate_max", owner, positive=True)
+    for value, allowed, name in ((bias, BIAS_STRATEGIES, "bias"), (reset, RESETS, "reset"),
+                                 (leak_rule, LEAK_RULES, "leak_rule"), (readout, ("count", "potential", "first_spike"),
+                                                                       "readout")):
+        if value not in allowed:
+            raise ParameterError(f"{owner}: {name} must be one of {allowed}, got {value!r}")
+    if np.any(np.asarray(tau_ref) * np.asarray(rate_max) >= 1):
+        raise ParameterError(f"{owner}: rate_max ({rate_max}) must stay below 1/tau_ref ({1 / tau_ref})")
+    syn = models.load(synapse)
+    if syn.kind != "synapse":
+        raise ParameterError(f"{owner}: {synapse!r} is not a synapse model")
+    if syn.conductance:
+        raise ParameterError(f"{owner}: synapse {synapse!r} is conductance-based; its effective weight depends on V, "
+                             f"so it has no exact linear-LIF mapping (FORMULAS §4)")
+    syn_params = {} if syn.kernel == "delta" else {"tau_s": check_quantity(tau_s, second.dim, "tau_s", owner,
+                                                                             positive=True)}
+    charge_unit = v_th * Cm  # charge that moves V from reset to threshold
+    lam = scales.values
+    mapped = []
+    for p in pops:
+        mp = MappedPopulation(p.name, p.kind, p.shape, pool_groups=p.pool_groups, scale=lam[p.name])
+        mapped.append(mp)
+        if p.kind in ("input", "maxpool"):
+            if p.kind == "maxpool":
+                mp.projections = [MappedProjection(p.projections[0].source, np.zeros(0, int), np.zeros(0, int),
+                                                   Quantity(np.zeros(0), dim=syn.weight_dim))]
+            continue
+        for proj in p.projections:
+            m = proj.matrix.tocoo()
+            w_norm = m.data * lam[proj.source] / lam[p.name]
+            q = w_norm * charge_unit
+            w = analysis.kernel_weight_for_charge(syn.kernel, q, syn_params.get("tau_s"))
+            mp.projections.append(MappedProjection(proj.source, m.col.astype(np.int64), m.row.astype(np.int64), w))
+        bias_norm = np.zeros(p.size) if p.bias is None else p.bias / lam[p.name]
+        current = Quantity(bias_norm * float(rate_max * charge_unit / amp), dim=amp.dim)
+        base = dict(Cm=Cm, v_th=v_th, v_reset=0 * mV, tau_ref=tau_ref)
+        if p.kind == "output" and readout == "potential":
+            # A non-firing readout: the membrane integrates its input; threshold out of reach.
+            base["v_th"] = v_th * 1e9
+        if bias == "leak":
+            v_eff = v_th if leak_rule == "table7" else v_th / 2
+            negative = np.asarray(current) < 0
+            gl = Quantity(np.where(negative, -np.asarray(current) / float(v_eff), 0.0), dim=siemens.dim)
+            mp.neuron = "conductance_lif"
+            mp.params = dict(base, gl=gl, EL=0 * mV, I_bias=Quantity(np.where(negative, 0.0, np.asarray(current)),
+                                                                        dim=amp.dim))
+        elif bias == "current":
+            mp.neuron = "perfect_integrator"
+            mp.params = dict(base, I_bias=current)
+        else:
+            mp.neuron = "perfect_integrator"
+            mp.params = dict(base)
+            mp.bias_weight = analysis.kernel_weight_for_charge(syn.kernel, current / rate_max, syn_params.get("tau_s"))
+    return MappedNetwork(mapped, synapse, syn_params, rate_max, bias, reset, readout, scales)

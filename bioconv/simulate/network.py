@@ -1,0 +1,151 @@
+"""Build a MappedNetwork in Brian2 for B input samples at once, as B disjoint copies.
+
+Copy ``b`` of a population of ``n`` units occupies indices ``b*n .. b*n + n-1`` of its NeuronGroup;
+projections are block-diagonal: each is connected once, with vectorized index arrays.
+
+Max pooling is a spiking gate (Rueckauer et al. 2017): every source unit of a pooling window counts
+its spikes; a spike passes to the window's gate neuron only if its unit's count is the window's
+highest so far, and the gate relays it (one step later) to the next layer. The gate's rate therefore
+follows the most active input, which is what max pooling of rates asks for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from brian2 import Hz, NeuronGroup, Quantity, SpikeMonitor, StateMonitor, Synapses, amp
+
+from .. import models
+from ..mapping import MappedNetwork
+
+ENCODERS = ("regular", "poisson", "current")
+
+
+@dataclass
+class BuiltNetwork:
+    objects: list
+    groups: dict        # population name -> NeuronGroup (input: the encoder's group, absent for 'current')
+    spikes: dict        # population name -> SpikeMonitor
+    n_copies: int
+    output_state: StateMonitor | None = None
+
+
+def input_group(n: int, encoder: str, rates_hz: np.ndarray, name: str) -> NeuronGroup:
+    """Input spike sources with per-unit rates (Hz): regular (seed 003 eq. 15) or Poisson."""
+    if encoder == "regular":
+        # A phase oscillator fires at j / rate for j = 1, 2, ...: exact regular trains on the grid.
+        g = NeuronGroup(n, "rate : Hz (constant)\ndphase/dt = rate : 1", threshold="phase >= 1",
+                        reset="phase -= 1", method="euler", name=name)
+    elif encoder == "poisson":
+        g = NeuronGroup(n, "rate : Hz (constant)", threshold="rand() < rate*dt", name=name)
+    else:
+        raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+    g.rate = rates_hz * Hz
+    return g
+
+
+def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", record_output_every=None) -> BuiltNetwork:
+    """Create the Brian2 objects for ``B = len(x_rates)`` samples; ``x_rates`` (B, n_input) in Hz.
+
+    Must be called inside `bioconv.simulate.simulation_device`. Returns the objects to run and the
+    monitors to read.
+    """
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+    B = len(x_rates)
+    groups, spikes, objects = {}, {}, []
+    syn_model = models.load(net.synapse)
+    input_pop = net.populations[0]
+    extra_current = {}
+    if encoder == "current":
+        # No input spikes: each first-layer unit receives the mean current its inputs would bring.
+        for p in net.populations:
+            for q in p.projections:
+                if q.source == input_pop.name:
+                    charge = np.asarray(q.w) * (1.0 if syn_model.kernel == "delta" else
+                                                float(net.synapse_params["tau_s"]))
+                    cur = np.zeros((B, p.size))
+                    for b in range(B):
+                        np.add.at(cur[b], q.j, charge * x_rates[b, q.i])
+                    extra_current[p.name] = extra_current.get(p.name, 0) + cur
+    else:
+        g = input_group(B * input_pop.size, encoder, np.asarray(x_rates, dtype=float).ravel(), "pop_input")
+        groups[input_pop.name] = g
+    bias_source = None
+    for p in net.populations[1:]:
+        if p.kind == "maxpool":
+            groups[p.name] = _maxpool_gate(p, B, groups, objects)
+            continue
+        params = {k: _tile(v, B, p.size) for k, v in p.params.items()}
+        if p.name in extra_current:
+            base = np.broadcast_to(np.asarray(params.get("I_bias", 0 * amp), dtype=float), (B * p.size,))
+            params["I_bias"] = Quantity(base + extra_current[p.name].ravel(), dim=amp.dim)
+        method = None
+        if p.neuron == "conductance_lif" and np.any(np.asarray(params["gl"]) == 0):
+            method = "rk4"  # exact integration of the leaky membrane divides by gl (units with gl = 0 here)
+        g = models.neuron_group(B * p.size, p.neuron, net.synapse, reset=net.reset, method=method,
+                                name=f"pop_{_safe(p.name)}", **net.synapse_params, **params)
+        groups[p.name] = g
+        for k, q in enumerate(p.projections):
+            if q.source == input_pop.name and encoder == "current":
+                continue
+            src = groups[q.source]
+            n_src = int(np.prod(net.population(q.source).shape))
+            i = (q.i[None, :] + n_src * np.arange(B)[:, None]).ravel()
+            j = (q.j[None, :] + p.size * np.arange(B)[:, None]).ravel()
+            w = Quantity(np.tile(np.asarray(q.w), B), dim=q.w.dim)
+            objects.append(models.synapses(src, g, net.synapse, i=i, j=j, w=w,
+                                           name=f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}"))
+        if p.bias_weight is not None:
+            if bias_source is None:
+                bias_source = input_group(1, "regular", np.array([float(net.rate_max)]), "bias_source")
+                objects.append(bias_source)
+            nz = np.flatnonzero(np.asarray(p.bias_weight))
+            if len(nz):
+                j = (nz[None, :] + p.size * np.arange(B)[:, None]).ravel()
+                w = Quantity(np.tile(np.asarray(p.bias_weight)[nz], B), dim=p.bias_weight.dim)
+                objects.append(models.synapses(bias_source, g, net.synapse, i=np.zeros(len(j), int), j=j, w=w,
+                                               name=f"syn_bias_to_{_safe(p.name)}"))
+    for name, g in groups.items():
+        spikes[name] = SpikeMonitor(g, name=f"spikes_{_safe(name)}")
+    objects += list(groups.values()) + list(spikes.values())
+    state = None
+    if net.readout == "potential":
+        out = groups[net.populations[-1].name]
+        state = StateMonitor(out, "v", record=True, dt=record_output_every)
+        objects.append(state)
+    return BuiltNetwork(objects, groups, spikes, B, state)
+
+
+def _maxpool_gate(p, B, groups, objects) -> NeuronGroup:
+    source_name = p.projections[0].source
+    src = groups[source_name]
+    n_windows = p.size
+    gate = NeuronGroup(B * n_windows, "maxc : 1\nfire : 1", threshold="fire > 0.5", reset="fire = 0",
+                       name=f"pop_{_safe(p.name)}")
+    member = np.flatnonzero(p.pool_groups >= 0)
+    n_src = len(p.pool_groups)
+    i = (member[None, :] + n_src * np.arange(B)[:, None]).ravel()
+    j = (p.pool_groups[member][None, :] + n_windows * np.arange(B)[:, None]).ravel()
+    # The synapse's own counter is its source unit's spike count (one synapse per unit). A spike
+    # passes when it lifts its unit's count above the window's running maximum, so the gate emits
+    # exactly max_u N_u(t) spikes: the max of the counts, ties passing once.
+    s = Synapses(src, gate, model="c : 1", on_pre="""
+        c += 1
+        fire_post = fire_post + (1 - fire_post) * int(c > maxc_post)
+        maxc_post = maxc_post + (c - maxc_post) * int(c > maxc_post)
+        """, name=f"gate_{_safe(source_name)}_to_{_safe(p.name)}")
+    s.connect(i=i.astype(np.int32), j=j.astype(np.int32))
+    objects.append(s)
+    return gate
+
+
+def _tile(v, B, n):
+    arr = np.asarray(v)
+    if arr.ndim == 0:
+        return v
+    return Quantity(np.tile(arr, B), dim=v.dim)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)

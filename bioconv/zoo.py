@@ -1,0 +1,125 @@
+"""Reference networks: trained once on the shipped MNIST subset (seeded), cached, reloaded safely.
+
+- ``mnist_mlp``: 784-256-128-10 with biases, batch norm after each hidden linear layer, dropout.
+- ``mnist_convnet``: seed 003 Table V: conv 12@5x5, max-pool 2, conv 64@5x5, max-pool 2, FC 100,
+  FC 10, no biases.
+
+The cache lives in $BIOCONV_CACHE (default ~/.cache/bioconv)/zoo; a model is a state dict loaded
+with ``torch.load(..., weights_only=True)`` plus a JSON file with its training record.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import data
+
+ZOO_VERSION = 2  # bump when an architecture or its training changes: old caches are then ignored
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("BIOCONV_CACHE", Path.home() / ".cache" / "bioconv")) / "zoo"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.2),
+        nn.Linear(256, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.2),
+        nn.Linear(128, 10),
+    )
+
+
+def convnet() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 12, 5, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(12, 64, 5, bias=False), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 4 * 4, 100, bias=False), nn.ReLU(),
+        nn.Linear(100, 10, bias=False),
+    )
+
+
+_ARCHS = {"mnist_mlp": (mlp, dict(epochs=30, lr=1e-3, weight_decay=1e-4)),
+          "mnist_convnet": (convnet, dict(epochs=30, lr=1e-3, weight_decay=1e-4))}
+
+
+def mnist_mlp(retrain: bool = False) -> nn.Module:
+    return _get("mnist_mlp", retrain)
+
+
+def mnist_convnet(retrain: bool = False) -> nn.Module:
+    return _get("mnist_convnet", retrain)
+
+
+def record(name: str) -> dict:
+    """Training record (accuracies, seed, epochs, time) of a cached reference network."""
+    path = cache_dir() / f"{name}-v{ZOO_VERSION}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _get(name: str, retrain: bool) -> nn.Module:
+    build, hyper = _ARCHS[name]
+    weights = cache_dir() / f"{name}-v{ZOO_VERSION}.pt"
+    model = build()
+    if weights.exists() and not retrain:
+        model.load_state_dict(torch.load(weights, weights_only=True))
+        return model.eval()
+    rec = train(model, data.mnist_subset(), seed=0, **hyper)
+    tmp = weights.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(weights)  # atomic: a concurrent reader never sees half a file
+    (cache_dir() / f"{name}-v{ZOO_VERSION}.json").write_text(json.dumps(rec, indent=2))
+    return model.eval()
+
+
+def train(model: nn.Module, split: data.Split, *, seed: int, epochs: int, lr: float, weight_decay: float,
+          batch_size: int = 64) -> dict:
+    """Seeded Adam training with a cosine learning-rate schedule; returns the training record."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    for m in model.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    x = torch.from_numpy(split.x_train)
+    y = torch.from_numpy(split.y_train)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        order = torch.from_numpy(rng.permutation(len(x)))
+        for k in range(0, len(x), batch_size):
+            idx = order[k:k + batch_size]
+            xb = _augment(x[idx], rng)
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(xb), y[idx])
+            loss.backward()
+            opt.step()
+        sched.step()
+    model.eval()
+    return dict(dataset=split.name, seed=seed, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                train_accuracy=accuracy(model, split.x_train, split.y_train),
+                test_accuracy=accuracy(model, split.x_test, split.y_test),
+                train_seconds=round(time.perf_counter() - t0, 1), torch=torch.__version__)
+
+
+def _augment(xb: torch.Tensor, rng) -> torch.Tensor:
+    """Random shifts of up to 2 pixels: the subset is small, and shifts are what MNIST varies by."""
+    dx, dy = rng.integers(-2, 3, size=2)
+    return torch.roll(xb, shifts=(int(dy), int(dx)), dims=(2, 3))
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    model.eval()
+    pred = model(torch.from_numpy(x)).argmax(1).numpy()
+    return float((pred == y).mean())

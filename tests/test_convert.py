@@ -1,0 +1,257 @@
+"""Converter: import, composition into populations, per-layer equivalence with the ANN, bad input."""
+import numpy as np
+import pytest
+import torch
+from brian2 import Hz, mV, ms, pF, second
+from torch import nn
+
+from bioconv import graph as G
+from bioconv.convert import convert, load_weights
+from bioconv.errors import BioconvError, ParameterError
+
+torch.manual_seed(0)
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.avg = nn.AvgPool2d(2)
+        self.fc = nn.Linear(16, 5)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        a = torch.relu(self.bn(self.c1(x)))
+        b = nn.functional.relu(self.c2(a) + a)
+        b = self.avg(self.pool(b))
+        return self.fc(self.drop(torch.flatten(b, 1)))
+
+
+def _randomize_bn(bn):
+    bn.running_mean.uniform_(-0.5, 0.5)
+    bn.running_var.uniform_(0.5, 2.0)
+    bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.uniform_(-0.2, 0.2)
+
+
+def test_import_matches_torch_and_populations_compose_exactly():
+    m = Residual()
+    _randomize_bn(m.bn)
+    m.eval()
+    g = G.from_torch(m, (2, 8, 8))
+    assert [n.op for n in g.nodes] == ["input", "conv2d", "relu", "conv2d", "add", "relu", "maxpool2d",
+                                       "avgpool2d", "flatten", "linear"]  # BN folded, dropout dropped
+    x = np.random.default_rng(1).random((3, 2, 8, 8))
+    acts = g.forward(x)
+    with torch.no_grad():
+        ref = m(torch.tensor(x, dtype=torch.float32)).numpy()
+    assert np.allclose(acts[g.output], ref, atol=1e-5)
+    pops = G.populations(g)
+    assert [p.kind for p in pops] == ["input", "relu", "relu", "maxpool", "output"]
+    a = {p.name: acts[p.name].reshape(3, -1) for p in pops}
+    for p in pops:
+        if p.kind in ("relu", "output"):
+            z = sum(a[q.source] @ q.matrix.T for q in p.projections) + p.bias
+            z = np.maximum(z, 0) if p.kind == "relu" else z
+            assert np.allclose(z, a[p.name], atol=1e-12), p.name
+        elif p.kind == "maxpool":
+            src = a[p.projections[0].source]
+            pooled = np.stack([src[:, p.pool_groups == k].max(1) for k in range(p.size)], 1)
+            assert np.array_equal(pooled, a[p.name])
+    # The residual population's input from the first ReLU merges the identity path and conv c2.
+    res = pops[2]
+    assert len(res.projections) == 1 and res.projections[0].source == pops[1].name
+
+
+@pytest.mark.parametrize("layer, message", [
+    (nn.Sigmoid(), "layer type Sigmoid is not supported"),
+    (nn.Conv2d(1, 2, 3, groups=1, dilation=2), "dilation=1"),
+    (nn.Hardtanh(0, 1), "layer type Hardtanh is not supported"),
+    (nn.LeakyReLU(), "layer type LeakyReLU is not supported"),
+])
+def test_unsupported_layer_names_node_and_type(layer, message):
+    m = nn.Sequential(nn.Conv2d(1, 1, 1), layer, nn.Flatten())
+    with pytest.raises(G.UnsupportedLayerError, match=rf"node '1' \({type(layer).__name__}\).*{message}"):
+        G.from_torch(m, (1, 6, 6))
+
+
+def test_unsupported_function_names_node():
+    class M(nn.Module):
+        def forward(self, x):
+            return torch.sigmoid(x)
+    with pytest.raises(G.UnsupportedLayerError, match=r"node 'sigmoid' .*sigmoid is not supported"):
+        G.from_torch(M(), (3,))
+
+
+def test_batchnorm_must_follow_a_weighted_layer():
+    m = nn.Sequential(nn.Flatten(), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    with pytest.raises(G.UnsupportedLayerError, match=r"node '2' \(BatchNorm1d\): batch norm must directly follow"):
+        G.from_torch(m.eval(), (4,))
+
+
+def test_nan_weights_are_refused():
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with torch.no_grad():
+        m[2].weight[0, 0] = float("nan")
+    with pytest.raises(BioconvError, match=r"node '2' \(linear\): parameter 'weight' holds NaN"):
+        G.from_torch(m, (4,))
+
+
+def test_model_files_load_weights_only(tmp_path):
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    ok = tmp_path / "ok.pt"
+    torch.save({"state_dict": m.state_dict()}, ok)
+    fresh = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    load_weights(fresh, ok)
+    assert torch.equal(fresh[0].weight, m[0].weight)
+    # A pickled module is code, not weights: refused by weights_only loading.
+    bad = tmp_path / "module.pt"
+    torch.save(m, bad)
+    with pytest.raises(BioconvError, match=r"module.pt.*cannot be loaded as weights only"):
+        load_weights(fresh, bad)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch file")
+    with pytest.raises(BioconvError, match=r"garbage.pt.*cannot be loaded"):
+        load_weights(fresh, garbage)
+    with pytest.raises(BioconvError, match=r"missing.pt.*does not exist"):
+        load_weights(fresh, tmp_path / "missing.pt")
+    other = tmp_path / "other.pt"
+    torch.save(nn.Linear(5, 5).state_dict(), other)
+    with pytest.raises(BioconvError, match=r"other.pt.*does not fit Sequential"):
+        load_weights(fresh, other)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(Cm=100.0), r"'Cm' needs units of farad"),
+    (dict(v_th=-20 * mV), r"'v_th' must be positive"),
+    (dict(tau_ref=-1 * ms), r"'tau_ref' must not be negative"),
+    (dict(rate_max=200), r"'rate_max' needs units of hertz"),
+    (dict(tau_ref=10 * ms, rate_max=200 * Hz), r"rate_max .* must stay below 1/tau_ref"),
+    (dict(bias="magic"), r"bias must be one of"),
+    (dict(synapse="alpha_conductance"), r"conductance-based"),
+    (dict(normalization="p200"), r"normalization: method must be"),
+])
+def test_bad_conversion_parameters(kwargs, message):
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with pytest.raises((ParameterError, BioconvError), match=message):
+        convert(m, np.random.default_rng(0).random((20, 4)), **kwargs)
+
+
+# --- per-layer equivalence: SNN counts vs ANN activations within the counting bound ---------------
+
+T = 2.0  # seconds: long enough that the counting bound is about 1 % of the top rate
+
+
+def _count_bounds(snn):
+    """Worst-case |N_sim - T * target| per unit of every population (spike counts).
+
+    A linear-reset integrator's count is its integrated input in threshold units, floored; each
+    source spike miscounted moves it by |W'| (normalized weight). So a population's bound is
+    2 (floor, one-step delay) plus sum_s |W'_ts| * bound_s; regular inputs miss at most one spike
+    (plus one grid step of rate), and a max-pooling gate inherits its window's bound plus one step.
+    """
+    bounds = {}
+    lam = snn.scales.values
+    for p in snn.populations:
+        if p.kind == "input":
+            bounds[p.name] = np.full(p.size, 1.0 + float(snn.mapped.rate_max) * 1e-4)
+        elif p.kind == "maxpool":
+            src = bounds[p.projections[0].source]
+            bounds[p.name] = np.array([src[p.pool_groups == k].max() for k in range(p.size)]) + 1
+        else:
+            b = np.full(p.size, 2.0)
+            for q in p.projections:
+                w = abs(q.matrix) * (lam[q.source] / lam[p.name])
+                b = b + w @ bounds[q.source]
+            bounds[p.name] = b
+    return bounds
+
+
+def _check_layer(model, input_shape, population_index, n=4, encoder="regular", **kw):
+    rng = np.random.default_rng(2)
+    x = rng.random((n,) + input_shape)
+    snn = convert(model.eval(), rng.random((64,) + input_shape), normalization="max", **kw)
+    res = _run_counts(snn, x, encoder)
+    p = snn.populations[population_index]
+    target = snn.target_rates(x)[p.name] * T
+    sim = res[p.name]
+    bound = _count_bounds(snn)[p.name]
+    assert np.all(np.abs(sim - target) <= bound[None, :]), (np.abs(sim - target) - bound).max()
+    assert target.max() > 20 * bound.max()  # the layer is active: the bound is small against its counts
+    return snn, sim, target
+
+
+def _run_counts(snn, x, encoder):
+    from brian2 import Network
+    from bioconv.simulate import simulation_device
+    from bioconv.simulate.network import build
+    with simulation_device("cpp", dt=0.1 * ms):
+        built = build(snn.mapped, snn.target_rates(x)[snn.populations[0].name], encoder=encoder)
+        Network(*built.objects).run(T * second, namespace={})
+        out = {}
+        for p in snn.mapped.populations:
+            if p.name in built.spikes:
+                out[p.name] = np.bincount(np.asarray(built.spikes[p.name].i),
+                                          minlength=len(x) * p.size).reshape(len(x), p.size)
+    return out
+
+
+@pytest.mark.slow
+def test_equivalence_linear():
+    _check_layer(nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3)), (12,), 1)
+
+
+@pytest.mark.slow
+def test_equivalence_conv2d_stride_padding():
+    _check_layer(nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+                               nn.Linear(3 * 3 * 3, 3)), (2, 6, 6), 1)
+
+
+@pytest.mark.slow
+def test_equivalence_batchnorm_dropout_identity():
+    m = nn.Sequential(nn.Linear(8, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.3), nn.Identity(),
+                      nn.Linear(6, 3))
+    _randomize_bn(m[1])
+    _check_layer(m, (8,), 1, bias="current")
+
+
+@pytest.mark.slow
+def test_equivalence_avgpool():
+    _check_layer(nn.Sequential(nn.AvgPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 3 * 3, 3)), (2, 6, 6), 1)
+
+
+@pytest.mark.slow
+def test_equivalence_maxpool_gate_passes_most_active_input():
+    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * 3 * 3, 3))
+    snn, sim, target = _check_layer(m, (1, 6, 6), 2)
+    assert snn.populations[2].kind == "maxpool"
+
+
+@pytest.mark.slow
+def test_equivalence_residual_addition():
+    _check_layer(Residual(), (2, 8, 8), 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bias", ["current", "neuron"])
+def test_equivalence_bias_strategies(bias):
+    m = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+    with torch.no_grad():
+        m[0].bias.uniform_(-0.5, 0.5)
+    _check_layer(m, (8,), 1, bias=bias)
+
+
+@pytest.mark.slow
+def test_batched_and_unbatched_runs_give_identical_counts():
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8, 3)).eval()
+    rng = np.random.default_rng(3)
+    x = rng.random((3, 1, 6, 6))
+    snn = convert(m, rng.random((32, 1, 6, 6)))
+    together = _run_counts(snn, x, "regular")
+    for k in range(3):
+        alone = _run_counts(snn, x[k:k + 1], "regular")
+        for name in together:
+            assert np.array_equal(alone[name][0], together[name][k]), name
