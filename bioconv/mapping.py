@@ -76,7 +76,7 @@ class MappedNetwork:
         for p in self.populations:
             n_syn = sum(len(q.i) for q in p.projections)
             desc = [f"{k}={_fmt(v)}" for k, v in p.params.items()]
-            if p.projections:
+            if any(len(q.i) for q in p.projections):
                 w = Quantity(np.concatenate([np.asarray(q.w) for q in p.projections]), dim=p.projections[0].w.dim)
                 desc.append(f"w={_fmt(w)}")
             if p.bias_weight is not None:
@@ -89,6 +89,8 @@ class MappedNetwork:
 
 def _fmt(q) -> str:
     arr = np.asarray(q)
+    if arr.size == 0:
+        return "-"
     if arr.ndim == 0 or arr.size == 1 or np.all(arr == arr.flat[0]):
         return str(Quantity(arr.flat[0], dim=q.dim)) if hasattr(q, "dim") else str(arr.flat[0])
     lo, hi = Quantity(arr.min(), dim=q.dim), Quantity(arr.max(), dim=q.dim)

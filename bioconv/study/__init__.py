@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
-STUDIES = ("rate_validation",)
+STUDIES = ("rate_validation", "conversion_error")
 
 
 def load_config(name: str, full: bool = False, path: Path | None = None) -> dict:
@@ -38,6 +38,11 @@ def run_study(name: str, *, full: bool = False, out: Path | None = None, device:
         tables = rate_validation.run(cfg, out, device=device, progress=tqdm)
         rate_report.plot(tables, out)
         (out / "summary.md").write_text(rate_report.summarize(tables, cfg))
+    elif name == "conversion_error":
+        from . import conversion_error, conversion_report
+        tables = conversion_error.run(cfg, out, device=device, progress=tqdm)
+        conversion_report.plot(tables, out)
+        (out / "summary.md").write_text(conversion_report.summarize(tables, cfg))
     (out / "run.json").write_text(json.dumps(dict(study=name, mode="full" if full else "quick", device=device,
                                                   wall_s=round(time.perf_counter() - t0, 1), config=cfg),
                                              indent=2))

@@ -1,0 +1,108 @@
+"""conversion_error study end to end (tiny stand-in networks), data loaders, zoo reproducibility."""
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bioconv import cli, data, zoo
+from bioconv.errors import BioconvError
+from bioconv.study import conversion_error
+
+
+def test_mnist_subset_split_is_fixed_stratified_and_shuffled():
+    s = data.mnist_subset()
+    assert s.x_train.shape == (4000, 1, 28, 28) and s.x_test.shape == (1000, 1, 28, 28)
+    assert np.all(np.bincount(s.y_test) == 100) and np.all(np.bincount(s.y_train) == 400)
+    assert 0.0 <= s.x_train.min() and s.x_train.max() <= 1.0
+    assert len(set(s.y_test[:20])) > 5  # a prefix mixes classes
+    again = data.mnist_subset()
+    assert np.array_equal(again.y_test, s.y_test) and np.array_equal(again.x_train[:5], s.x_train[:5])
+
+
+def test_digits_split():
+    s = data.digits()
+    assert s.x_train.shape[1:] == (1, 8, 8) and len(s.x_train) + len(s.x_test) == 1797
+
+
+def test_idx_reader_round_trip_and_errors(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    labels = np.array([7, 1], dtype=np.uint8)
+    img_path, lab_path = tmp_path / "img-idx3-ubyte.gz", tmp_path / "lab-idx1-ubyte"
+    with gzip.open(img_path, "wb") as fh:
+        fh.write(bytes([0, 0, 0x08, 3]) + b"".join(int(d).to_bytes(4, "big") for d in images.shape) + images.tobytes())
+    lab_path.write_bytes(bytes([0, 0, 0x08, 1]) + (2).to_bytes(4, "big") + labels.tobytes())
+    x, y = data.mnist_idx(img_path, lab_path)
+    assert x.shape == (2, 1, 3, 4) and np.allclose(x[0, 0], images[0] / 255.0) and list(y) == [7, 1]
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(BioconvError, match=r"bad.*not an IDX file"):
+        data.read_idx(bad)
+    short = tmp_path / "short"
+    short.write_bytes(bytes([0, 0, 0x08, 1]) + (5).to_bytes(4, "big") + b"\x00\x01")
+    with pytest.raises(BioconvError, match=r"short.*header announces"):
+        data.read_idx(short)
+
+
+def test_zoo_training_is_reproducible():
+    split = data.mnist_subset()
+    small = data.Split(split.x_train[:256], split.y_train[:256], split.x_test[:64], split.y_test[:64], "tiny")
+    states = []
+    for _ in range(2):
+        model = zoo.mlp()
+        zoo.train(model, small, seed=3, epochs=1, lr=1e-3, weight_decay=0.0)
+        states.append(model.state_dict())
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k
+
+
+def _tiny_mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 20), nn.ReLU(), nn.Linear(20, 10)).eval()
+
+
+def _tiny_convnet():
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(1, 2, 5, stride=3, bias=False), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(2 * 4 * 4, 10, bias=False)).eval()
+
+
+@pytest.mark.slow
+def test_cli_conversion_study_writes_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(conversion_error, "NETWORKS", {"mlp": _tiny_mlp, "convnet": _tiny_convnet})
+    monkeypatch.setattr(conversion_error.zoo, "record", lambda name: {"stand_in": name})
+    config = tmp_path / "config.toml"
+    config.write_text("""
+[quick]
+n_calibration = 64
+n_test = 6
+batch = 6
+time_points = 5
+
+[[quick.runs]]
+network = "mlp"
+T_ms = 40.0
+dt_ms = 0.1
+bias = ["current", "leak"]
+
+[[quick.runs]]
+network = "convnet"
+T_ms = 40.0
+dt_ms = 0.1
+""")
+    out = tmp_path / "out"
+    assert cli.main(["study", "conversion_error", "--config", str(config), "--out", str(out)]) == 0
+    import pandas as pd
+    runs = pd.read_csv(out / "runs.csv")
+    assert list(runs.network) == ["mlp", "mlp", "convnet"] and list(runs.bias.fillna("-")) == ["current", "leak", "-"]
+    assert runs.res_n_samples.tolist() == [6, 6, 6]
+    vt = pd.read_csv(out / "vs_time.csv")
+    assert len(vt) == 3 * 5 and vt.t_ms.max() == pytest.approx(40.0)
+    layers = pd.read_csv(out / "layers.csv")
+    assert set(layers.population[layers.network == "convnet"].astype(str)) == {"input", "1", "2", "4"}
+    for name in ["summary.md", "accuracy_vs_T_mlp.png", "scatter_convnet.png", "zoo.json"]:
+        assert (out / name).stat().st_size > 0, name
+    assert "When the SNN catches up" in (out / "summary.md").read_text()
+    assert json.loads((out / "zoo.json").read_text())["mlp"] == {"stand_in": "mnist_mlp"}
