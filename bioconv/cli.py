@@ -26,11 +26,16 @@ def _study(args) -> int:
 
 
 def _demo(args) -> int:
-    args.name = "rate_validation"
-    rc = _study(args)
-    summary = (args.out or Path("results") / "rate_validation") / "summary.md"
-    print("\n" + Path(summary).read_text())
-    return rc
+    """The main job: both studies with their quick settings, then their summaries."""
+    root = args.out or Path("results")
+    args.config = None
+    for name in ("rate_validation", "conversion_error"):
+        args.name, args.out = name, root / name
+        _study(args)
+    for name in ("rate_validation", "conversion_error"):
+        print("\n" + (root / name / "summary.md").read_text())
+    print(f"Results of the main job are in {root.resolve()}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -40,14 +45,16 @@ def main(argv=None) -> int:
     p.add_argument("--kind", choices=["neuron", "synapse"])
     p.set_defaults(func=_models)
     for name, fn, help_ in [("study", _study, "run a study from studies/"),
-                            ("demo", _demo, "the main job: run the rate_validation study and print its summary")]:
+                            ("demo", _demo, "the main job: the rate_validation and conversion_error studies (quick), summaries")]:
         p = sub.add_parser(name, help=help_)
         if name == "study":
             p.add_argument("name", help="study name, e.g. rate_validation")
         p.add_argument("--full", action="store_true", help="the full sweep instead of the quick settings")
-        p.add_argument("--out", type=Path, default=None, help="output folder (default results/NAME)")
-        p.add_argument("--config", type=Path, default=None,
-                       help="settings file (default studies/NAME/config.toml)")
+        p.add_argument("--out", type=Path, default=None,
+                       help="output folder (default results/NAME; for demo, the parent of both studies' folders)")
+        if name == "study":
+            p.add_argument("--config", type=Path, default=None,
+                           help="settings file (default studies/NAME/config.toml)")
         p.add_argument("--device", choices=["cpp", "runtime"], default="cpp",
                        help="Brian2 device: cpp (cpp_standalone, default) or runtime (numpy, slow)")
         p.set_defaults(func=fn)

@@ -255,3 +255,41 @@ def test_batched_and_unbatched_runs_give_identical_counts():
         alone = _run_counts(snn, x[k:k + 1], "regular")
         for name in together:
             assert np.array_equal(alone[name][0], together[name][k]), name
+
+
+def _tiny_classifier():
+    torch.manual_seed(4)
+    return nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoder", ["regular", "poisson", "current"])
+@pytest.mark.parametrize("readout", ["count", "potential", "first_spike"])
+def test_encoders_and_readouts_reproduce_ann_decisions(encoder, readout):
+    rng = np.random.default_rng(5)
+    x = rng.random((40, 10))
+    snn = convert(_tiny_classifier(), rng.random((200, 10)), readout=readout, rate_max=300 * Hz)
+    logits = snn.graph.forward(x)[snn.graph.output]
+    y = logits.argmax(1)  # labels = the ANN's own decisions: accuracy == agreement
+    res = snn.evaluate(x, y, duration=0.5 * second, encoder=encoder, progress=False, batch=40)
+    assert res.ann_accuracy == 1.0
+    # First-spike decoding is the coarsest: it sees only which output fires first.
+    floor = {"count": 0.9, "potential": 0.95, "first_spike": 0.6}[readout]
+    assert res.agreement >= (floor if encoder != "poisson" else floor - 0.1), res.agreement
+    hidden = snn.populations[1].name
+    assert res.layer_correlation[hidden] > (0.97 if encoder != "poisson" else 0.9)
+    assert res.synaptic_events > 0 and len(res.accuracy_vs_time) == 20
+
+
+@pytest.mark.slow
+def test_poisson_seeds_split_error_into_bias_and_variance():
+    rng = np.random.default_rng(6)
+    x = rng.random((10, 10))
+    snn = convert(_tiny_classifier(), rng.random((100, 10)))
+    res = snn.evaluate(x, np.zeros(10, int), duration=0.5 * second, encoder="poisson", seeds=(0, 1, 2),
+                       progress=False, batch=10)
+    terms = res.error_terms["input"]
+    # Poisson input: var(N/T) = f/T, so the mean variance over units is mean(f)/T (FORMULAS §6).
+    f = snn.target_rates(x)["input"]
+    assert terms["variance"] == pytest.approx(f.mean() / 0.5, rel=0.25)
+    assert terms["bias2"] < terms["variance"]  # unbiased encoder: what remains is the seed average's variance
