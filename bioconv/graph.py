@@ -32,9 +32,11 @@ class Node:
     shape: tuple = ()
 
 
-OPS = ("input", "linear", "conv2d", "avgpool2d", "maxpool2d", "flatten", "relu", "add")
+OPS = ("input", "linear", "conv2d", "avgpool2d", "maxpool2d", "flatten", "relu", "relu1", "add")
+#: Suffixes of the two populations of a ReLU1 unit: ReLU1(z) = relu(z) - relu(z - 1).
+RELU_PART, EXCESS = ":relu", ":excess"
 #: Operations after which a spiking population sits.
-NONLINEAR = ("relu", "maxpool2d")
+NONLINEAR = ("relu", "relu1", "maxpool2d")
 
 
 @dataclass
@@ -76,6 +78,10 @@ class LayerGraph:
                     out = a[0].reshape(a[0].shape[0], -1)
                 elif n.op == "relu":
                     out = F.relu(a[0])
+                elif n.op == "relu1":
+                    out = torch.clamp(a[0], 0.0, 1.0)
+                    acts[n.name + RELU_PART] = F.relu(a[0])
+                    acts[n.name + EXCESS] = F.relu(a[0] - 1.0)
                 elif n.op == "add":
                     out = a[0] + a[1]
                 acts[n.name] = out
@@ -94,7 +100,8 @@ def from_torch(model, input_shape) -> LayerGraph:
     """Import a torch ``nn.Module`` (sequential or traceable by torch.fx) into a LayerGraph.
 
     Supported: Linear, Conv2d (stride, padding; groups = 1), BatchNorm1d/2d directly after a Linear or
-    Conv2d (folded into it), ReLU (module, functional, method), MaxPool2d, AvgPool2d, Flatten,
+    Conv2d (folded into it), ReLU (module, functional, method), ReLU1 (Hardtanh(0, 1), clamp(0, 1),
+    clip(0, 1)), MaxPool2d, AvgPool2d, Flatten,
     Dropout and Identity (dropped), residual addition. Anything else raises UnsupportedLayerError
     naming the node and its type. ``input_shape`` excludes the batch dimension, e.g. (1, 28, 28).
     """
@@ -156,6 +163,8 @@ def from_torch(model, input_shape) -> LayerGraph:
                 alias[fx.name] = x
             elif isinstance(m, nn.ReLU):
                 add(fx.target, "relu", [x])
+            elif isinstance(m, nn.Hardtanh) and (m.min_val, m.max_val) == (0.0, 1.0):
+                add(fx.target, "relu1", [x])
             elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
                 op = "maxpool2d" if isinstance(m, nn.MaxPool2d) else "avgpool2d"
                 if getattr(m, "ceil_mode", False) or getattr(m, "dilation", 1) not in (1, (1, 1)):
@@ -175,6 +184,9 @@ def from_torch(model, input_shape) -> LayerGraph:
             where = f"node {fx.name!r} ({fx.op} {name})"
             if fx.target in (torch.relu, torch.nn.functional.relu) or name == "relu":
                 add(fx.name, "relu", [src(fx.args[0])])
+            elif (fx.target in (torch.clamp, torch.clip, torch.nn.functional.hardtanh) or name in ("clamp", "clip", "hardtanh")) \
+                    and _clamp_bounds(fx) == (0.0, 1.0):
+                add(fx.name, "relu1", [src(fx.args[0])])
             elif fx.target in (operator.add, torch.add) or name in ("add", "__add__"):
                 if len(fx.args) != 2 or fx.kwargs:
                     raise UnsupportedLayerError(f"{where}: only a + b of two tensors is supported")
@@ -194,6 +206,19 @@ def from_torch(model, input_shape) -> LayerGraph:
     _infer_shapes(graph, tuple(input_shape))
     _check_finite(graph)
     return graph
+
+
+def _clamp_bounds(fx):
+    """(min, max) of a clamp/clip/hardtanh call, or None when they are not plain numbers."""
+    args = list(fx.args[1:]) + [None, None]
+    lo = fx.kwargs.get("min", fx.kwargs.get("min_val", args[0]))
+    hi = fx.kwargs.get("max", fx.kwargs.get("max_val", args[1]))
+    if "hardtanh" in str(fx.target) and lo is None and hi is None:
+        lo, hi = -1.0, 1.0
+    try:
+        return float(lo), float(hi)
+    except (TypeError, ValueError):
+        return None
 
 
 def _pair(v):
@@ -266,7 +291,8 @@ class Population:
 def populations(graph: LayerGraph) -> list[Population]:
     """Compose the graph into spiking populations joined by sparse affine projections.
 
-    A population sits at the input, after every ReLU, after every max pooling (a gate that passes the
+    A population sits at the input, after every ReLU (two after a ReLU1: relu(z) and relu(z - 1),
+    whose difference is the clamp), after every max pooling (a gate that passes the
     most active input of each window) and at the output (the last affine layer, read out by spike
     count or membrane potential). Each linear chain between populations becomes one matrix per
     source plus a bias: affine maps compose exactly, so this is no approximation.
@@ -297,6 +323,15 @@ def populations(graph: LayerGraph) -> list[Population]:
                 pops.append(Population(n.name, "relu", n.shape,
                                        [Projection(s, m.tocsr()) for s, m in mats.items()], bias))
             affine[n.name] = ({n.name: sp.identity(size, format="csr")}, np.zeros(size))
+            continue
+        if n.op == "relu1":
+            # ReLU1(z) = relu(z) - relu(z - 1): two rate populations, exact in the rate domain.
+            mats, bias = src
+            projections = [Projection(s, m.tocsr()) for s, m in mats.items()]
+            pops.append(Population(n.name + RELU_PART, "relu", n.shape, projections, bias))
+            pops.append(Population(n.name + EXCESS, "relu", n.shape, list(projections), bias - 1.0))
+            eye = sp.identity(size, format="csr")
+            affine[n.name] = ({n.name + RELU_PART: eye, n.name + EXCESS: -eye}, np.zeros(size))
             continue
         if n.op == "add":
             other = affine[n.inputs[1]]

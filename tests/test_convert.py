@@ -69,7 +69,7 @@ def test_import_matches_torch_and_populations_compose_exactly():
 @pytest.mark.parametrize("layer, message", [
     (nn.Sigmoid(), "layer type Sigmoid is not supported"),
     (nn.Conv2d(1, 2, 3, groups=1, dilation=2), "dilation=1"),
-    (nn.Hardtanh(0, 1), "layer type Hardtanh is not supported"),
+    (nn.Hardtanh(-1, 1), "layer type Hardtanh is not supported"),
     (nn.LeakyReLU(), "layer type LeakyReLU is not supported"),
 ])
 def test_unsupported_layer_names_node_and_type(layer, message):
@@ -170,17 +170,21 @@ def _count_bounds(snn):
     return bounds
 
 
-def _check_layer(model, input_shape, population_index, n=4, encoder="regular", **kw):
+def _check_layer(model, input_shape, population_index, n=4, encoder="regular", min_ratio=20, **kw):
+    """Simulate; check the populations at ``population_index`` (an index or a list) against the bound."""
     rng = np.random.default_rng(2)
     x = rng.random((n,) + input_shape)
     snn = convert(model.eval(), rng.random((64,) + input_shape), normalization="max", **kw)
     res = _run_counts(snn, x, encoder)
-    p = snn.populations[population_index]
-    target = snn.target_rates(x)[p.name] * T
-    sim = res[p.name]
-    bound = _count_bounds(snn)[p.name]
-    assert np.all(np.abs(sim - target) <= bound[None, :]), (np.abs(sim - target) - bound).max()
-    assert target.max() > 20 * bound.max()  # the layer is active: the bound is small against its counts
+    bounds = _count_bounds(snn)
+    for index in np.atleast_1d(population_index):
+        p = snn.populations[index]
+        target = snn.target_rates(x)[p.name] * T
+        sim = res[p.name]
+        bound = bounds[p.name]
+        assert np.all(np.abs(sim - target) <= bound[None, :]), (p.name, (np.abs(sim - target) - bound).max())
+        # The layer is active: its counts dwarf the bound, so the check has teeth.
+        assert target.max() > min_ratio * bound.max(), p.name
     return snn, sim, target
 
 
@@ -228,6 +232,44 @@ def test_equivalence_maxpool_gate_passes_most_active_input():
     m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * 3 * 3, 3))
     snn, sim, target = _check_layer(m, (1, 6, 6), 2)
     assert snn.populations[2].kind == "maxpool"
+
+
+class ClampNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc2(torch.clamp(self.fc1(x), 0.0, 1.0))
+
+
+@pytest.mark.parametrize("model", [nn.Sequential(nn.Linear(8, 6), nn.Hardtanh(0, 1), nn.Linear(6, 3)), ClampNet()],
+                         ids=["Hardtanh(0,1)", "torch.clamp"])
+def test_relu1_imports_as_two_populations_whose_difference_is_the_clamp(model):
+    g = G.from_torch(model.eval(), (8,))
+    assert "relu1" in [n.op for n in g.nodes]
+    pops = G.populations(g)
+    assert [p.kind for p in pops] == ["input", "relu", "relu", "output"]
+    assert pops[1].name.endswith(G.RELU_PART) and pops[2].name.endswith(G.EXCESS)
+    x = np.random.default_rng(0).normal(0, 2, (50, 8))  # drives units past both clamp bounds
+    acts = g.forward(x)
+    relu, excess = acts[pops[1].name], acts[pops[2].name]
+    z = x @ g.nodes[1].params["weight"].T + g.nodes[1].params["bias"]
+    assert np.allclose(relu, np.maximum(z, 0)) and np.allclose(excess, np.maximum(z - 1, 0))
+    assert np.allclose(relu - excess, np.clip(z, 0, 1))
+    assert (z > 1).any() and (z < 0).any()
+    # The output sees clamp(z) = relu(z) - relu(z - 1) through the two populations.
+    out = sum(acts[q.source].reshape(50, -1) @ q.matrix.T for q in pops[3].projections) + pops[3].bias
+    assert np.allclose(out, acts[g.output], atol=1e-12)
+
+
+@pytest.mark.slow
+def test_equivalence_relu1():
+    m = nn.Sequential(nn.Linear(8, 6), nn.Hardtanh(0, 1), nn.Linear(6, 3))
+    with torch.no_grad():
+        m[0].weight.mul_(3.0)  # push units past the upper clamp
+    # Both populations: relu(z) and the excess relu(z - 1), which is sparser (units past the clamp).
+    _check_layer(m, (8,), [1, 2], n=8, min_ratio=5)
 
 
 @pytest.mark.slow
@@ -293,3 +335,23 @@ def test_poisson_seeds_split_error_into_bias_and_variance():
     f = snn.target_rates(x)["input"]
     assert terms["variance"] == pytest.approx(f.mean() / 0.5, rel=0.25)
     assert terms["bias2"] < terms["variance"]  # unbiased encoder: what remains is the seed average's variance
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("synapse, mean_delay", [("exponential", 1), ("alpha", 2)])
+def test_equivalence_current_kernels_deliver_the_same_charge(synapse, mean_delay):
+    # Same charge per spike as the delta mapping, spread over the kernel: at time T the charge of
+    # the last ~mean_delay * tau_s * rate input spikes is still in flight, which widens the bound.
+    tau_s = 2 * ms
+    m = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    rng = np.random.default_rng(2)
+    x = rng.random((4, 12))
+    snn = convert(m, rng.random((64, 12)), normalization="max", synapse=synapse, tau_s=tau_s)
+    counts = _run_counts(snn, x, "regular")
+    p = snn.populations[1]
+    target = snn.target_rates(x)[p.name] * T
+    w = abs(p.projections[0].matrix) * (snn.scales.values["input"] / snn.scales.values[p.name])
+    in_flight = w @ np.full(w.shape[1], 3 * mean_delay * float(tau_s) * float(snn.mapped.rate_max) + 1)
+    bound = _count_bounds(snn)[p.name] + in_flight
+    assert np.all(np.abs(counts[p.name] - target) <= bound[None, :])
+    assert target.max() > 20 * bound.max()

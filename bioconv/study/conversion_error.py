@@ -46,6 +46,10 @@ def run(cfg: dict, out: Path, device: str = "cpp", progress=None) -> dict[str, p
                       rate_max=r.get("rate_max_hz", 200.0) * Hz, bias=r.get("bias", "current"),
                       reset=r.get("reset", "linear"), synapse=r.get("synapse", "delta"),
                       leak_rule=r.get("leak_rule", "mean_potential"))
+        sat = snn.saturation(r["dt_ms"] * ms)
+        (out / f"mapping_run{k}.txt").write_text(
+            snn.table() + "\n\nfraction of units within 10 % of min(1/tau_ref, 1/dt) on the calibration data: "
+            + json.dumps(sat) + "\n")
         res = snn.evaluate(split.x_test[:n], split.y_test[:n], duration=r["T_ms"] * ms, dt=r["dt_ms"] * ms,
                            encoder=r.get("encoder", "regular"), device=device, batch=int(r.get("batch", cfg["batch"])),
                            time_points=int(cfg["time_points"]), progress=progress is not None,
