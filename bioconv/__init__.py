@@ -1,6 +1,9 @@
 """bioconv: continuous-time, biophysical ANN-to-SNN conversion on Brian2."""
-from . import analysis, models
+from . import analysis, data, models, zoo
+from .converter import SNN, EvaluationResult, convert, load_weights
 from .errors import BioconvError, ModelError, ParameterError
+from .graph import UnsupportedLayerError
 
 __version__ = "0.1.0"
-__all__ = ["BioconvError", "ModelError", "ParameterError", "analysis", "models"]
+__all__ = ["SNN", "BioconvError", "EvaluationResult", "ModelError", "ParameterError", "UnsupportedLayerError",
+           "analysis", "convert", "data", "load_weights", "models", "zoo"]

@@ -6,7 +6,7 @@ from brian2 import Hz, mV, ms, pF, second
 from torch import nn
 
 from bioconv import graph as G
-from bioconv.convert import convert, load_weights
+from bioconv.converter import convert, load_weights
 from bioconv.errors import BioconvError, ParameterError
 
 torch.manual_seed(0)

@@ -16,7 +16,7 @@ import pandas as pd
 from brian2 import Hz, mV, ms, pF
 
 from .. import data, zoo
-from ..convert import convert
+from ..converter import convert
 
 NETWORKS = {"mlp": zoo.mnist_mlp, "convnet": zoo.mnist_convnet}
 
