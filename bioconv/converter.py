@@ -42,6 +42,21 @@ def load_weights(model, path):
     return model.eval()
 
 
+def _check_inputs(x, shape, where) -> np.ndarray:
+    """Inputs as float64 of the graph's input shape; rate coding has no negative rates, so refuse them."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 2 or len(x) == 0:
+        raise BioconvError(f"{where}: inputs must be a non-empty batch (N, ...), got shape {x.shape}")
+    if shape and tuple(x.shape[1:]) != tuple(shape):
+        raise BioconvError(f"{where}: inputs have shape {x.shape[1:]} per sample, the network expects {tuple(shape)}")
+    if not np.all(np.isfinite(x)):
+        raise BioconvError(f"{where}: inputs hold NaN or infinite values")
+    if np.any(x < 0):
+        raise BioconvError(f"{where}: inputs hold negative values (min {x.min():.3g}); rate-coded inputs must be "
+                           f">= 0: rescale them (e.g. to [0, 1]) and train the ANN on that range")
+    return x
+
+
 def convert(model, calibration, *, input_shape=None, normalization="p99.9", Cm=100 * pF, v_th=20 * mV,
             tau_ref=0 * ms, rate_max=200 * Hz, synapse="delta", tau_s=5 * ms, bias="current", reset="linear",
             leak_rule="mean_potential", readout="count") -> "SNN":
@@ -51,9 +66,7 @@ def convert(model, calibration, *, input_shape=None, normalization="p99.9", Cm=1
     'pXX.X' (default p99.9), a number, or a dict of per-population scales. The physical parameters
     and strategies are described in `bioconv.mapping`.
     """
-    calibration = np.asarray(calibration, dtype=np.float64)
-    if calibration.ndim < 2 or len(calibration) == 0:
-        raise BioconvError(f"calibration data must be a non-empty batch (N, ...), got shape {calibration.shape}")
+    calibration = _check_inputs(calibration, input_shape, "convert (calibration data)")
     graph = G.from_torch(model, input_shape or calibration.shape[1:])
     pops = G.populations(graph)
     acts = activations(graph, pops, calibration)
@@ -76,7 +89,7 @@ class EvaluationResult:
     accuracy_vs_time: np.ndarray
     agreement_vs_time: np.ndarray
     synaptic_events: int
-    no_output_fraction: float
+    undecided_fraction: float  # no unique winner at T (no output, or a tie)
     n_samples: int
     duration: float
     dt: float
@@ -87,8 +100,8 @@ class EvaluationResult:
     def summary(self) -> dict:
         return dict(accuracy=self.accuracy, ann_accuracy=self.ann_accuracy, agreement=self.agreement,
                     n_samples=self.n_samples, duration_s=self.duration, dt_s=self.dt,
-                    synaptic_events=self.synaptic_events, no_output_fraction=self.no_output_fraction,
-                    min_layer_correlation=min(self.layer_correlation.values()), wall_s=self.wall_s, **self.settings)
+                    synaptic_events=self.synaptic_events, undecided_fraction=self.undecided_fraction,
+                    min_layer_correlation=float(np.min(list(self.layer_correlation.values()))), wall_s=self.wall_s, **self.settings)
 
 
 class SNN:
@@ -115,7 +128,8 @@ class SNN:
 
     def target_rates(self, x) -> dict[str, np.ndarray]:
         """The rate (Hz) each unit should fire at for inputs ``x``: normalized ANN activation x rate_max."""
-        acts = activations(self.graph, self.populations, np.asarray(x, dtype=np.float64))
+        x = _check_inputs(x, self.graph.input_shape, "SNN")
+        acts = activations(self.graph, self.populations, x)
         r = float(self.mapped.rate_max)
         return {name: np.maximum(a, 0) / self.scales.values[name] * r for name, a in acts.items()}
 
@@ -131,10 +145,19 @@ class SNN:
         dt = check_quantity(dt, second.dim, "dt", "SNN.evaluate", positive=True)
         if encoder not in ENCODERS:
             raise ParameterError(f"SNN.evaluate: encoder must be one of {ENCODERS}, got {encoder!r}")
-        x = np.asarray(x, dtype=np.float64)
+        x = _check_inputs(x, self.graph.input_shape, "SNN.evaluate")
         y = np.asarray(y)
-        if len(x) != len(y):
-            raise BioconvError(f"SNN.evaluate: {len(x)} inputs but {len(y)} labels")
+        n_out = self.mapped.populations[-1].size
+        if y.ndim != 1 or len(x) != len(y) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_out:
+            raise BioconvError(f"SNN.evaluate: labels must be integers in [0, {n_out}) of shape ({len(x)},), got "
+                               f"dtype {y.dtype}, shape {y.shape}")
+        if int(batch) != batch or batch < 1 or int(time_points) != time_points or time_points < 1:
+            raise ParameterError(f"SNN.evaluate: batch and time_points must be positive integers, got {batch!r}, "
+                                 f"{time_points!r}")
+        seeds = tuple(seeds) if np.iterable(seeds) else (seeds,)
+        if not seeds:
+            raise ParameterError("SNN.evaluate: seeds must name at least one seed")
+        batch, time_points = int(batch), int(time_points)
         t0 = time.perf_counter()
         targets = self.target_rates(x)
         logits = self.graph.forward(x)[self.graph.output].reshape(len(x), -1)
@@ -162,7 +185,8 @@ class SNN:
                     mon = built.spikes[p.name]
                     c = np.bincount(np.asarray(mon.i), minlength=len(xb) * p.size).reshape(len(xb), p.size)
                     counts[s][p.name].append(c)
-                    events += int(np.dot(c.sum(0), self._out_degree(p.name)))
+                    if s == seeds[0]:  # events of one presentation of the data set
+                        events += int(np.dot(c.sum(0), self._out_degree(p.name)))
                 readout_scores[s].append(self._scores(built, len(xb), times, out_name))
         result = self._metrics(x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step,
                                scatter_points)
@@ -189,10 +213,11 @@ class SNN:
         """Readout score (B, n_times, n_out): higher wins."""
         n_out = self.mapped.populations[-1].size
         if self.mapped.readout == "potential":
-            v = np.asarray(built.output_state.v).reshape(B, n_out, -1)  # (units, samples in time)
-            t_rec = np.asarray(built.output_state.t)
-            idx = np.clip(np.searchsorted(t_rec, times - 1e-12) , 0, len(t_rec) - 1)
-            return np.transpose(v[:, :, idx], (0, 2, 1))
+            # The monitor samples V at 0, T/n, ..., (n-1) T/n; the value at T is read from the group.
+            v = np.asarray(built.output_state.v).reshape(B, n_out, -1)
+            final = np.asarray(built.groups[out_name].v).reshape(B, n_out, 1)
+            v = np.concatenate([v[:, :, 1:len(times)], final], axis=2)
+            return np.transpose(v, (0, 2, 1))
         mon = built.spikes[out_name]
         i, t = np.asarray(mon.i), np.asarray(mon.t)
         sample, unit = i // n_out, i % n_out
@@ -211,10 +236,12 @@ class SNN:
     def _metrics(self, x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step, scatter_points):
         s0 = seeds[0]
         scores = np.concatenate(readout_scores[s0])
-        final = scores[:, -1]
-        silent = ~np.isfinite(final).any(1) if self.mapped.readout == "first_spike" else (final == final.max(1, keepdims=True)).all(1)
-        pred = final.argmax(1)
-        pred_t = scores.argmax(2)
+        # A decision needs a unique winner: ties (including "no output spike yet") count as undecided
+        # (-1), never as class 0, so early-time accuracy is not inflated.
+        top = scores.max(axis=2, keepdims=True)
+        unique = (scores == top).sum(axis=2) == 1
+        pred_t = np.where(unique, scores.argmax(2), -1)
+        pred = pred_t[:, -1]
         rates = {s: {n: np.concatenate(c) / T for n, c in counts[s].items() if c} for s in seeds}
         corr, scatter = {}, {}
         rng = np.random.default_rng(0)
@@ -232,11 +259,13 @@ class SNN:
             for name in rates[s0]:
                 stack = np.stack([rates[s][name] for s in seeds])  # (seeds, N, units)
                 tgt = targets[name].reshape(stack.shape[1:])
-                terms[name] = dict(bias2=float(np.mean((stack.mean(0) - tgt) ** 2)),
-                                   variance=float(np.mean(stack.var(0, ddof=1))))
+                var = stack.var(0, ddof=1)
+                # (mean over S seeds - target)^2 carries var/S of noise: remove it for an unbiased bias^2.
+                terms[name] = dict(bias2=float(np.mean((stack.mean(0) - tgt) ** 2 - var / len(seeds))),
+                                   variance=float(np.mean(var)))
         return EvaluationResult(
             accuracy=float(np.mean(pred == y)), ann_accuracy=float(np.mean(ann_pred == y)),
             agreement=float(np.mean(pred == ann_pred)), layer_correlation=corr, scatter=scatter, times=times,
             accuracy_vs_time=(pred_t == y[:, None]).mean(0), agreement_vs_time=(pred_t == ann_pred[:, None]).mean(0),
-            synaptic_events=0, no_output_fraction=float(np.mean(silent)), n_samples=len(x), duration=T, dt=step,
+            synaptic_events=0, undecided_fraction=float(np.mean(pred == -1)), n_samples=len(x), duration=T, dt=step,
             error_terms=terms)

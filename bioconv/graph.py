@@ -159,6 +159,9 @@ def from_torch(model, input_shape) -> LayerGraph:
                                                 f"integers are supported")
                 add(fx.target, "conv2d", [x], **_wb(m), stride=_pair(m.stride), padding=_pair(m.padding))
             elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                if len(fx.args[0].users) != 1:
+                    raise UnsupportedLayerError(f"{where}: the layer before batch norm feeds other nodes too, so "
+                                                f"batch norm cannot be folded into it")
                 _fold_batchnorm(nodes, x, m, where)
                 alias[fx.name] = x
             elif isinstance(m, nn.ReLU):
@@ -169,6 +172,8 @@ def from_torch(model, input_shape) -> LayerGraph:
                 op = "maxpool2d" if isinstance(m, nn.MaxPool2d) else "avgpool2d"
                 if getattr(m, "ceil_mode", False) or getattr(m, "dilation", 1) not in (1, (1, 1)):
                     raise UnsupportedLayerError(f"{where}: ceil_mode and dilation are not supported")
+                if op == "avgpool2d" and m.divisor_override is not None:
+                    raise UnsupportedLayerError(f"{where}: divisor_override is not supported")
                 if op == "avgpool2d" and not m.count_include_pad and _pair(m.padding) != (0, 0):
                     raise UnsupportedLayerError(f"{where}: count_include_pad=False with padding is not supported")
                 stride = m.stride if m.stride is not None else m.kernel_size
@@ -193,10 +198,14 @@ def from_torch(model, input_shape) -> LayerGraph:
                 add(fx.name, "add", [src(fx.args[0]), src(fx.args[1])])
             elif fx.target is torch.flatten or name == "flatten":
                 start = fx.args[1] if len(fx.args) > 1 else fx.kwargs.get("start_dim", 0)
-                if start != 1:
+                end = fx.args[2] if len(fx.args) > 2 else fx.kwargs.get("end_dim", -1)
+                if start != 1 or end != -1:
                     raise UnsupportedLayerError(f"{where}: only flatten from dimension 1 is supported")
                 add(fx.name, "flatten", [src(fx.args[0])])
-            elif name in ("view", "reshape") and len(fx.args) == 3 and fx.args[2] == -1:
+            elif name == "size" and len(fx.args) == 2 and fx.args[1] == 0:
+                alias[fx.name] = "__batch_size__"  # only valid as the first argument of a flattening view
+            elif (name in ("view", "reshape") and len(fx.args) == 3 and fx.args[2] == -1
+                  and isinstance(fx.args[1], torch.fx.Node) and alias.get(fx.args[1].name) == "__batch_size__"):
                 add(fx.name, "flatten", [src(fx.args[0])])
             else:
                 raise UnsupportedLayerError(f"{where}: operation {name} is not supported")

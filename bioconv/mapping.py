@@ -111,6 +111,9 @@ def map_network(pops: list[Population], scales: Scales, *, Cm=100 * pF, v_th=20 
                                                                        "readout")):
         if value not in allowed:
             raise ParameterError(f"{owner}: {name} must be one of {allowed}, got {value!r}")
+    if readout == "potential" and bias == "leak":
+        raise ParameterError(f"{owner}: readout='potential' with bias='leak' compares leaky and non-leaky output "
+                             f"membranes on different scales; use bias='current' or 'neuron' with that readout")
     if np.any(np.asarray(tau_ref) * np.asarray(rate_max) >= 1):
         raise ParameterError(f"{owner}: rate_max ({rate_max}) must stay below 1/tau_ref ({1 / tau_ref})")
     syn = models.load(synapse)

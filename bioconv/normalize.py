@@ -46,6 +46,10 @@ def compute_scales(pops: list[Population], acts: dict[str, np.ndarray], method="
         if missing:
             raise BioconvError(f"normalization: no scale given for population(s) {missing}")
         values = {p.name: float(method[p.name]) for p in pops}
+        for p in pops:  # a gate passes spikes unchanged: it cannot change scale
+            if p.kind == "maxpool" and values[p.name] != values[p.projections[0].source]:
+                raise BioconvError(f"normalization: max-pooling population {p.name!r} must have the scale of its "
+                                   f"source {p.projections[0].source!r}")
         label = "given"
     elif isinstance(method, (int, float)):
         values = {p.name: float(method) for p in pops}

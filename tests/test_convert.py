@@ -355,3 +355,45 @@ def test_equivalence_current_kernels_deliver_the_same_charge(synapse, mean_delay
     bound = _count_bounds(snn)[p.name] + in_flight
     assert np.all(np.abs(counts[p.name] - target) <= bound[None, :])
     assert target.max() > 20 * bound.max()
+
+
+def test_view_flatten_idiom_imports():
+    class ViewNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2 * 4 * 4, 3)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).view(x.size(0), -1))
+
+    g = G.from_torch(ViewNet().eval(), (1, 6, 6))
+    assert [n.op for n in g.nodes] == ["input", "conv2d", "relu", "flatten", "linear"]
+
+
+def test_avgpool_divisor_override_is_refused():
+    with pytest.raises(G.UnsupportedLayerError, match=r"node '0' \(AvgPool2d\): divisor_override"):
+        G.from_torch(nn.Sequential(nn.AvgPool2d(2, divisor_override=3), nn.Flatten()), (1, 4, 4))
+
+
+def test_negative_inputs_and_bad_labels_are_refused():
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    rng = np.random.default_rng(0)
+    with pytest.raises(BioconvError, match=r"calibration data.*negative values"):
+        convert(m, rng.normal(size=(20, 4)))
+    snn = convert(m, rng.random((20, 4)))
+    with pytest.raises(BioconvError, match=r"SNN.evaluate: inputs hold negative values"):
+        snn.evaluate(-rng.random((3, 4)), np.zeros(3, int))
+    with pytest.raises(BioconvError, match=r"network expects \(4,\)"):
+        snn.evaluate(rng.random((3, 5)), np.zeros(3, int))
+    with pytest.raises(BioconvError, match=r"labels must be integers in \[0, 2\)"):
+        snn.evaluate(rng.random((3, 4)), np.array([0, 1, 2]))
+    with pytest.raises(BioconvError, match=r"labels must be integers"):
+        snn.evaluate(rng.random((3, 4)), np.eye(3, dtype=int))
+    with pytest.raises(ParameterError, match=r"batch and time_points must be positive integers"):
+        snn.evaluate(rng.random((3, 4)), np.zeros(3, int), batch=0)
+
+
+def test_potential_readout_with_leak_bias_is_refused():
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with pytest.raises(ParameterError, match=r"readout='potential' with bias='leak'"):
+        convert(m, np.random.default_rng(0).random((20, 4)), readout="potential", bias="leak")

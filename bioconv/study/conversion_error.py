@@ -32,10 +32,19 @@ def runs(cfg: dict) -> list[dict]:
     return out
 
 
+RUN_KEYS = {"network", "T_ms", "dt_ms", "bias", "reset", "rate_max_hz", "synapse", "tau_s_ms", "encoder", "leak_rule",
+            "n_test", "batch", "seeds", "readout", "normalization", "Cm_pF", "v_th_mV", "tau_ref_ms"}
+
+
 def run(cfg: dict, out: Path, device: str = "cpp", progress=None) -> dict[str, pd.DataFrame]:
     out.mkdir(parents=True, exist_ok=True)
     split = data.mnist_subset()
     todo = runs(cfg)
+    for r in todo:  # a misspelt key would silently fall back to a default: refuse it
+        unknown = set(r) - RUN_KEYS
+        if unknown or "network" not in r or r["network"] not in NETWORKS:
+            raise ValueError(f"conversion_error config: run {r} has unknown keys {sorted(unknown)} or no valid "
+                             f"network; keys: {sorted(RUN_KEYS)}, networks: {sorted(NETWORKS)}")
     bar = progress(todo, desc="conversion_error", unit="run") if progress else todo
     tables = {"runs": [], "vs_time": [], "layers": []}
     for k, r in enumerate(bar):
@@ -45,7 +54,8 @@ def run(cfg: dict, out: Path, device: str = "cpp", progress=None) -> dict[str, p
                       Cm=r.get("Cm_pF", 100.0) * pF, v_th=r.get("v_th_mV", 20.0) * mV,
                       rate_max=r.get("rate_max_hz", 200.0) * Hz, bias=r.get("bias", "current"),
                       reset=r.get("reset", "linear"), synapse=r.get("synapse", "delta"),
-                      leak_rule=r.get("leak_rule", "mean_potential"))
+                      tau_s=r.get("tau_s_ms", 5.0) * ms, tau_ref=r.get("tau_ref_ms", 0.0) * ms,
+                      leak_rule=r.get("leak_rule", "mean_potential"), readout=r.get("readout", "count"))
         sat = snn.saturation(r["dt_ms"] * ms)
         (out / f"mapping_run{k}.txt").write_text(
             snn.table() + "\n\nfraction of units within 10 % of min(1/tau_ref, 1/dt) on the calibration data: "

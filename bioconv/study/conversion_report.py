@@ -12,7 +12,8 @@ import pandas as pd  # noqa: E402
 
 from .rate_report import _md  # noqa: E402
 
-SETTING = ["network", "bias", "reset", "dt_ms", "rate_max_hz", "encoder", "synapse"]
+SETTING = ["network", "bias", "leak_rule", "reset", "dt_ms", "rate_max_hz", "encoder", "synapse", "readout",
+           "normalization", "tau_ref_ms", "seeds"]
 
 
 def _label(row) -> str:
@@ -26,7 +27,7 @@ def summarize(tables: dict[str, pd.DataFrame], cfg: dict) -> str:
            "Rates: activation 1 = rate_max; regular input trains; linear-reset integrate-and-fire membranes "
            "(Cm = 100 pF, v_th = 20 mV, tau_ref = 0) with delta synapses unless stated; spike-count readout.", ""]
     cols = [c for c in SETTING + ["T_ms", "res_n_samples", "res_ann_accuracy", "res_accuracy", "res_agreement",
-                                  "res_min_layer_correlation", "res_synaptic_events", "res_no_output_fraction",
+                                  "res_min_layer_correlation", "res_synaptic_events", "res_undecided_fraction",
                                   "res_wall_s"] if c in runs]
     out += ["## Runs (at the full presentation time T)", "", _md(runs[cols]), ""]
     rows = []
