@@ -95,6 +95,8 @@ class EvaluationResult:
     dt: float
     settings: dict = field(default_factory=dict)
     error_terms: dict | None = None  # population -> {'bias2', 'variance'} (several seeds)
+    predictions: np.ndarray | None = None  # (N, len(times)) SNN decision per sample and time, -1 = undecided
+    ann_predictions: np.ndarray | None = None
     wall_s: float = 0.0
 
     def summary(self) -> dict:
@@ -268,4 +270,4 @@ class SNN:
             agreement=float(np.mean(pred == ann_pred)), layer_correlation=corr, scatter=scatter, times=times,
             accuracy_vs_time=(pred_t == y[:, None]).mean(0), agreement_vs_time=(pred_t == ann_pred[:, None]).mean(0),
             synaptic_events=0, undecided_fraction=float(np.mean(pred == -1)), n_samples=len(x), duration=T, dt=step,
-            error_terms=terms)
+            error_terms=terms, predictions=pred_t, ann_predictions=ann_pred)

@@ -76,6 +76,8 @@ def run(cfg: dict, out: Path, device: str = "cpp", progress=None) -> dict[str, p
             if res.error_terms:
                 row.update(res.error_terms[name])
             tables["layers"].append(row)
+        np.savez_compressed(out / f"decisions_run{k}.npz", times_s=res.times, snn=res.predictions,
+                            ann=res.ann_predictions, label=split.y_test[:n])
         np.savez_compressed(out / f"scatter_run{k}.npz", **{f"{p}__ann": a for p, (a, b) in res.scatter.items()},
                             **{f"{p}__snn": b for p, (a, b) in res.scatter.items()})
         for name, rows in tables.items():  # rewrite each CSV after every run: nothing computed is lost
