@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from . import graph as G
 from .errors import BioconvError, ParameterError
-from .mapping import MappedNetwork, map_network
+from .mapping import MappedNetwork, check_parameters, map_network
 from .normalize import Scales, activations, compute_scales, saturation
 from .simulate import simulation_device
 from .simulate.network import ENCODERS, build
@@ -66,6 +66,8 @@ def convert(model, calibration, *, input_shape=None, normalization="p99.9", Cm=1
     'pXX.X' (default p99.9), a number, or a dict of per-population scales. The physical parameters
     and strategies are described in `bioconv.mapping`.
     """
+    check_parameters(Cm=Cm, v_th=v_th, tau_ref=tau_ref, rate_max=rate_max, synapse=synapse, tau_s=tau_s, bias=bias,
+                     reset=reset, leak_rule=leak_rule, readout=readout)  # before any work on the data
     calibration = _check_inputs(calibration, input_shape, "convert (calibration data)")
     graph = G.from_torch(model, input_shape or calibration.shape[1:])
     pops = G.populations(graph)

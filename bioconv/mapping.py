@@ -97,10 +97,8 @@ def _fmt(q) -> str:
     return f"[{lo}, {hi}]"
 
 
-def map_network(pops: list[Population], scales: Scales, *, Cm=100 * pF, v_th=20 * mV, tau_ref=0 * ms,
-                rate_max=200 * Hz, synapse="delta", tau_s=5 * ms, bias="current", reset="linear",
-                leak_rule="mean_potential", readout="count") -> MappedNetwork:
-    """Physical parameters for every population (see the module docstring for the relations)."""
+def check_parameters(*, Cm, v_th, tau_ref, rate_max, synapse, tau_s, bias, reset, leak_rule, readout):
+    """Validate the mapping's parameters at the door (units, signs, choices); returns the checked values."""
     owner = "bioconv.mapping"
     Cm = check_quantity(Cm, farad.dim, "Cm", owner, positive=True)
     v_th = check_quantity(v_th, volt.dim, "v_th", owner, positive=True)
@@ -124,6 +122,16 @@ def map_network(pops: list[Population], scales: Scales, *, Cm=100 * pF, v_th=20 
                              f"so it has no exact linear-LIF mapping (FORMULAS §4)")
     syn_params = {} if syn.kernel == "delta" else {"tau_s": check_quantity(tau_s, second.dim, "tau_s", owner,
                                                                              positive=True)}
+    return Cm, v_th, tau_ref, rate_max, syn, syn_params
+
+
+def map_network(pops: list[Population], scales: Scales, *, Cm=100 * pF, v_th=20 * mV, tau_ref=0 * ms,
+                rate_max=200 * Hz, synapse="delta", tau_s=5 * ms, bias="current", reset="linear",
+                leak_rule="mean_potential", readout="count") -> MappedNetwork:
+    """Physical parameters for every population (see the module docstring for the relations)."""
+    Cm, v_th, tau_ref, rate_max, syn, syn_params = check_parameters(
+        Cm=Cm, v_th=v_th, tau_ref=tau_ref, rate_max=rate_max, synapse=synapse, tau_s=tau_s, bias=bias, reset=reset,
+        leak_rule=leak_rule, readout=readout)
     charge_unit = v_th * Cm  # charge that moves V from reset to threshold
     lam = scales.values
     mapped = []

@@ -9,7 +9,12 @@ from bioconv import graph as G
 from bioconv.converter import convert, load_weights
 from bioconv.errors import BioconvError, ParameterError
 
-torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _seeded_torch():
+    """Every test builds its networks from the same random state, whatever ran before it."""
+    torch.manual_seed(0)
 
 
 class Residual(nn.Module):
@@ -135,6 +140,7 @@ def test_model_files_load_weights_only(tmp_path):
     (dict(normalization="p200"), r"normalization: method must be"),
 ])
 def test_bad_conversion_parameters(kwargs, message):
+    torch.manual_seed(0)  # independent of test order
     m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     with pytest.raises((ParameterError, BioconvError), match=message):
         convert(m, np.random.default_rng(0).random((20, 4)), **kwargs)
@@ -274,7 +280,8 @@ def test_equivalence_relu1():
 
 @pytest.mark.slow
 def test_equivalence_residual_addition():
-    _check_layer(Residual(), (2, 8, 8), 2)
+    # Two chained spiking layers: the second one's bound accumulates the first one's.
+    _check_layer(Residual(), (2, 8, 8), 2, min_ratio=10)
 
 
 @pytest.mark.slow
