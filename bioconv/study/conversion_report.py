@@ -42,9 +42,10 @@ def summarize(tables: dict[str, pd.DataFrame], cfg: dict) -> str:
     out += ["## When the SNN catches up with its ANN", "",
             "First presentation time at which agreement with the ANN reaches 99.5 %, and at which accuracy comes "
             "within 0.3 points of the ANN's (NaN: not within the simulated T).", "", _md(pd.DataFrame(rows)), ""]
-    piv = layers.pivot_table(index="run", columns="population", values="correlation", aggfunc="first")
-    out += ["## Per-layer correlation of ANN target rates with SNN rates (seed 003 eq. 16), at T", "",
-            _md(piv.reset_index()), ""]
+    out += ["## Per-layer correlation of ANN target rates with SNN rates (seed 003 eq. 16), at T", ""]
+    for network, part in layers.groupby("network"):  # populations differ between networks
+        piv = part.pivot_table(index="run", columns="population", values="correlation", aggfunc="first")
+        out += [f"{network}:", "", _md(piv.reset_index()), ""]
     if "bias2" in layers:
         out += ["## Bias and variance of the rates (several seeds)", "",
                 _md(layers.dropna(subset=["bias2"])[["run", "population", "bias2", "variance"]]), ""]
