@@ -121,18 +121,20 @@ def _maxpool_gate(p, B, groups, objects) -> NeuronGroup:
     source_name = p.projections[0].source
     src = groups[source_name]
     n_windows = p.size
-    gate = NeuronGroup(B * n_windows, "maxc : 1\nfire : 1", threshold="fire > 0.5", reset="fire = 0",
+    # `pending` counts passes not yet relayed: a pass arriving in the step the gate fires (synapses
+    # run between threshold and reset) must not be wiped by the reset, so the reset decrements.
+    gate = NeuronGroup(B * n_windows, "maxc : 1\npending : 1", threshold="pending > 0.5", reset="pending -= 1",
                        name=f"pop_{_safe(p.name)}")
     member = np.flatnonzero(p.pool_groups >= 0)
     n_src = len(p.pool_groups)
     i = (member[None, :] + n_src * np.arange(B)[:, None]).ravel()
     j = (p.pool_groups[member][None, :] + n_windows * np.arange(B)[:, None]).ravel()
     # The synapse's own counter is its source unit's spike count (one synapse per unit). A spike
-    # passes when it lifts its unit's count above the window's running maximum, so the gate emits
-    # exactly max_u N_u(t) spikes: the max of the counts, ties passing once.
+    # passes when it lifts its unit's count above the window's running maximum (which then rises by
+    # exactly one), so the gate emits exactly max_u N_u(t) spikes, at most one per step.
     s = Synapses(src, gate, model="c : 1", on_pre="""
         c += 1
-        fire_post = fire_post + (1 - fire_post) * int(c > maxc_post)
+        pending_post += int(c > maxc_post)
         maxc_post = maxc_post + (c - maxc_post) * int(c > maxc_post)
         """, name=f"gate_{_safe(source_name)}_to_{_safe(p.name)}")
     s.connect(i=i.astype(np.int32), j=j.astype(np.int32))
