@@ -6,15 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from brian2 import Hz, Network, defaultclock, ms, pF, mV, second, seed as brian_seed
+from brian2 import Hz, ms, pF, mV, second
 from tqdm.auto import tqdm
 
 from . import graph as G
 from .errors import BioconvError, ParameterError
 from .mapping import MappedNetwork, check_parameters, map_network
 from .normalize import Scales, activations, compute_scales, saturation
-from .simulate import simulation_device
-from .simulate.network import ENCODERS, build
+from .simulate.devices import check_device
+from .simulate.network import ENCODERS
+from .simulate.runner import BatchOutput, CompiledNetwork, batch_for_budget
 from .units import check_quantity
 
 
@@ -100,12 +101,14 @@ class EvaluationResult:
     predictions: np.ndarray | None = None  # (N, len(times)) SNN decision per sample and time, -1 = undecided
     ann_predictions: np.ndarray | None = None
     wall_s: float = 0.0
+    build_s: float = 0.0  # of wall_s: building (and compiling) the network
 
     def summary(self) -> dict:
         return dict(accuracy=self.accuracy, ann_accuracy=self.ann_accuracy, agreement=self.agreement,
                     n_samples=self.n_samples, duration_s=self.duration, dt_s=self.dt,
                     synaptic_events=self.synaptic_events, undecided_fraction=self.undecided_fraction,
-                    min_layer_correlation=float(np.min(list(self.layer_correlation.values()))), wall_s=self.wall_s, **self.settings)
+                    min_layer_correlation=float(np.min(list(self.layer_correlation.values()))), wall_s=self.wall_s,
+                    build_s=self.build_s, **self.settings)
 
 
 class SNN:
@@ -137,31 +140,38 @@ class SNN:
         r = float(self.mapped.rate_max)
         return {name: np.maximum(a, 0) / self.scales.values[name] * r for name, a in acts.items()}
 
-    def evaluate(self, x, y, *, duration=200 * ms, dt=0.1 * ms, encoder="regular", device="cpp", batch=50,
-                 seeds=(0,), time_points=20, threads=0, progress=True, scatter_points=2000) -> EvaluationResult:
+    def evaluate(self, x, y, *, duration=200 * ms, dt=0.1 * ms, encoder="regular", device="cpp", batch=None,
+                 memory_budget=None, seeds=(0,), time_points=20, threads=None, float32=False, progress=True,
+                 scatter_points=2000) -> EvaluationResult:
         """Simulate the SNN on inputs ``x`` (N, *input_shape) with labels ``y`` (N,).
 
-        Samples run ``batch`` at a time as disjoint copies in one network. With several ``seeds``
-        (Poisson encoding) each sample runs once per seed, and the error of each layer's rates is
-        split into bias and variance (FORMULAS §6).
+        The network is built (and on ``device="cpp"``/``"cuda"`` compiled) once for ``batch`` samples
+        as disjoint copies, then run for every batch with new inputs. ``batch=None`` picks the largest
+        batch whose estimated memory fits ``memory_budget`` bytes (default: a quarter of the RAM, at
+        most 4 GiB). ``threads``: OpenMP threads on ``cpp`` (None = all cores). ``float32``: single-
+        precision state variables. With several ``seeds`` (Poisson encoding) each sample runs once per
+        seed, and the error of each layer's rates is split into bias and variance (FORMULAS §6).
         """
         duration = check_quantity(duration, second.dim, "duration", "SNN.evaluate", positive=True)
         dt = check_quantity(dt, second.dim, "dt", "SNN.evaluate", positive=True)
         if encoder not in ENCODERS:
             raise ParameterError(f"SNN.evaluate: encoder must be one of {ENCODERS}, got {encoder!r}")
+        check_device(device, "SNN.evaluate")
         x = _check_inputs(x, self.graph.input_shape, "SNN.evaluate")
         y = np.asarray(y)
         n_out = self.mapped.populations[-1].size
         if y.ndim != 1 or len(x) != len(y) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_out:
             raise BioconvError(f"SNN.evaluate: labels must be integers in [0, {n_out}) of shape ({len(x)},), got "
                                f"dtype {y.dtype}, shape {y.shape}")
+        if batch is None:
+            batch = batch_for_budget(self.mapped, len(x), memory_budget)
         if int(batch) != batch or batch < 1 or int(time_points) != time_points or time_points < 1:
             raise ParameterError(f"SNN.evaluate: batch and time_points must be positive integers, got {batch!r}, "
                                  f"{time_points!r}")
         seeds = tuple(seeds) if np.iterable(seeds) else (seeds,)
         if not seeds:
             raise ParameterError("SNN.evaluate: seeds must name at least one seed")
-        batch, time_points = int(batch), int(time_points)
+        batch, time_points = min(int(batch), len(x)), int(time_points)
         t0 = time.perf_counter()
         targets = self.target_rates(x)
         logits = self.graph.forward(x)[self.graph.output].reshape(len(x), -1)
@@ -172,34 +182,34 @@ class SNN:
         counts = {s: {n: [] for n in names} for s in seeds}
         readout_scores = {s: [] for s in seeds}  # (B, n_times, n_out)
         events = 0
-        out_name = names[-1]
-        jobs = [(s, k) for s in seeds for k in range(0, len(x), batch)]
-        bar = tqdm(jobs, desc="evaluate", unit="batch", disable=not progress)
-        for s, k in bar:
-            xb = x[k:k + batch]
-            rates_in = targets[names[0]][k:k + batch]
-            with simulation_device(device, dt=dt, threads=threads):
-                brian_seed(s)
-                built = build(self.mapped, rates_in, encoder=encoder,
-                              record_output_every=duration / time_points)
-                Network(*built.objects).run(duration, namespace={})
-                for p in self.mapped.populations:
-                    if p.name not in built.spikes:
-                        continue
-                    mon = built.spikes[p.name]
-                    c = np.bincount(np.asarray(mon.i), minlength=len(xb) * p.size).reshape(len(xb), p.size)
-                    counts[s][p.name].append(c)
-                    if s == seeds[0]:  # events of one presentation of the data set
-                        events += int(np.dot(c.sum(0), self._out_degree(p.name)))
-                readout_scores[s].append(self._scores(built, len(xb), times, out_name))
+        starts = range(0, len(x), batch)
+        bar = tqdm(total=len(seeds) * len(starts), desc=f"evaluate ({device}, batch {batch})", unit="batch",
+                   disable=not progress)
+        build_s = 0.0
+        for s in seeds:
+            tb = time.perf_counter()
+            with CompiledNetwork(self.mapped, batch, duration=duration, dt=dt, encoder=encoder, device=device,
+                                 seed=s, threads=threads, float32=float32,
+                                 record_output_every=duration / time_points) as compiled:
+                build_s += time.perf_counter() - tb
+                for k in starts:
+                    out = compiled.run(targets[names[0]][k:k + batch])
+                    for name, c in out.counts.items():
+                        counts[s][name].append(c)
+                        if s == seeds[0]:  # events of one presentation of the data set
+                            events += int(np.dot(c.sum(0), self._out_degree(name)))
+                    readout_scores[s].append(self._scores(out, times))
+                    bar.update()
+        bar.close()
         result = self._metrics(x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step,
                                scatter_points)
         result.synaptic_events = events
-        result.settings = dict(encoder=encoder, device=device, batch=batch, seeds=list(seeds),
+        result.settings = dict(encoder=encoder, device=device, batch=batch, seeds=list(seeds), float32=bool(float32),
                                rate_max_hz=float(self.mapped.rate_max), bias=self.mapped.bias,
                                reset=self.mapped.reset, synapse=self.mapped.synapse, readout=self.mapped.readout,
                                normalization=self.scales.method)
         result.wall_s = time.perf_counter() - t0
+        result.build_s = build_s
         return result
 
     def _out_degree(self, name: str) -> np.ndarray:
@@ -213,25 +223,22 @@ class SNN:
                 deg += (p.pool_groups >= 0)
         return deg
 
-    def _scores(self, built, B, times, out_name):
-        """Readout score (B, n_times, n_out): higher wins."""
+    def _scores(self, out: BatchOutput, times) -> np.ndarray:
+        """Readout score (b, n_times, n_out): higher wins."""
         n_out = self.mapped.populations[-1].size
+        b = len(next(iter(out.counts.values()))) if out.counts else len(out.final_v)
         if self.mapped.readout == "potential":
             # The monitor samples V at 0, T/n, ..., (n-1) T/n; the value at T is read from the group.
-            v = np.asarray(built.output_state.v).reshape(B, n_out, -1)
-            final = np.asarray(built.groups[out_name].v).reshape(B, n_out, 1)
-            v = np.concatenate([v[:, :, 1:len(times)], final], axis=2)
+            v = np.concatenate([out.out_v[:, :, 1:len(times)], out.final_v[:, :, None]], axis=2)
             return np.transpose(v, (0, 2, 1))
-        mon = built.spikes[out_name]
-        i, t = np.asarray(mon.i), np.asarray(mon.t)
-        sample, unit = i // n_out, i % n_out
-        scores = np.zeros((B, len(times), n_out))
+        sample, unit, t = out.out_sample, out.out_unit, out.out_t
+        scores = np.zeros((b, len(times), n_out))
         if self.mapped.readout == "count":
             for k, tk in enumerate(times):
                 sel = t <= tk + 1e-12
                 np.add.at(scores[:, k], (sample[sel], unit[sel]), 1)
         else:  # first_spike: earlier is better; no spike scores -inf
-            first = np.full((B, n_out), np.inf)
+            first = np.full((b, n_out), np.inf)
             np.minimum.at(first, (sample, unit), t)
             for k, tk in enumerate(times):
                 scores[:, k] = np.where(first <= tk, -first, -np.inf)

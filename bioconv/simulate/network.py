@@ -28,6 +28,7 @@ class BuiltNetwork:
     spikes: dict        # population name -> SpikeMonitor
     n_copies: int
     output_state: StateMonitor | None = None
+    input_vars: dict = None  # population name -> the variable the inputs set ('rate' or 'I_bias')
 
 
 def input_group(n: int, encoder: str, rates_hz: np.ndarray, name: str) -> NeuronGroup:
@@ -44,42 +45,68 @@ def input_group(n: int, encoder: str, rates_hz: np.ndarray, name: str) -> Neuron
     return g
 
 
-def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", record_output_every=None) -> BuiltNetwork:
+def input_values(net: MappedNetwork, x_rates: np.ndarray, encoder: str) -> dict[str, np.ndarray]:
+    """What the inputs set, per population name, for ``B = len(x_rates)`` samples (Hz, (B, n_input)).
+
+    Spiking encoders set the input group's ``rate`` (Hz, B*n_input values). The ``current`` encoder has
+    no input spikes: each first-layer unit receives the mean current its inputs would bring, added to
+    its ``I_bias`` (amp, B*size values).
+    """
+    x_rates = np.asarray(x_rates, dtype=float)
+    input_pop = net.populations[0]
+    if encoder != "current":
+        return {input_pop.name: x_rates.ravel()}
+    syn_model = models.load(net.synapse)
+    B = len(x_rates)
+    out = {}
+    for p in net.populations:
+        for q in p.projections:
+            if q.source == input_pop.name:
+                charge = np.asarray(q.w) * (1.0 if syn_model.kernel == "delta" else float(net.synapse_params["tau_s"]))
+                cur = np.zeros((B, p.size))
+                for b in range(B):
+                    np.add.at(cur[b], q.j, charge * x_rates[b, q.i])
+                base = np.broadcast_to(np.asarray(p.params.get("I_bias", 0 * amp), dtype=float), (p.size,))
+                out[p.name] = out.get(p.name, base[None, :]) + cur
+    return {name: v.ravel() for name, v in out.items()}
+
+
+def set_inputs(built: "BuiltNetwork", values: dict[str, np.ndarray]):
+    """Assign `input_values` to the built groups (runtime, or before a standalone build)."""
+    for name, v in values.items():
+        var = built.input_vars[name]
+        setattr(built.groups[name], var, v * (Hz if var == "rate" else amp))
+
+
+def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", record_output_every=None,
+          record_times: str = "all") -> BuiltNetwork:
     """Create the Brian2 objects for ``B = len(x_rates)`` samples; ``x_rates`` (B, n_input) in Hz.
 
     Must be called inside `bioconv.simulate.simulation_device`. Returns the objects to run and the
-    monitors to read.
+    monitors to read. ``record_times="output"`` records spike times only in the output layer (the
+    other monitors keep per-neuron counts, ``monitor.count``: less work and memory per spike).
+    The inputs can change later without rebuilding: `input_values` gives the
+    new values of the variables named in ``BuiltNetwork.input_vars``.
     """
     if encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
     B = len(x_rates)
     groups, spikes, objects = {}, {}, []
-    syn_model = models.load(net.synapse)
     input_pop = net.populations[0]
-    extra_current = {}
-    if encoder == "current":
-        # No input spikes: each first-layer unit receives the mean current its inputs would bring.
-        for p in net.populations:
-            for q in p.projections:
-                if q.source == input_pop.name:
-                    charge = np.asarray(q.w) * (1.0 if syn_model.kernel == "delta" else
-                                                float(net.synapse_params["tau_s"]))
-                    cur = np.zeros((B, p.size))
-                    for b in range(B):
-                        np.add.at(cur[b], q.j, charge * x_rates[b, q.i])
-                    extra_current[p.name] = extra_current.get(p.name, 0) + cur
-    else:
-        g = input_group(B * input_pop.size, encoder, np.asarray(x_rates, dtype=float).ravel(), "pop_input")
-        groups[input_pop.name] = g
+    inputs = input_values(net, x_rates, encoder)
+    input_vars = {}
+    if encoder != "current":
+        groups[input_pop.name] = input_group(B * input_pop.size, encoder, inputs[input_pop.name], "pop_input")
+        input_vars[input_pop.name] = "rate"
     bias_source = None
     for p in net.populations[1:]:
         if p.kind == "maxpool":
             groups[p.name] = _maxpool_gate(p, B, groups, objects)
             continue
         params = {k: _tile(v, B, p.size) for k, v in p.params.items()}
-        if p.name in extra_current:
-            base = np.broadcast_to(np.asarray(params.get("I_bias", 0 * amp), dtype=float), (B * p.size,))
-            params["I_bias"] = Quantity(base + extra_current[p.name].ravel(), dim=amp.dim)
+        if p.name in inputs:
+            params["I_bias"] = Quantity(inputs[p.name], dim=amp.dim)
+            input_vars[p.name] = "I_bias"
         method = None
         if p.neuron == "conductance_lif" and np.any(np.asarray(params["gl"]) == 0):
             method = "rk4"  # exact integration of the leaky membrane divides by gl (units with gl = 0 here)
@@ -91,9 +118,12 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
                 continue
             src = groups[q.source]
             n_src = int(np.prod(net.population(q.source).shape))
-            i = (q.i[None, :] + n_src * np.arange(B)[:, None]).ravel()
-            j = (q.j[None, :] + p.size * np.arange(B)[:, None]).ravel()
-            w = Quantity(np.tile(np.asarray(q.w), B), dim=q.w.dim)
+            # Synapses in source order: a spike's targets then sit together in memory, which makes
+            # event propagation (most of a ConvNet's run time) read w and the targets sequentially.
+            order = np.argsort(q.i, kind="stable")
+            i = (q.i[order][None, :] + n_src * np.arange(B)[:, None]).ravel()
+            j = (q.j[order][None, :] + p.size * np.arange(B)[:, None]).ravel()
+            w = Quantity(np.tile(np.asarray(q.w)[order], B), dim=q.w.dim)
             objects.append(models.synapses(src, g, net.synapse, i=i, j=j, w=w,
                                            name=f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}"))
         if p.bias_weight is not None:
@@ -106,15 +136,18 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
                 w = Quantity(np.tile(np.asarray(p.bias_weight)[nz], B), dim=p.bias_weight.dim)
                 objects.append(models.synapses(bias_source, g, net.synapse, i=np.zeros(len(j), int), j=j, w=w,
                                                name=f"syn_bias_to_{_safe(p.name)}"))
+    if record_times not in ("all", "output"):
+        raise ValueError(f"record_times must be 'all' or 'output', got {record_times!r}")
+    out_name = net.populations[-1].name
     for name, g in groups.items():
-        spikes[name] = SpikeMonitor(g, name=f"spikes_{_safe(name)}")
+        spikes[name] = SpikeMonitor(g, record=record_times == "all" or name == out_name, name=f"spikes_{_safe(name)}")
     objects += list(groups.values()) + list(spikes.values())
     state = None
     if net.readout == "potential":
         out = groups[net.populations[-1].name]
         state = StateMonitor(out, "v", record=True, dt=record_output_every)
         objects.append(state)
-    return BuiltNetwork(objects, groups, spikes, B, state)
+    return BuiltNetwork(objects, groups, spikes, B, state, input_vars)
 
 
 def _maxpool_gate(p, B, groups, objects) -> NeuronGroup:

@@ -1,0 +1,196 @@
+"""Compile once, run many: one build of a converted network for B samples, run again for every batch.
+
+On the standalone devices (``cpp``, ``cuda``) the network is generated and compiled once; each batch
+then runs the same binary with its inputs passed as ``run_args`` (Brian2 >= 2.6): the input
+group's rates, or the first layer's bias currents for the ``current`` encoder. Nothing else
+changes between batches, so nothing is recompiled. On ``runtime`` the network is built once and
+rewound with ``store``/``restore`` between batches.
+
+A last, smaller batch is padded with silent samples (zero rates), whose results are dropped.
+"""
+from __future__ import annotations
+
+import os
+import re
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from brian2.codegen.cpp_prefs import get_compiler_and_args
+from brian2 import Hz, Network, amp, get_device, second, seed as brian_seed
+
+from ..mapping import MappedNetwork
+from .devices import check_device, simulation_device
+from .network import build, input_values, set_inputs
+
+# Estimated memory per synapse and per neuron in a standalone build: indices, weight, the spike
+# queue's per-synapse entries and the synapse's pre/post index lists (measured 2026-11 with
+# /usr/bin/time on the MNIST ConvNet: see bench/README.md), and per neuron its state variables.
+BYTES_PER_SYNAPSE = 64
+BYTES_PER_NEURON = 256
+
+
+@dataclass
+class BatchOutput:
+    """What one batch produced. Counts per population (B, size); output spikes as (sample, unit, t)."""
+
+    counts: dict[str, np.ndarray]
+    out_sample: np.ndarray
+    out_unit: np.ndarray
+    out_t: np.ndarray          # seconds
+    out_v: np.ndarray | None   # (B, n_out, n_recorded) membrane potential samples, volts (potential readout)
+    final_v: np.ndarray | None  # (B, n_out) membrane potential at the end of the run
+
+
+def network_size(net: MappedNetwork) -> tuple[int, int]:
+    """(neurons, synapses) of one copy of ``net``, as `build` creates them."""
+    neurons = sum(p.size for p in net.populations)
+    syn = 0
+    for p in net.populations[1:]:
+        if p.kind == "maxpool":
+            syn += int(np.sum(p.pool_groups >= 0))
+            continue
+        syn += sum(len(q.i) for q in p.projections)
+        if p.bias_weight is not None:
+            syn += int(np.count_nonzero(np.asarray(p.bias_weight)))
+    return neurons, syn
+
+
+def default_memory_budget() -> int:
+    """A quarter of the machine's memory, at most 4 GiB: room for the build and the Python side."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 2 ** 30
+    return int(min(4 * 2 ** 30, total // 4))
+
+
+def batch_for_budget(net: MappedNetwork, n_samples: int, memory_budget: int | None = None) -> int:
+    """The largest number of disjoint copies whose estimated memory fits ``memory_budget`` bytes
+    (default `default_memory_budget`), at least 1 and at most ``n_samples``."""
+    budget = default_memory_budget() if memory_budget is None else int(memory_budget)
+    neurons, syn = network_size(net)
+    per_copy = BYTES_PER_SYNAPSE * syn + BYTES_PER_NEURON * neurons
+    return int(max(1, min(n_samples, budget // max(per_copy, 1))))
+
+
+_SYNAPSE_OUTPUT = re.compile(
+    r"\tofstream outfile_(_dynamic_array_(?:syn|gate)_\w+);.*?Error writing output file for \1\.\" << endl;\n\t\}\n",
+    re.S)
+
+
+def skip_synapse_outputs(objects_cpp: Path) -> int:
+    """Drop the end-of-run dump of per-synapse arrays from a cpp_standalone project's objects.cpp.
+
+    Brian2 writes every array to the results folder after each run; for a batched ConvNet that is
+    gigabytes of indices and weights per run that nobody reads back (they only change at build
+    time). Returns how many arrays were dropped. Reading a synapse variable after such a run fails.
+    """
+    code = objects_cpp.read_text()
+    code, n = _SYNAPSE_OUTPUT.subn("", code)
+    objects_cpp.write_text(code)
+    return n
+
+
+class CompiledNetwork:
+    """``net`` built once for ``n_copies`` samples on ``device``; `run` presents one batch.
+
+    Use as a context manager (or call `close`): it holds Brian2's device and its build folder.
+    ``seed`` seeds Brian2's random numbers (Poisson inputs); on the standalone devices it is part of
+    the build, so each seed needs its own `CompiledNetwork`.
+    """
+
+    def __init__(self, net: MappedNetwork, n_copies: int, *, duration, dt, encoder: str = "regular",
+                 device: str = "cpp", seed: int = 0, threads: int | None = None, float32: bool = False,
+                 record_output_every=None, directory=None, cuda: dict | None = None):
+        self.net, self.B, self.encoder, self.seed = net, int(n_copies), encoder, seed
+        self.kind = check_device(device, "CompiledNetwork")
+        self.duration = duration
+        self.runs = 0
+        self._stack = ExitStack()
+        try:
+            self.folder = self._stack.enter_context(simulation_device(
+                device, dt=dt, threads=threads, float32=float32, directory=directory, build_on_run=False, cuda=cuda))
+            n_in = net.populations[0].size
+            self.built = build(net, np.zeros((self.B, n_in)), encoder=encoder, record_output_every=record_output_every,
+                               record_times="output")
+            self.network = Network(*self.built.objects)
+            brian_seed(seed)
+            if self.kind == "runtime":
+                self.network.store("initial")
+            else:
+                self.network.run(duration, namespace={})
+                self._compile()
+                self._static = set(os.listdir(Path(self.folder) / "static_arrays"))
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def _compile(self):
+        dev = get_device()
+        if self.kind != "cpp":
+            dev.build(directory=str(self.folder), compile=True, run=False, with_output=False)
+            return
+        dev.build(directory=str(self.folder), compile=False, run=False, with_output=False)
+        skip_synapse_outputs(Path(self.folder) / "objects.cpp")
+        dev.compile_source(str(self.folder), get_compiler_and_args()[0], False, False)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._stack.close()
+
+    def run(self, x_rates: np.ndarray) -> BatchOutput:
+        """Present ``x_rates`` (b <= B samples, n_input) in Hz for the network's duration."""
+        x_rates = np.asarray(x_rates, dtype=float)
+        b = len(x_rates)
+        if not 1 <= b <= self.B:
+            raise ValueError(f"CompiledNetwork.run: batch of {b} samples, built for 1..{self.B}")
+        padded = np.zeros((self.B, x_rates.shape[1]))
+        padded[:b] = x_rates
+        values = input_values(self.net, padded, self.encoder)
+        if self.kind == "runtime":
+            self.network.restore("initial")
+            brian_seed(self.seed)
+            set_inputs(self.built, values)
+            self.network.run(self.duration, namespace={})
+        else:
+            args = {getattr(self.built.groups[name], var): values[name] * (Hz if var == "rate" else amp)
+                    for name, var in self.built.input_vars.items()}
+            get_device().run(directory=str(self.folder), results_directory="results", with_output=False, run_args=args)
+            self._drop_run_arg_files()
+        self.runs += 1
+        return self._read(b)
+
+    def _drop_run_arg_files(self):
+        # Brian2 2.7.1 leaves every distinct run_args array in static_arrays/: keep the folder lean.
+        folder = Path(self.folder) / "static_arrays"
+        for name in set(os.listdir(folder)) - self._static:
+            try:
+                os.remove(folder / name)
+            except OSError:
+                pass
+
+    def _read(self, b: int) -> BatchOutput:
+        counts = {}
+        for p in self.net.populations:
+            mon = self.built.spikes.get(p.name)
+            if mon is None:
+                continue
+            c = np.asarray(mon.count).reshape(self.B, p.size)
+            counts[p.name] = c[:b]
+        out = self.net.populations[-1]
+        mon = self.built.spikes[out.name]
+        i, t = np.asarray(mon.i), np.asarray(mon.t / second)
+        keep = i < b * out.size
+        out_v = final_v = None
+        if self.built.output_state is not None:
+            v = np.asarray(self.built.output_state.v)  # (B*n_out, n_recorded)
+            out_v = v.reshape(self.B, out.size, -1)[:b]
+            final_v = np.asarray(self.built.groups[out.name].v).reshape(self.B, out.size)[:b]
+        return BatchOutput(counts, i[keep] // out.size, i[keep] % out.size, t[keep], out_v, final_v)
