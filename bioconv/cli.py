@@ -17,7 +17,8 @@ def _models(args) -> int:
 
 def _study(args) -> int:
     from .study import run_study
-    out = run_study(args.name, full=args.full, out=args.out, device=args.device, config=args.config)
+    out = run_study(args.name, full=args.full, out=args.out, device=args.device, config=args.config,
+                    threads=args.threads)
     print(f"\n{args.name}: results in {out.resolve()}")
     print(f"  summary: {(out / 'summary.md').resolve()}")
     for png in sorted(out.glob("*.png")):
@@ -55,8 +56,11 @@ def main(argv=None) -> int:
         if name == "study":
             p.add_argument("--config", type=Path, default=None,
                            help="settings file (default studies/NAME/config.toml)")
-        p.add_argument("--device", choices=["cpp", "runtime"], default="cpp",
-                       help="Brian2 device: cpp (cpp_standalone, default) or runtime (numpy, slow)")
+        p.add_argument("--device", choices=["cpp", "runtime", "cuda"], default="cpp",
+                       help="Brian2 device: cpp (cpp_standalone with OpenMP, default), runtime (numpy, slow) or "
+                            "cuda (brian2cuda; needs nvcc, and a GPU to run)")
+        p.add_argument("--threads", type=int, default=None,
+                       help="OpenMP threads for the cpp device (default: all available cores; 0 = no OpenMP)")
         p.set_defaults(func=fn)
     args = parser.parse_args(argv)
     # Brian2 reports each integration-method choice at INFO; keep the console for results.

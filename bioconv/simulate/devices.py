@@ -129,8 +129,10 @@ def configure_cuda(*, cuda_path: str | None = None, detect_gpu: bool | None = No
         import brian2cuda  # noqa: F401  (registers the cuda_standalone device)
     except ImportError as err:
         raise ParameterError(f"device 'cuda' needs the brian2cuda package: {err}") from None
-    cuda_path = cuda_path or os.environ.get("CUDA_PATH") or (os.path.dirname(os.path.dirname(shutil.which("nvcc")))
-                                                             if shutil.which("nvcc") else "/usr/local/cuda")
+    if cuda_path is None:
+        nvcc = shutil.which("nvcc")
+        cuda_path = os.environ.get("CUDA_PATH") or ("/usr/local/cuda" if os.path.exists("/usr/local/cuda/bin/nvcc") else
+                                                    os.path.dirname(os.path.dirname(nvcc)) if nvcc else "/usr/local/cuda")
     if not os.path.exists(os.path.join(cuda_path, "bin", "nvcc")):
         raise ParameterError(f"device 'cuda': no nvcc under {cuda_path!r}; set CUDA_PATH to the CUDA toolkit")
     backend = prefs.devices.cuda_standalone.cuda_backend

@@ -27,9 +27,11 @@ def load_config(name: str, full: bool = False, path: Path | None = None) -> dict
 
 
 def run_study(name: str, *, full: bool = False, out: Path | None = None, device: str = "cpp",
-              config: Path | None = None) -> Path:
+              config: Path | None = None, threads: int | None = None) -> Path:
     """Run study ``name``; write tables (CSV), figures (PNG) and summary.md to ``out``; return it."""
     cfg = load_config(name, full, config)
+    if threads is not None:
+        cfg["threads"] = threads
     out = Path(out) if out else Path("results") / name
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

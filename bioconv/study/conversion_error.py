@@ -33,7 +33,11 @@ def runs(cfg: dict) -> list[dict]:
 
 
 RUN_KEYS = {"network", "T_ms", "dt_ms", "bias", "reset", "rate_max_hz", "synapse", "tau_s_ms", "encoder", "leak_rule",
-            "n_test", "batch", "seeds", "readout", "normalization", "Cm_pF", "v_th_mV", "tau_ref_ms"}
+            "n_test", "batch", "float32", "seeds", "readout", "normalization", "Cm_pF", "v_th_mV", "tau_ref_ms"}
+
+
+def _batch(value):
+    return None if value in (None, "auto") else int(value)  # "auto": from the memory budget
 
 
 def run(cfg: dict, out: Path, device: str = "cpp", progress=None) -> dict[str, pd.DataFrame]:
@@ -61,9 +65,10 @@ def run(cfg: dict, out: Path, device: str = "cpp", progress=None) -> dict[str, p
             snn.table() + "\n\nfraction of units within 10 % of min(1/tau_ref, 1/dt) on the calibration data: "
             + json.dumps(sat) + "\n")
         res = snn.evaluate(split.x_test[:n], split.y_test[:n], duration=r["T_ms"] * ms, dt=r["dt_ms"] * ms,
-                           encoder=r.get("encoder", "regular"), device=device, batch=int(r.get("batch", cfg["batch"])),
+                           encoder=r.get("encoder", "regular"), device=device, batch=_batch(r.get("batch", cfg.get("batch"))),
                            time_points=int(cfg["time_points"]), progress=progress is not None,
-                           seeds=tuple(range(int(r.get("seeds", 1)))), threads=int(cfg.get("threads", 0)))
+                           seeds=tuple(range(int(r.get("seeds", 1)))), threads=cfg.get("threads"),
+                           float32=bool(r.get("float32", False)))
         label = dict(run=k, **{key: (float(v) if isinstance(v, (int, float, np.number)) else v) for key, v in r.items()})
         summ = res.summary()
         summ.pop("seeds", None)

@@ -1,0 +1,156 @@
+"""Compile once, run many (`bioconv.simulate.runner`): the same spikes on every device and batch size,
+Poisson statistics that agree across devices, clean build folders, and a CUDA build without a GPU."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from brian2 import get_device, ms, second
+from torch import nn
+
+from bioconv.converter import convert
+from bioconv.errors import ParameterError
+from bioconv.simulate.devices import curand_dirs, simulation_device
+from bioconv.simulate.runner import CompiledNetwork, batch_for_budget, network_size
+
+T = 60 * ms
+DT = 0.1 * ms
+
+
+@pytest.fixture(scope="module")
+def small_convnet():
+    # conv (padding) -> ReLU -> max-pool gate -> avg-pool -> linear with bias: every population kind.
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.AvgPool2d(2), nn.Flatten(),
+                          nn.Linear(12, 4), nn.ReLU(), nn.Linear(4, 3)).eval()
+    x = np.random.default_rng(3).random((40, 1, 8, 8))
+    return model, x
+
+
+def _counts(snn, x, device, batch, encoder="regular", seed=0, float32=False):
+    rates = snn.target_rates(x)[snn.mapped.populations[0].name]
+    out = {}
+    with CompiledNetwork(snn.mapped, batch, duration=T, dt=DT, encoder=encoder, device=device, seed=seed,
+                         threads=1 if device == "cpp" else None, float32=float32) as net:
+        for k in range(0, len(x), batch):
+            res = net.run(rates[k:k + batch])
+            for name, c in res.counts.items():
+                out.setdefault(name, []).append(c)
+        assert net.runs == -(-len(x) // batch)  # one build, several runs
+    return {name: np.concatenate(c) for name, c in out.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("encoder", ["regular", "current"])
+def test_counts_identical_across_devices_and_batch_sizes(small_convnet, encoder):
+    model, x = small_convnet
+    x = x[:5]
+    snn = convert(model, small_convnet[1], bias="current")
+    ref = _counts(snn, x, "runtime", 1, encoder)            # the naive way: one sample per run
+    for device, batch in [("runtime", 5), ("cpp", 3), ("cpp", 5)]:  # 3: a padded last batch
+        got = _counts(snn, x, device, batch, encoder)
+        assert ref.keys() == got.keys()
+        for name in ref:
+            np.testing.assert_array_equal(got[name], ref[name], err_msg=f"{device} batch {batch}: population {name}")
+    total = sum(int(c.sum()) for c in ref.values())
+    assert total > 500 and ref[snn.mapped.populations[-1].name].sum() > 20  # the network is active
+
+
+@pytest.mark.slow
+def test_poisson_counts_agree_statistically_across_devices(small_convnet):
+    model, x = small_convnet
+    snn = convert(model, x, bias="current")
+    xs = np.repeat(x[:1], 40, axis=0)  # 40 independent presentations of one digit
+    runtime = _counts(snn, xs, "runtime", 40, "poisson", seed=1)
+    cpp = _counts(snn, xs, "cpp", 20, "poisson", seed=1)
+    cpp_again = _counts(snn, xs, "cpp", 20, "poisson", seed=1)
+    cpp_other = _counts(snn, xs, "cpp", 20, "poisson", seed=2)
+    for name in runtime:
+        np.testing.assert_array_equal(cpp_again[name], cpp[name], err_msg=f"same seed, population {name}")
+        a, b = runtime[name].astype(float), cpp[name].astype(float)
+        # Per-unit mean counts over 40 presentations: a two-sample z score on the difference of means.
+        se = np.sqrt(a.var(0, ddof=1) / len(a) + b.var(0, ddof=1) / len(b))
+        active = se > 0
+        z = np.abs(a.mean(0) - b.mean(0))[active] / se[active]
+        assert active.sum() > 0 and np.all(z < 5), (name, z.max())
+        # and over the whole layer, a tighter test on the total count
+        ta, tb = a.sum(1), b.sum(1)
+        zt = abs(ta.mean() - tb.mean()) / np.sqrt(ta.var(ddof=1) / len(ta) + tb.var(ddof=1) / len(tb))
+        assert zt < 4, (name, zt)
+    first = snn.mapped.populations[1].name
+    assert not np.array_equal(cpp_other[first], cpp[first])  # another seed, other spikes
+
+
+@pytest.mark.slow
+def test_compile_once_leaves_nothing_behind(small_convnet, tmp_path, monkeypatch):
+    model, x = small_convnet
+    snn = convert(model, x)
+    monkeypatch.setenv("BIOCONV_BUILD_DIR", str(tmp_path))
+    rates = snn.target_rates(x[:6])[snn.mapped.populations[0].name]
+    with CompiledNetwork(snn.mapped, 2, duration=10 * ms, dt=DT, device="cpp", threads=1) as net:
+        folder = net.folder
+        static = set(os.listdir(folder / "static_arrays"))
+        for k in range(0, 6, 2):
+            net.run(rates[k:k + 2])
+        assert set(os.listdir(folder / "static_arrays")) == static  # run_args files removed after each run
+        with pytest.raises(ValueError, match="built for 1..2"):
+            net.run(rates)
+    assert not folder.exists()
+    assert get_device().__class__.__name__ == "RuntimeDevice"  # Brian2's device is back as it was
+    assert os.listdir(tmp_path) == []
+
+
+def test_batch_for_budget_follows_the_memory_estimate(small_convnet):
+    model, x = small_convnet
+    snn = convert(model, x)
+    neurons, syn = network_size(snn.mapped)
+    assert neurons == sum(p.size for p in snn.mapped.populations) and syn > 0
+    small, large = batch_for_budget(snn.mapped, 1000, 10 ** 5), batch_for_budget(snn.mapped, 1000, 10 ** 7)
+    assert 1 <= small < large <= 1000
+    assert batch_for_budget(snn.mapped, 7, 10 ** 12) == 7
+    assert batch_for_budget(snn.mapped, 7, 1) == 1
+
+
+def test_unknown_device_is_refused(small_convnet):
+    model, x = small_convnet
+    snn = convert(model, x)
+    with pytest.raises(ParameterError, match="unknown device 'gpu'"):
+        snn.evaluate(x[:2], np.array([0, 1]), duration=T, device="gpu")
+
+
+@pytest.mark.slow
+def test_float32_runs_in_single_precision_and_stays_close(small_convnet):
+    model, x = small_convnet
+    snn = convert(model, x)
+    x = x[:4]
+    f64 = _counts(snn, x, "cpp", 4)
+    f32 = _counts(snn, x, "cpp", 4, float32=True)
+    with simulation_device("runtime", float32=True):
+        from brian2 import NeuronGroup
+        assert NeuronGroup(1, "v : 1").v[:].dtype == np.float32
+    for name in f64:
+        # Rounding can move a threshold crossing by a step, not change a rate.
+        assert np.abs(f32[name].astype(int) - f64[name]).max() <= 2, name
+
+
+@pytest.mark.slow
+def test_cuda_project_builds_without_a_gpu(tmp_path):
+    """brian2cuda generates and compiles (nvcc) a converted network; nothing runs (no GPU needed)."""
+    pytest.importorskip("brian2cuda", reason="brian2cuda is not installed")
+    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
+    if nvcc is None:
+        pytest.skip("CUDA build test: nvcc is missing (no CUDA toolkit on PATH or in /usr/local/cuda)")
+    if curand_dirs() is None and not os.path.exists("/usr/local/cuda/include/curand.h"):
+        pytest.skip("CUDA build test: curand headers are missing (pip install 'nvidia-curand>=10.4,<10.5')")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).eval()
+    snn = convert(model, np.random.default_rng(0).random((50, 6)))
+    with CompiledNetwork(snn.mapped, 4, duration=20 * ms, dt=DT, device="cuda", directory=tmp_path / "cuda") as net:
+        assert net.kind == "cuda"
+    binary = tmp_path / "cuda" / "main"
+    assert binary.exists() and os.access(binary, os.X_OK)
+    assert (tmp_path / "cuda" / "objects.cu").exists()
+    assert get_device().__class__.__name__ == "RuntimeDevice"
