@@ -10,6 +10,7 @@ A last, smaller batch is padded with silent samples (zero rates), whose results 
 """
 from __future__ import annotations
 
+import gc
 import os
 import re
 from contextlib import ExitStack
@@ -18,16 +19,17 @@ from pathlib import Path
 
 import numpy as np
 from brian2.codegen.cpp_prefs import get_compiler_and_args
-from brian2 import Hz, Network, amp, get_device, second, seed as brian_seed
+from brian2 import Hz, Network, Synapses, amp, get_device, second, seed as brian_seed
 
 from ..mapping import MappedNetwork
 from .devices import check_device, simulation_device
 from .network import build, input_values, set_inputs
 
-# Estimated memory per synapse and per neuron in a standalone build: indices, weight, the spike
-# queue's per-synapse entries and the synapse's pre/post index lists (measured 2026-11 with
-# /usr/bin/time on the MNIST ConvNet: see bench/README.md), and per neuron its state variables.
-BYTES_PER_SYNAPSE = 64
+# Estimated peak memory per synapse and per neuron of a standalone build. The simulation binary
+# holds about 58 bytes per synapse (indices, weight, delay, spike-queue entries; measured with `ps`
+# on the batched MNIST ConvNet); while building, the Python side briefly holds about as much,
+# released once the project is compiled. Per neuron: its state variables.
+BYTES_PER_SYNAPSE = 96
 BYTES_PER_NEURON = 256
 
 
@@ -58,12 +60,12 @@ def network_size(net: MappedNetwork) -> tuple[int, int]:
 
 
 def default_memory_budget() -> int:
-    """A quarter of the machine's memory, at most 4 GiB: room for the build and the Python side."""
+    """A quarter of the machine's memory, at most 8 GiB."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         total = 8 * 2 ** 30
-    return int(min(4 * 2 ** 30, total // 4))
+    return int(min(8 * 2 ** 30, total // 4))
 
 
 def batch_for_budget(net: MappedNetwork, n_samples: int, memory_budget: int | None = None) -> int:
@@ -91,6 +93,16 @@ def skip_synapse_outputs(objects_cpp: Path) -> int:
     code, n = _SYNAPSE_OUTPUT.subn("", code)
     objects_cpp.write_text(code)
     return n
+
+
+def _release_build_memory(dev):
+    """After a standalone build, the connectivity lives in the project's files; drop Brian2's Python-side
+    copies (static arrays, cached synapse values), which are as large as the binary's own."""
+    dev.static_arrays.clear()
+    for var in list(dev.array_cache):
+        if isinstance(getattr(var, "owner", None), Synapses):
+            dev.array_cache[var] = None
+    gc.collect()
 
 
 class CompiledNetwork:
@@ -135,6 +147,7 @@ class CompiledNetwork:
         dev.build(directory=str(self.folder), compile=False, run=False, with_output=False)
         skip_synapse_outputs(Path(self.folder) / "objects.cpp")
         dev.compile_source(str(self.folder), get_compiler_and_args()[0], False, False)
+        _release_build_memory(dev)
 
     def __enter__(self):
         return self
