@@ -154,3 +154,25 @@ def test_cuda_project_builds_without_a_gpu(tmp_path):
     assert binary.exists() and os.access(binary, os.X_OK)
     assert (tmp_path / "cuda" / "objects.cu").exists()
     assert get_device().__class__.__name__ == "RuntimeDevice"
+
+
+def test_delta_jump_without_refractoriness_matches_the_full_form():
+    """tau_ref = 0: the cheaper `on_pre_without_refractoriness` gives the very same trajectory; with
+    tau_ref > 0 it is not used (the full form drops charge arriving while refractory)."""
+    from brian2 import Network, SpikeGeneratorGroup, StateMonitor, mV, pF, pcoulomb as pC
+    from bioconv import models
+
+    def trace(target_refractory, tau_ref):
+        with simulation_device("runtime", dt=DT):
+            src = SpikeGeneratorGroup(1, np.zeros(40, int), np.arange(40) * 0.5 * ms)
+            g = models.neuron_group(1, "conductance_lif", "delta", Cm=100 * pF, v_th=-60 * mV, tau_ref=tau_ref)
+            s = models.synapses(src, g, "delta", i=[0], j=[0], w=0.3 * pC, target_refractory=target_refractory)
+            mon = StateMonitor(g, "v", record=0)
+            Network(src, g, s, mon).run(25 * ms, namespace={})
+            return np.asarray(mon.v[0]), str(s.pre.code)
+
+    full, code_full = trace(True, 0 * ms)
+    fast, code_fast = trace(False, 0 * ms)
+    assert "timestep" in code_full and "timestep" not in code_fast
+    np.testing.assert_array_equal(fast, full)
+    assert full.max() > -62e-3  # spikes happened (threshold -60 mV, reset to -70 mV)

@@ -135,11 +135,14 @@ def _check_distinct_time_constants(neuron, synapse, values):
             f"choose different time constants or pass method='rk4'")
 
 
-def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None) -> Synapses:
+def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None,
+             target_refractory: bool = True) -> Synapses:
     """Connect ``pre`` to ``post`` through ``synapse`` with index arrays ``i``, ``j`` and weights ``w``.
 
     ``post`` must have been built by `neuron_group` with the same synapse model (its kernel states
     live in the neuron). ``w`` is a quantity in the model's weight unit, scalar or one per synapse.
+    ``target_refractory=False`` declares that no target neuron has a refractory period (tau_ref = 0):
+    the model's ``on_pre_without_refractoriness`` form, if it has one, is then used.
     """
     synapse = _as_model(synapse, "synapse")
     built_with = _KERNEL_OF.get(post, synapse.name)
@@ -154,7 +157,10 @@ def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None
     kwargs = {"name": name} if name else {}
     if delay is not None:
         kwargs["delay"] = delay
-    syn = Synapses(pre, post, model=f"w : {_base_unit(synapse.weight_dim)} (constant)", on_pre=synapse.on_pre, **kwargs)
+    on_pre = synapse.on_pre
+    if not target_refractory and synapse.on_pre_without_refractoriness:
+        on_pre = synapse.on_pre_without_refractoriness
+    syn = Synapses(pre, post, model=f"w : {_base_unit(synapse.weight_dim)} (constant)", on_pre=on_pre, **kwargs)
     syn.connect(i=np.asarray(i, dtype=np.int32), j=np.asarray(j, dtype=np.int32))
     syn.w = w
     return syn

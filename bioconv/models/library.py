@@ -100,6 +100,9 @@ class SynapseModel:
     method: tuple[str, ...] | None
     parameters: MappingProxyType
     kind: str = "synapse"
+    # The same jump for targets that are never refractory (tau_ref = 0 everywhere), where the
+    # refractoriness test of `on_pre` always passes: cheaper per spike. None: use `on_pre`.
+    on_pre_without_refractoriness: str | None = None
 
     @property
     def weight_dim(self):
@@ -277,7 +280,8 @@ def _synapse_from(f: _Fields, path: Path) -> SynapseModel:
         name=f.text("name"), path=path, description=f.text("description"), seed=f.text("seed"),
         kernel=kernel, conductance=f.flag("conductance", False), weight_unit=weight_unit,
         neuron_equations=f.text("neuron_equations"), on_pre=f.text("on_pre"),
-        method=f.methods("method", None), parameters=f.parameters())
+        method=f.methods("method", None), parameters=f.parameters(),
+        on_pre_without_refractoriness=f.text("on_pre_without_refractoriness", None))
 
 
 # --- unit checking -------------------------------------------------------------------------------
@@ -365,6 +369,9 @@ def _check(neuron: NeuronModel, synapse: SynapseModel | None, options, where: st
         syn_vars.update({k: v for k, v in variables.items() if k not in eqs.names})
         syn_vars["w"] = Constant("w", 1.0, dimensions=synapse.weight_dim)
         _guard(lambda: check_units_statements(synapse.on_pre, syn_vars), where, "on_pre", "")
+        if synapse.on_pre_without_refractoriness:
+            _guard(lambda: check_units_statements(synapse.on_pre_without_refractoriness, syn_vars), where,
+                   "on_pre_without_refractoriness", "")
 
 
 def _variables_for(eqs: Equations) -> dict:

@@ -113,6 +113,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
         g = models.neuron_group(B * p.size, p.neuron, net.synapse, reset=net.reset, method=method,
                                 name=f"pop_{_safe(p.name)}", **net.synapse_params, **params)
         groups[p.name] = g
+        refractory = bool(np.any(np.asarray(params.get("tau_ref", 1.0)) > 0))
         for k, q in enumerate(p.projections):
             if q.source == input_pop.name and encoder == "current":
                 continue
@@ -124,7 +125,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             i = (q.i[order][None, :] + n_src * np.arange(B)[:, None]).ravel()
             j = (q.j[order][None, :] + p.size * np.arange(B)[:, None]).ravel()
             w = Quantity(np.tile(np.asarray(q.w)[order], B), dim=q.w.dim)
-            objects.append(models.synapses(src, g, net.synapse, i=i, j=j, w=w,
+            objects.append(models.synapses(src, g, net.synapse, i=i, j=j, w=w, target_refractory=refractory,
                                            name=f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}"))
         if p.bias_weight is not None:
             if bias_source is None:
@@ -135,7 +136,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
                 j = (nz[None, :] + p.size * np.arange(B)[:, None]).ravel()
                 w = Quantity(np.tile(np.asarray(p.bias_weight)[nz], B), dim=p.bias_weight.dim)
                 objects.append(models.synapses(bias_source, g, net.synapse, i=np.zeros(len(j), int), j=j, w=w,
-                                               name=f"syn_bias_to_{_safe(p.name)}"))
+                                               target_refractory=refractory, name=f"syn_bias_to_{_safe(p.name)}"))
     if record_times not in ("all", "output"):
         raise ValueError(f"record_times must be 'all' or 'output', got {record_times!r}")
     out_name = net.populations[-1].name
