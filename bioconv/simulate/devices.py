@@ -74,7 +74,9 @@ def simulation_device(kind: str = "cpp", *, dt=None, threads: int | None = None,
             folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix=f"p{os.getpid()}-",
                                                                              dir=build_root()))
             if kind == "cpp":
-                prefs.devices.cpp_standalone.openmp_threads = available_cores() if threads is None else int(threads)
+                n = available_cores() if threads is None else int(threads)
+                # One thread is plain serial code: OpenMP with a single thread only adds its overhead.
+                prefs.devices.cpp_standalone.openmp_threads = n if n > 1 else 0
                 set_device("cpp_standalone", directory=str(folder), build_on_run=build_on_run, with_output=False)
             else:
                 configure_cuda(**(cuda or {}))
