@@ -81,7 +81,8 @@ def main(argv=None):
                              progress=True)
         naive_per_image = naive.wall_s / m
         emit(dict(network=name, device="runtime (naive: 1 sample/run)", images=m, threads=1, batch=1,
-                  wall_s=naive.wall_s, build_s=naive.build_s, images_per_s=m / naive.wall_s,
+                  wall_s=naive.wall_s, build_s=naive.build_s, run_s=naive.run_s, sim_loop_s=naive.sim_s,
+                  images_per_s=m / naive.wall_s,
                   synaptic_events_per_s=naive.synaptic_events / naive.wall_s, x_naive=1.0,
                   accuracy=naive.accuracy, agreement=naive.agreement, convert_s=convert_s))
         configs = [(d, False) for d in args.devices] + ([("cpp", True)] if args.float32 else [])
@@ -91,7 +92,7 @@ def main(argv=None):
             same = bool(np.array_equal(res.predictions[:m, -1], naive.predictions[:, -1]))
             emit(dict(network=name, device=device + (" float32" if f32 else ""), images=args.n,
                       threads=threads if device == "cpp" else 1, batch=res.settings["batch"], wall_s=res.wall_s,
-                      build_s=res.build_s, images_per_s=args.n / res.wall_s,
+                      build_s=res.build_s, run_s=res.run_s, sim_loop_s=res.sim_s, images_per_s=args.n / res.wall_s,
                       synaptic_events_per_s=res.synaptic_events / res.wall_s,
                       x_naive=naive_per_image / (res.wall_s / args.n), accuracy=res.accuracy,
                       agreement=res.agreement, convert_s=convert_s, decisions_equal_naive=same))

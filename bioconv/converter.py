@@ -102,13 +102,15 @@ class EvaluationResult:
     ann_predictions: np.ndarray | None = None
     wall_s: float = 0.0
     build_s: float = 0.0  # of wall_s: building (and compiling) the network
+    run_s: float = 0.0    # of wall_s: running it, batch after batch
+    sim_s: float = 0.0    # of run_s: the simulation loops themselves (the rest: process start, loading, output)
 
     def summary(self) -> dict:
         return dict(accuracy=self.accuracy, ann_accuracy=self.ann_accuracy, agreement=self.agreement,
                     n_samples=self.n_samples, duration_s=self.duration, dt_s=self.dt,
                     synaptic_events=self.synaptic_events, undecided_fraction=self.undecided_fraction,
                     min_layer_correlation=float(np.min(list(self.layer_correlation.values()))), wall_s=self.wall_s,
-                    build_s=self.build_s, **self.settings)
+                    build_s=self.build_s, run_s=self.run_s, sim_s=self.sim_s, **self.settings)
 
 
 class SNN:
@@ -141,15 +143,18 @@ class SNN:
         return {name: np.maximum(a, 0) / self.scales.values[name] * r for name, a in acts.items()}
 
     def evaluate(self, x, y, *, duration=200 * ms, dt=0.1 * ms, encoder="regular", device="cpp", batch=None,
-                 memory_budget=None, seeds=(0,), time_points=20, threads=None, float32=False, progress=True,
-                 scatter_points=2000) -> EvaluationResult:
+                 memory_budget=None, presentations=None, seeds=(0,), time_points=20, threads=None, float32=False,
+                 progress=True, scatter_points=2000) -> EvaluationResult:
         """Simulate the SNN on inputs ``x`` (N, *input_shape) with labels ``y`` (N,).
 
         The network is built (and on ``device="cpp"``/``"cuda"`` compiled) once for ``batch`` samples
         as disjoint copies, then run for every batch with new inputs. ``batch=None`` picks the largest
         batch whose estimated memory fits ``memory_budget`` bytes (default: a quarter of the RAM, at
-        most 4 GiB). ``threads``: OpenMP threads on ``cpp`` (None = all cores). ``float32``: single-
-        precision state variables. With several ``seeds`` (Poisson encoding) each sample runs once per
+        most 8 GiB). ``presentations``: samples shown one after another to each copy within one run of
+        the compiled binary, states reset in between (standalone devices, spiking encoders, spike
+        readouts; None = enough for about four runs in all, each run's start-up cost then shared by
+        many samples). ``threads``: OpenMP threads on ``cpp`` (None = all cores, or $BIOCONV_THREADS).
+        ``float32``: single-precision state variables. With several ``seeds`` (Poisson encoding) each sample runs once per
         seed, and the error of each layer's rates is split into bias and variance (FORMULAS §6).
         """
         duration = check_quantity(duration, second.dim, "duration", "SNN.evaluate", positive=True)
@@ -172,6 +177,19 @@ class SNN:
         if not seeds:
             raise ParameterError("SNN.evaluate: seeds must name at least one seed")
         batch, time_points = min(int(batch), len(x)), int(time_points)
+        sequential = device != "runtime" and encoder != "current" and self.mapped.readout != "potential"
+        if presentations is None:
+            n_pres = -(-len(x) // batch)
+            presentations = max(1, -(-n_pres // 4)) if sequential else 1
+        if int(presentations) != presentations or presentations < 1:
+            raise ParameterError(f"SNN.evaluate: presentations must be a positive integer, got {presentations!r}")
+        presentations = int(presentations)
+        if presentations > 1 and not sequential:
+            raise ParameterError("SNN.evaluate: presentations > 1 needs device 'cpp' or 'cuda', a spiking encoder "
+                                 f"and a spike readout (got {device!r}, {encoder!r}, {self.mapped.readout!r})")
+        if presentations > 1:  # spread the samples evenly over the runs: fewer silent padding samples
+            runs = -(-len(x) // (batch * presentations))
+            batch = -(-len(x) // (runs * presentations))
         t0 = time.perf_counter()
         targets = self.target_rates(x)
         logits = self.graph.forward(x)[self.graph.output].reshape(len(x), -1)
@@ -182,34 +200,38 @@ class SNN:
         counts = {s: {n: [] for n in names} for s in seeds}
         readout_scores = {s: [] for s in seeds}  # (B, n_times, n_out)
         events = 0
-        starts = range(0, len(x), batch)
-        bar = tqdm(total=len(seeds) * len(starts), desc=f"evaluate ({device}, batch {batch})", unit="batch",
-                   disable=not progress)
-        build_s = 0.0
+        per_run = batch * presentations
+        starts = range(0, len(x), per_run)
+        bar = tqdm(total=len(seeds) * len(x), desc=f"evaluate ({device}, {batch} copies x {presentations})",
+                   unit="sample", disable=not progress)
+        build_s = run_s = sim_s = 0.0
         for s in seeds:
             tb = time.perf_counter()
             with CompiledNetwork(self.mapped, batch, duration=duration, dt=dt, encoder=encoder, device=device,
                                  seed=s, threads=threads, float32=float32,
-                                 record_output_every=duration / time_points) as compiled:
+                                 record_output_every=duration / time_points, presentations=presentations) as compiled:
                 build_s += time.perf_counter() - tb
                 for k in starts:
-                    out = compiled.run(targets[names[0]][k:k + batch])
+                    out = compiled.run(targets[names[0]][k:k + per_run])
                     for name, c in out.counts.items():
                         counts[s][name].append(c)
                         if s == seeds[0]:  # events of one presentation of the data set
                             events += int(np.dot(c.sum(0), self._out_degree(name)))
                     readout_scores[s].append(self._scores(out, times))
-                    bar.update()
+                    bar.update(min(per_run, len(x) - k))
+                run_s += compiled.run_seconds
+                sim_s += compiled.sim_seconds
         bar.close()
         result = self._metrics(x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step,
                                scatter_points)
         result.synaptic_events = events
-        result.settings = dict(encoder=encoder, device=device, batch=batch, seeds=list(seeds), float32=bool(float32),
+        result.settings = dict(encoder=encoder, device=device, batch=batch, presentations=presentations,
+                               seeds=list(seeds), float32=bool(float32),
                                rate_max_hz=float(self.mapped.rate_max), bias=self.mapped.bias,
                                reset=self.mapped.reset, synapse=self.mapped.synapse, readout=self.mapped.readout,
                                normalization=self.scales.method)
         result.wall_s = time.perf_counter() - t0
-        result.build_s = build_s
+        result.build_s, result.run_s, result.sim_s = build_s, run_s, sim_s
         return result
 
     def _out_degree(self, name: str) -> np.ndarray:

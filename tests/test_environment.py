@@ -13,7 +13,7 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 PY311 = {"python_version": "3.11", "python_full_version": "3.11.0"}
-IGNORED = {"pytest"}  # in the test extra, checked separately
+IGNORED = {"pytest", "pytest-xdist"}  # in the test extra, checked separately
 
 
 def _pyproject():

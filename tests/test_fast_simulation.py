@@ -30,16 +30,16 @@ def small_convnet():
     return model, x
 
 
-def _counts(snn, x, device, batch, encoder="regular", seed=0, float32=False):
+def _counts(snn, x, device, batch, encoder="regular", seed=0, float32=False, threads=1, presentations=1):
     rates = snn.target_rates(x)[snn.mapped.populations[0].name]
     out = {}
     with CompiledNetwork(snn.mapped, batch, duration=T, dt=DT, encoder=encoder, device=device, seed=seed,
-                         threads=1 if device == "cpp" else None, float32=float32) as net:
-        for k in range(0, len(x), batch):
-            res = net.run(rates[k:k + batch])
+                         threads=threads, float32=float32, presentations=presentations) as net:
+        for k in range(0, len(x), net.capacity):
+            res = net.run(rates[k:k + net.capacity])
             for name, c in res.counts.items():
                 out.setdefault(name, []).append(c)
-        assert net.runs == -(-len(x) // batch)  # one build, several runs
+        assert net.runs == -(-len(x) // net.capacity)  # one build, several runs
     return {name: np.concatenate(c) for name, c in out.items()}
 
 
@@ -50,13 +50,29 @@ def test_counts_identical_across_devices_and_batch_sizes(small_convnet, encoder)
     x = x[:5]
     snn = convert(model, small_convnet[1], bias="current")
     ref = _counts(snn, x, "runtime", 1, encoder)            # the naive way: one sample per run
-    for device, batch in [("runtime", 5), ("cpp", 3), ("cpp", 5)]:  # 3: a padded last batch
-        got = _counts(snn, x, device, batch, encoder)
+    configs = [("runtime", 5, 1), ("cpp", 3, 1), ("cpp", 5, 1)]  # 3: a padded last batch
+    if encoder != "current":  # samples one after another in a run: 2 copies x 2 presentations, padded
+        configs.append(("cpp", 2, 2))
+    for device, batch, presentations in configs:
+        got = _counts(snn, x, device, batch, encoder, presentations=presentations)
         assert ref.keys() == got.keys()
         for name in ref:
-            np.testing.assert_array_equal(got[name], ref[name], err_msg=f"{device} batch {batch}: population {name}")
+            np.testing.assert_array_equal(got[name], ref[name], err_msg=f"{device} batch {batch} x {presentations}: "
+                                                                        f"population {name}")
     total = sum(int(c.sum()) for c in ref.values())
     assert total > 500 and ref[snn.mapped.populations[-1].name].sum() > 20  # the network is active
+
+
+@pytest.mark.slow
+def test_openmp_threads_give_the_same_counts(small_convnet):
+    """Two OpenMP threads: neuron updates split across threads, synaptic jumps onto the targets (and
+    the max-pool gate's counters) stay serial in Brian2, so counts are those of one thread."""
+    model, x = small_convnet
+    snn = convert(model, x, bias="current")
+    one = _counts(snn, x[:4], "cpp", 4, threads=1)
+    two = _counts(snn, x[:4], "cpp", 4, threads=2)
+    for name in one:
+        np.testing.assert_array_equal(two[name], one[name], err_msg=name)
 
 
 @pytest.mark.slow

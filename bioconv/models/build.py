@@ -15,6 +15,8 @@ from .library import NeuronModel, SynapseModel, _base_unit, compose_equations, l
 
 # Which synapse model each group built here holds the kernel states of (groups are not ours to annotate).
 _KERNEL_OF: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+# The initial-value expressions each group built here started from (its rest state).
+_INITIAL_OF: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 # Relative distance under which tau_m and tau_s count as equal: the exact solution of a LIF with
 # an exponential or alpha kernel divides by (tau_m - tau_s) and loses all precision there.
@@ -115,7 +117,22 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     for var, expr in initial.items():
         setattr(group, var, expr)
     _KERNEL_OF[group] = synapse.name if synapse else None
+    _INITIAL_OF[group] = initial
     return group
+
+
+def rest_state_code(group: NeuronGroup) -> str:
+    """Brian2 code that puts a group built by `neuron_group` back into its initial state: every
+    state variable to its model's initial value (kernel states to zero), refractoriness cleared.
+    Used between samples presented one after another in one run."""
+    if group not in _INITIAL_OF:
+        raise ModelError(f"group {group.name!r} was not built by bioconv.models.neuron_group")
+    initial = _INITIAL_OF[group]
+    lines = [f"{var} = {initial[var]}" if var in initial else f"{var} = 0*{var}"
+             for var in sorted(group.equations.diff_eq_names)]
+    if "lastspike" in group.variables:
+        lines += ["lastspike = -1e4*second", "not_refractory = True"]  # Brian2's own initial values
+    return "\n".join(lines)
 
 
 def _check_distinct_time_constants(neuron, synapse, values):

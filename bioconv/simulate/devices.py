@@ -34,6 +34,23 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_threads() -> int:
+    """OpenMP threads when none are asked for: $BIOCONV_THREADS if set, else all available cores.
+
+    Set BIOCONV_THREADS=1 where several simulations share the cores (parallel test workers, job
+    arrays): OpenMP threads spin at every step's barriers and slow down badly on a busy core."""
+    env = os.environ.get("BIOCONV_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ParameterError(f"BIOCONV_THREADS must be an integer, got {env!r}") from None
+        if n < 0:
+            raise ParameterError(f"BIOCONV_THREADS must be >= 0, got {n}")
+        return n
+    return available_cores()
+
+
 def build_root() -> Path:
     """Where standalone projects are generated: $BIOCONV_BUILD_DIR or the system's temp folder."""
     root = Path(os.environ.get("BIOCONV_BUILD_DIR", Path(tempfile.gettempdir()) / "bioconv-build"))
@@ -52,7 +69,8 @@ def simulation_device(kind: str = "cpp", *, dt=None, threads: int | None = None,
                       build_on_run: bool = True, float32: bool = False, cuda: dict | None = None):
     """Build and run the Brian2 objects created inside this block on ``kind``.
 
-    ``threads``: OpenMP threads for ``"cpp"`` (None = all available cores, 0 = no OpenMP).
+    ``threads``: OpenMP threads for ``"cpp"`` (None = `default_threads`: all available cores unless
+    $BIOCONV_THREADS says otherwise; 0 or 1 = no OpenMP).
     ``float32``: state variables in single precision (Brian2's ``core.default_float_dtype``).
     ``cuda``: options for `configure_cuda` (``"cuda"`` only). Each block gets a fresh build folder
     of its own (so parallel processes never collide) unless ``directory`` is given, removed
@@ -74,7 +92,7 @@ def simulation_device(kind: str = "cpp", *, dt=None, threads: int | None = None,
             folder = Path(directory) if directory else Path(tempfile.mkdtemp(prefix=f"p{os.getpid()}-",
                                                                              dir=build_root()))
             if kind == "cpp":
-                n = available_cores() if threads is None else int(threads)
+                n = default_threads() if threads is None else int(threads)
                 # One thread is plain serial code: OpenMP with a single thread only adds its overhead.
                 prefs.devices.cpp_standalone.openmp_threads = n if n > 1 else 0
                 set_device("cpp_standalone", directory=str(folder), build_on_run=build_on_run, with_output=False)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from brian2 import Hz, NeuronGroup, Quantity, SpikeMonitor, StateMonitor, Synapses, amp
+from brian2 import Hz, NeuronGroup, Quantity, SpikeMonitor, StateMonitor, Synapses, TimedArray, amp
 
 from .. import models
 from ..mapping import MappedNetwork
@@ -29,19 +29,28 @@ class BuiltNetwork:
     n_copies: int
     output_state: StateMonitor | None = None
     input_vars: dict = None  # population name -> the variable the inputs set ('rate' or 'I_bias')
+    input_table: TimedArray | None = None  # presentations > 1: input rates per presentation (K, B*n_input)
+    presentations: int = 1
 
 
-def input_group(n: int, encoder: str, rates_hz: np.ndarray, name: str) -> NeuronGroup:
-    """Input spike sources with per-unit rates (Hz): regular (seed 003 eq. 15) or Poisson."""
+def input_group(n: int, encoder: str, rates_hz: np.ndarray | None, name: str,
+                table: TimedArray | None = None) -> NeuronGroup:
+    """Input spike sources with per-unit rates (Hz): regular (seed 003 eq. 15) or Poisson.
+
+    With ``table`` (a TimedArray of shape (presentations, n)) the rates change from one presentation
+    to the next; otherwise they are the constants ``rates_hz``."""
+    rate = f"rate = {table.name}(t, i) : Hz" if table is not None else "rate : Hz (constant)"
+    namespace = {table.name: table} if table is not None else None
     if encoder == "regular":
         # A phase oscillator fires at j / rate for j = 1, 2, ...: exact regular trains on the grid.
-        g = NeuronGroup(n, "rate : Hz (constant)\ndphase/dt = rate : 1", threshold="phase >= 1",
-                        reset="phase -= 1", method="euler", name=name)
+        g = NeuronGroup(n, f"{rate}\ndphase/dt = rate : 1", threshold="phase >= 1",
+                        reset="phase -= 1", method="euler", name=name, namespace=namespace)
     elif encoder == "poisson":
-        g = NeuronGroup(n, "rate : Hz (constant)", threshold="rand() < rate*dt", name=name)
+        g = NeuronGroup(n, rate, threshold="rand() < rate*dt", name=name, namespace=namespace)
     else:
         raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
-    g.rate = rates_hz * Hz
+    if table is None:
+        g.rate = rates_hz * Hz
     return g
 
 
@@ -79,29 +88,46 @@ def set_inputs(built: "BuiltNetwork", values: dict[str, np.ndarray]):
 
 
 def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", record_output_every=None,
-          record_times: str = "all") -> BuiltNetwork:
+          record_times: str = "all", presentations: int = 1, period=None) -> BuiltNetwork:
     """Create the Brian2 objects for ``B = len(x_rates)`` samples; ``x_rates`` (B, n_input) in Hz.
 
     Must be called inside `bioconv.simulate.simulation_device`. Returns the objects to run and the
     monitors to read. ``record_times="output"`` records spike times only in the output layer (the
     other monitors keep per-neuron counts, ``monitor.count``: less work and memory per spike).
-    The inputs can change later without rebuilding: `input_values` gives the
+    ``presentations`` K > 1 presents K samples one after another to every copy in one run, each for
+    ``period``, with every state variable reset to its initial value between them: the input rates
+    then come from ``BuiltNetwork.input_table`` (K, B*n_input; first row ``x_rates``, the rest
+    silent until set), and spike times must be split by presentation (spiking encoders and
+    spike readouts only). The inputs can change later without rebuilding: `input_values` gives the
     new values of the variables named in ``BuiltNetwork.input_vars``.
     """
     if encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
     B = len(x_rates)
+    K = int(presentations)
+    if K > 1 and (encoder == "current" or net.readout == "potential" or period is None):
+        raise ValueError("presentations > 1 needs a spiking encoder, a spike readout and the period")
     groups, spikes, objects = {}, {}, []
     input_pop = net.populations[0]
     inputs = input_values(net, x_rates, encoder)
     input_vars = {}
+    table = None
+    resets = []  # (group or synapses, code): run at the start of every presentation when K > 1
     if encoder != "current":
-        groups[input_pop.name] = input_group(B * input_pop.size, encoder, inputs[input_pop.name], "pop_input")
+        if K > 1:
+            values = np.zeros((K, B * input_pop.size))
+            values[0] = inputs[input_pop.name]
+            table = TimedArray(values * Hz, dt=period, name="input_rates")
+        groups[input_pop.name] = input_group(B * input_pop.size, encoder, inputs[input_pop.name], "pop_input",
+                                             table=table)
         input_vars[input_pop.name] = "rate"
+        if encoder == "regular":
+            resets.append((groups[input_pop.name], "phase = 0"))
     bias_source = None
     for p in net.populations[1:]:
         if p.kind == "maxpool":
             groups[p.name] = _maxpool_gate(p, B, groups, objects)
+            resets += [(groups[p.name], "maxc = 0\npending = 0"), (objects[-1], "c = 0")]
             continue
         params = {k: _tile(v, B, p.size) for k, v in p.params.items()}
         if p.name in inputs:
@@ -113,6 +139,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
         g = models.neuron_group(B * p.size, p.neuron, net.synapse, reset=net.reset, method=method,
                                 name=f"pop_{_safe(p.name)}", **net.synapse_params, **params)
         groups[p.name] = g
+        resets.append((g, models.rest_state_code(g)))
         refractory = bool(np.any(np.asarray(params.get("tau_ref", 1.0)) > 0))
         for k, q in enumerate(p.projections):
             if q.source == input_pop.name and encoder == "current":
@@ -131,6 +158,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             if bias_source is None:
                 bias_source = input_group(1, "regular", np.array([float(net.rate_max)]), "bias_source")
                 objects.append(bias_source)
+                resets.append((bias_source, "phase = 0"))
             nz = np.flatnonzero(np.asarray(p.bias_weight))
             if len(nz):
                 j = (nz[None, :] + p.size * np.arange(B)[:, None]).ravel()
@@ -148,7 +176,10 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
         out = groups[net.populations[-1].name]
         state = StateMonitor(out, "v", record=True, dt=record_output_every)
         objects.append(state)
-    return BuiltNetwork(objects, groups, spikes, B, state, input_vars)
+    if K > 1:
+        for k, (obj, code) in enumerate(resets):
+            objects.append(obj.run_regularly(code, dt=period, when="start", name=f"rest_{k}_{obj.name}"))
+    return BuiltNetwork(objects, groups, spikes, B, state, input_vars, table, K)
 
 
 def _maxpool_gate(p, B, groups, objects) -> NeuronGroup:

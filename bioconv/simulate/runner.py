@@ -6,6 +6,11 @@ group's rates, or the first layer's bias currents for the ``current`` encoder. N
 changes between batches, so nothing is recompiled. On ``runtime`` the network is built once and
 rewound with ``store``/``restore`` between batches.
 
+On the standalone devices a run can also present K samples one after another to each of the B
+copies (``presentations=K``), every state reset between them: the binary then starts, loads its
+connectivity and writes its results once per K*B samples instead of once per B, which is most of the
+cost of a run for a large network. The rates of all K presentations travel as one TimedArray.
+
 A last, smaller batch is padded with silent samples (zero rates), whose results are dropped.
 """
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import gc
 import os
 import re
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,29 +116,40 @@ class CompiledNetwork:
 
     Use as a context manager (or call `close`): it holds Brian2's device and its build folder.
     ``seed`` seeds Brian2's random numbers (Poisson inputs); on the standalone devices it is part of
-    the build, so each seed needs its own `CompiledNetwork`.
+    the build, so each seed needs its own `CompiledNetwork`. ``presentations``: samples shown one
+    after another to each copy per run (standalone devices, spiking encoders, spike readouts).
     """
 
     def __init__(self, net: MappedNetwork, n_copies: int, *, duration, dt, encoder: str = "regular",
                  device: str = "cpp", seed: int = 0, threads: int | None = None, float32: bool = False,
-                 record_output_every=None, directory=None, cuda: dict | None = None):
+                 record_output_every=None, directory=None, cuda: dict | None = None, presentations: int = 1):
         self.net, self.B, self.encoder, self.seed = net, int(n_copies), encoder, seed
+        self.K = int(presentations)
+        if self.K > 1 and (device == "runtime" or encoder == "current" or net.readout == "potential"):
+            raise ValueError("presentations > 1 needs a standalone device, a spiking encoder and a spike readout")
+        self.steps = int(round(float(duration / dt)))
+        if self.K > 1 and abs(self.steps * float(dt) - float(duration)) > 1e-9 * float(duration):
+            raise ValueError(f"presentations > 1 needs a duration that is a whole number of steps ({duration}, {dt})")
+        self.dt = float(dt)
         self.kind = check_device(device, "CompiledNetwork")
         self.duration = duration
         self.runs = 0
+        self.run_seconds = 0.0  # wall time of all runs (standalone: starting the binary, loading, writing)
+        self.sim_seconds = 0.0  # of which the simulation loop itself (standalone: Brian2's own timer)
         self._stack = ExitStack()
         try:
             self.folder = self._stack.enter_context(simulation_device(
                 device, dt=dt, threads=threads, float32=float32, directory=directory, build_on_run=False, cuda=cuda))
             n_in = net.populations[0].size
             self.built = build(net, np.zeros((self.B, n_in)), encoder=encoder, record_output_every=record_output_every,
-                               record_times="output")
+                               record_times="output" if self.K == 1 else "all", presentations=self.K,
+                               period=duration)
             self.network = Network(*self.built.objects)
             brian_seed(seed)
             if self.kind == "runtime":
                 self.network.store("initial")
             else:
-                self.network.run(duration, namespace={})
+                self.network.run(duration * self.K, namespace={})
                 self._compile()
                 self._static = set(os.listdir(Path(self.folder) / "static_arrays"))
         except BaseException:
@@ -158,25 +175,39 @@ class CompiledNetwork:
     def close(self):
         self._stack.close()
 
+    @property
+    def capacity(self) -> int:
+        """Samples per run: B copies x K presentations."""
+        return self.B * self.K
+
     def run(self, x_rates: np.ndarray) -> BatchOutput:
-        """Present ``x_rates`` (b <= B samples, n_input) in Hz for the network's duration."""
+        """Present ``x_rates`` (b <= capacity samples, n_input) in Hz, each for the network's duration.
+        Sample ``s`` runs in presentation ``s // B`` on copy ``s % B``."""
         x_rates = np.asarray(x_rates, dtype=float)
         b = len(x_rates)
-        if not 1 <= b <= self.B:
-            raise ValueError(f"CompiledNetwork.run: batch of {b} samples, built for 1..{self.B}")
-        padded = np.zeros((self.B, x_rates.shape[1]))
+        if not 1 <= b <= self.capacity:
+            raise ValueError(f"CompiledNetwork.run: batch of {b} samples, built for 1..{self.capacity}")
+        padded = np.zeros((self.capacity, x_rates.shape[1]))
         padded[:b] = x_rates
-        values = input_values(self.net, padded, self.encoder)
+        values = input_values(self.net, padded[:self.B], self.encoder)
+        t0 = time.perf_counter()
         if self.kind == "runtime":
             self.network.restore("initial")
             brian_seed(self.seed)
             set_inputs(self.built, values)
             self.network.run(self.duration, namespace={})
+            self.sim_seconds += time.perf_counter() - t0
         else:
-            args = {getattr(self.built.groups[name], var): values[name] * (Hz if var == "rate" else amp)
-                    for name, var in self.built.input_vars.items()}
-            get_device().run(directory=str(self.folder), results_directory="results", with_output=False, run_args=args)
+            if self.K > 1:
+                args = {self.built.input_table: padded.reshape(self.K, -1) * Hz}
+            else:
+                args = {getattr(self.built.groups[name], var): values[name] * (Hz if var == "rate" else amp)
+                        for name, var in self.built.input_vars.items()}
+            dev = get_device()
+            dev.run(directory=str(self.folder), results_directory="results", with_output=False, run_args=args)
+            self.sim_seconds += float(getattr(dev, "_last_run_time", 0.0) or 0.0)
             self._drop_run_arg_files()
+        self.run_seconds += time.perf_counter() - t0
         self.runs += 1
         return self._read(b)
 
@@ -190,6 +221,8 @@ class CompiledNetwork:
                 pass
 
     def _read(self, b: int) -> BatchOutput:
+        if self.K > 1:
+            return self._read_presentations(b)
         counts = {}
         for p in self.net.populations:
             mon = self.built.spikes.get(p.name)
@@ -207,3 +240,22 @@ class CompiledNetwork:
             out_v = v.reshape(self.B, out.size, -1)[:b]
             final_v = np.asarray(self.built.groups[out.name].v).reshape(self.B, out.size)[:b]
         return BatchOutput(counts, i[keep] // out.size, i[keep] % out.size, t[keep], out_v, final_v)
+
+    def _read_presentations(self, b: int) -> BatchOutput:
+        """Split the spike records of a run of K presentations into samples (s = k*B + copy)."""
+        counts = {}
+        out = self.net.populations[-1]
+        for p in self.net.populations:
+            mon = self.built.spikes.get(p.name)
+            if mon is None:
+                continue
+            i = np.asarray(mon.i)
+            k = np.asarray(np.rint(np.asarray(mon.t / second) / self.dt), dtype=np.int64) // self.steps
+            flat = (k * self.B + i // p.size) * p.size + i % p.size
+            counts[p.name] = np.bincount(flat, minlength=self.capacity * p.size).reshape(self.capacity, p.size)[:b]
+        mon = self.built.spikes[out.name]
+        i, t = np.asarray(mon.i), np.asarray(mon.t / second)
+        k = np.asarray(np.rint(t / self.dt), dtype=np.int64) // self.steps
+        sample = k * self.B + i // out.size
+        keep = sample < b
+        return BatchOutput(counts, sample[keep], (i % out.size)[keep], (t - k * self.steps * self.dt)[keep], None, None)
