@@ -113,6 +113,10 @@ class EvaluationResult:
                     build_s=self.build_s, run_s=self.run_s, sim_s=self.sim_s, **self.settings)
 
 
+# Default number of disjoint copies when samples also run one after another within a run.
+SEQUENTIAL_COPIES = 32
+
+
 class SNN:
     """A converted network: the imported graph, its populations and their mapped physical parameters."""
 
@@ -168,8 +172,13 @@ class SNN:
         if y.ndim != 1 or len(x) != len(y) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_out:
             raise BioconvError(f"SNN.evaluate: labels must be integers in [0, {n_out}) of shape ({len(x)},), got "
                                f"dtype {y.dtype}, shape {y.shape}")
+        sequential = device != "runtime" and encoder != "current" and self.mapped.readout != "potential"
         if batch is None:
             batch = batch_for_budget(self.mapped, len(x), memory_budget)
+            if sequential and presentations is None:
+                # Samples in sequence share a run's start-up; more copies than this only make the build
+                # and each run's loading longer (measured on the MNIST ConvNet: bench/README.md).
+                batch = min(batch, SEQUENTIAL_COPIES)
         if int(batch) != batch or batch < 1 or int(time_points) != time_points or time_points < 1:
             raise ParameterError(f"SNN.evaluate: batch and time_points must be positive integers, got {batch!r}, "
                                  f"{time_points!r}")
@@ -177,7 +186,6 @@ class SNN:
         if not seeds:
             raise ParameterError("SNN.evaluate: seeds must name at least one seed")
         batch, time_points = min(int(batch), len(x)), int(time_points)
-        sequential = device != "runtime" and encoder != "current" and self.mapped.readout != "potential"
         if presentations is None:
             n_pres = -(-len(x) // batch)
             presentations = max(1, -(-n_pres // 4)) if sequential else 1
