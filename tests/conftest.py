@@ -4,3 +4,9 @@ import os
 # Tests run in parallel workers (pytest -n 2): one OpenMP thread per simulation unless a test asks
 # for more, so that workers do not spin against each other at OpenMP barriers.
 os.environ.setdefault("BIOCONV_THREADS", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first (stable order otherwise): the two workers then finish at about the same time
+    instead of one waiting on a long build at the end."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)
