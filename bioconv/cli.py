@@ -66,7 +66,11 @@ def main(argv=None) -> int:
     # Brian2 reports each integration-method choice at INFO; keep the console for results.
     logging.getLogger("brian2").setLevel(logging.WARNING)
     from brian2 import prefs
+    from brian2.utils.logger import BrianLogger
     prefs.logging.console_log_level = "WARNING"
+    # Brian2 warns on every OpenMP build that its OpenMP code is "not yet well tested"; bioconv's
+    # tests check that counts do not depend on the number of threads (tests/test_fast_simulation.py).
+    BrianLogger.suppress_name("openmp")
     return args.func(args)
 
 
