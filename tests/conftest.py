@@ -10,7 +10,7 @@ def pytest_collection_modifyitems(config, items):
     """Slow tests first (stable order otherwise): the two workers then finish at about the same time
     instead of one waiting on a long build at the end."""
     def rank(item):
-        if "cuda" in item.name:  # the longest by far (nvcc, 1.5-4 min): start it at once
+        if item.name.startswith("test_cuda_"):  # the longest by far (nvcc, 1.5-4 min): start it at once
             return 0
         return 1 if item.get_closest_marker("slow") else 2
     items.sort(key=rank)
