@@ -15,7 +15,8 @@ from .mapping import MappedNetwork, check_parameters, map_network
 from .normalize import Scales, activations, compute_scales, saturation
 from .simulate.devices import check_device
 from .simulate.network import ENCODERS
-from .simulate.runner import BatchOutput, CompiledNetwork, batch_for_budget
+from .simulate.runner import (BatchOutput, CompiledNetwork, aligned_presentations, batch_for_budget,
+                              default_memory_budget)
 from .units import check_quantity
 
 
@@ -186,20 +187,26 @@ class SNN:
         if not seeds:
             raise ParameterError("SNN.evaluate: seeds must name at least one seed")
         batch, time_points = min(int(batch), len(x)), int(time_points)
-        if presentations is None:
-            n_pres = -(-len(x) // batch)
-            presentations = max(1, -(-n_pres // 4)) if sequential else 1
-        if int(presentations) != presentations or presentations < 1:
+        if presentations is not None and (int(presentations) != presentations or presentations < 1):
             raise ParameterError(f"SNN.evaluate: presentations must be a positive integer, got {presentations!r}")
-        presentations = int(presentations)
-        if presentations > 1 and not sequential:
+        if presentations is not None and presentations > 1 and not sequential:
             raise ParameterError("SNN.evaluate: presentations > 1 needs device 'cpp' or 'cuda', a spiking encoder "
                                  f"and a spike readout (got {device!r}, {encoder!r}, {self.mapped.readout!r})")
+        t0 = time.perf_counter()
+        targets = self.target_rates(x)
+        n_pres = -(-len(x) // batch)  # presentations needed in all
+        if presentations is None:
+            presentations = max(1, -(-n_pres // 4)) if sequential else 1  # about four runs
+            # Samples in sequence record every spike (about 64 bytes each, binary and Python side):
+            # keep a run's records within half the memory budget.
+            per_sample = sum(float(np.sum(r)) for r in targets.values()) / len(x) * float(duration) * 64
+            budget = (default_memory_budget() if memory_budget is None else int(memory_budget)) / 2
+            presentations = max(1, min(presentations, int(budget // max(per_sample * batch, 1.0))))
+            presentations = min(presentations, aligned_presentations(duration, dt, presentations))
+        presentations = min(int(presentations), n_pres)
         if presentations > 1:  # spread the samples evenly over the runs: fewer silent padding samples
             runs = -(-len(x) // (batch * presentations))
             batch = -(-len(x) // (runs * presentations))
-        t0 = time.perf_counter()
-        targets = self.target_rates(x)
         logits = self.graph.forward(x)[self.graph.output].reshape(len(x), -1)
         ann_pred = logits.argmax(1)
         T, step = float(duration), float(dt)

@@ -192,3 +192,26 @@ def test_delta_jump_without_refractoriness_matches_the_full_form():
     assert "timestep" in code_full and "timestep" not in code_fast
     np.testing.assert_array_equal(fast, full)
     assert full.max() > -62e-3  # spikes happened (threshold -60 mV, reset to -70 mV)
+
+
+def test_presentations_stay_on_the_network_clock(small_convnet):
+    """Resets between presentations run on a clock of dt = T; cpp_standalone runs two clocks together
+    only within 1e-14 s, which k*T and k*steps*dt leave (float rounding) from k = 384 at T = 200 ms."""
+    from bioconv.simulate.runner import aligned_presentations
+    assert aligned_presentations(200 * ms, 0.1 * ms, 1000) == 384
+    assert aligned_presentations(500 * ms, 0.1 * ms, 1000) == 1000
+    model, x = small_convnet
+    snn = convert(model, x)
+    with pytest.raises(ValueError, match="drift"):
+        CompiledNetwork(snn.mapped, 2, duration=200 * ms, dt=0.1 * ms, presentations=400)
+    assert get_device().__class__.__name__ == "RuntimeDevice"
+
+
+def test_one_compiled_network_at_a_time(small_convnet):
+    model, x = small_convnet
+    snn = convert(model, x)
+    with CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=DT, device="runtime"):
+        with pytest.raises(RuntimeError, match="another CompiledNetwork is open"):
+            CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=DT, device="runtime")
+    with CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=DT, device="runtime") as net:  # released
+        assert net.run(snn.target_rates(x[:1])[snn.mapped.populations[0].name]).counts

@@ -65,6 +65,23 @@ def network_size(net: MappedNetwork) -> tuple[int, int]:
     return neurons, syn
 
 
+# cpp_standalone runs objects of two clocks in the same step only if their times differ by at most
+# 1e-14 s (absolute; brianlib's network.cpp). The resets between presentations run on a clock of
+# dt = duration, the network on dt: their times k*duration and (k*steps)*dt drift apart in the last
+# bits as k grows, and a reset would then come one step late.
+_CLOCK_EPSILON = 1e-14
+
+
+def aligned_presentations(duration, dt, limit: int = 100_000) -> int:
+    """The largest K <= ``limit`` for which every presentation start k*duration (k < K) falls in the
+    same scheduling step as step k*steps of the network's clock, in double precision."""
+    T, step = float(duration), float(dt)
+    steps = int(round(T / step))
+    k = np.arange(int(limit), dtype=np.int64)
+    bad = np.flatnonzero(np.abs(k * T - (k * steps) * step) > _CLOCK_EPSILON)
+    return int(bad[0]) if len(bad) else int(limit)
+
+
 def default_memory_budget() -> int:
     """A quarter of the machine's memory, at most 8 GiB."""
     try:
@@ -111,6 +128,19 @@ def _release_build_memory(dev):
     gc.collect()
 
 
+_open_standalone = False  # a CompiledNetwork holds Brian2's device
+
+
+def _claim_device():
+    """Brian2's device is process-global: one CompiledNetwork at a time, or the second would reset the
+    first one's device under it."""
+    global _open_standalone
+    if _open_standalone:
+        raise RuntimeError("another CompiledNetwork is open in this process; close it first "
+                           "(Brian2's device is process-global)")
+    _open_standalone = True
+
+
 class CompiledNetwork:
     """``net`` built once for ``n_copies`` samples on ``device``; `run` presents one batch.
 
@@ -131,7 +161,13 @@ class CompiledNetwork:
         if self.K > 1 and abs(self.steps * float(dt) - float(duration)) > 1e-9 * float(duration):
             raise ValueError(f"presentations > 1 needs a duration that is a whole number of steps ({duration}, {dt})")
         self.dt = float(dt)
+        if self.K > 1 and self.K > aligned_presentations(duration, dt, self.K):
+            raise ValueError(f"presentations={self.K}: beyond {aligned_presentations(duration, dt, self.K)} "
+                             f"presentations of {duration} at dt = {dt}, the resets between them would drift off "
+                             f"the network's steps (float rounding); use fewer presentations per run")
         self.kind = check_device(device, "CompiledNetwork")
+        _claim_device()
+        self._claimed = True
         self.duration = duration
         self.runs = 0
         self.run_seconds = 0.0  # wall time of all runs (standalone: starting the binary, loading, writing)
@@ -154,6 +190,7 @@ class CompiledNetwork:
                 self._static = set(os.listdir(Path(self.folder) / "static_arrays"))
         except BaseException:
             self._stack.close()
+            self._release()
             raise
 
     def _compile(self):
@@ -174,6 +211,13 @@ class CompiledNetwork:
 
     def close(self):
         self._stack.close()
+        self._release()
+
+    def _release(self):
+        global _open_standalone
+        if getattr(self, "_claimed", False):
+            _open_standalone = False
+            self._claimed = False
 
     @property
     def capacity(self) -> int:
