@@ -214,7 +214,6 @@ class SNN:
         names = [p.name for p in self.mapped.populations]
         counts = {s: {n: [] for n in names} for s in seeds}
         readout_scores = {s: [] for s in seeds}  # (B, n_times, n_out)
-        events = 0
         per_run = batch * presentations
         starts = range(0, len(x), per_run)
         bar = tqdm(total=len(seeds) * len(x), desc=f"evaluate ({device}, {batch} copies x {presentations})",
@@ -230,8 +229,6 @@ class SNN:
                     out = compiled.run(targets[names[0]][k:k + per_run])
                     for name, c in out.counts.items():
                         counts[s][name].append(c)
-                        if s == seeds[0]:  # events of one presentation of the data set
-                            events += int(np.dot(c.sum(0), self._out_degree(name)))
                     readout_scores[s].append(self._scores(out, times))
                     bar.update(min(per_run, len(x) - k))
                 run_s += compiled.run_seconds
@@ -239,7 +236,9 @@ class SNN:
         bar.close()
         result = self._metrics(x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step,
                                scatter_points)
-        result.synaptic_events = events
+        # events of one presentation of the data set: each unit's spikes times its out-degree
+        result.synaptic_events = sum(int(np.dot(np.concatenate(c).sum(0), self._out_degree(name)))
+                                     for name, c in counts[seeds[0]].items() if c)
         result.settings = dict(encoder=encoder, device=device, batch=batch, presentations=presentations,
                                seeds=list(seeds), float32=bool(float32),
                                rate_max_hz=float(self.mapped.rate_max), bias=self.mapped.bias,

@@ -73,8 +73,7 @@ def input_values(net: MappedNetwork, x_rates: np.ndarray, encoder: str) -> dict[
             if q.source == input_pop.name:
                 charge = np.asarray(q.w) * (1.0 if syn_model.kernel == "delta" else float(net.synapse_params["tau_s"]))
                 cur = np.zeros((B, p.size))
-                for b in range(B):
-                    np.add.at(cur[b], q.j, charge * x_rates[b, q.i])
+                np.add.at(cur, (slice(None), q.j), charge * x_rates[:, q.i])  # all samples at once
                 base = np.broadcast_to(np.asarray(p.params.get("I_bias", 0 * amp), dtype=float), (p.size,))
                 out[p.name] = out.get(p.name, base[None, :]) + cur
     return {name: v.ravel() for name, v in out.items()}

@@ -128,17 +128,17 @@ def _release_build_memory(dev):
     gc.collect()
 
 
-_open_standalone = False  # a CompiledNetwork holds Brian2's device
+_device_held = False  # an open CompiledNetwork holds Brian2's device
 
 
 def _claim_device():
     """Brian2's device is process-global: one CompiledNetwork at a time, or the second would reset the
     first one's device under it."""
-    global _open_standalone
-    if _open_standalone:
+    global _device_held
+    if _device_held:
         raise RuntimeError("another CompiledNetwork is open in this process; close it first "
                            "(Brian2's device is process-global)")
-    _open_standalone = True
+    _device_held = True
 
 
 class CompiledNetwork:
@@ -161,9 +161,9 @@ class CompiledNetwork:
         if self.K > 1 and abs(self.steps * float(dt) - float(duration)) > 1e-9 * float(duration):
             raise ValueError(f"presentations > 1 needs a duration that is a whole number of steps ({duration}, {dt})")
         self.dt = float(dt)
-        if self.K > 1 and self.K > aligned_presentations(duration, dt, self.K):
-            raise ValueError(f"presentations={self.K}: beyond {aligned_presentations(duration, dt, self.K)} "
-                             f"presentations of {duration} at dt = {dt}, the resets between them would drift off "
+        aligned = aligned_presentations(duration, dt, self.K) if self.K > 1 else 1
+        if self.K > aligned:
+            raise ValueError(f"presentations={self.K}: beyond {aligned} presentations of {duration} at dt = {dt}, the resets between them would drift off "
                              f"the network's steps (float rounding); use fewer presentations per run")
         self.kind = check_device(device, "CompiledNetwork")
         _claim_device()
@@ -214,9 +214,9 @@ class CompiledNetwork:
         self._release()
 
     def _release(self):
-        global _open_standalone
+        global _device_held
         if getattr(self, "_claimed", False):
-            _open_standalone = False
+            _device_held = False
             self._claimed = False
 
     @property
@@ -233,18 +233,18 @@ class CompiledNetwork:
             raise ValueError(f"CompiledNetwork.run: batch of {b} samples, built for 1..{self.capacity}")
         padded = np.zeros((self.capacity, x_rates.shape[1]))
         padded[:b] = x_rates
-        values = input_values(self.net, padded[:self.B], self.encoder)
         t0 = time.perf_counter()
         if self.kind == "runtime":
             self.network.restore("initial")
             brian_seed(self.seed)
-            set_inputs(self.built, values)
+            set_inputs(self.built, input_values(self.net, padded, self.encoder))
             self.network.run(self.duration, namespace={})
             self.sim_seconds += time.perf_counter() - t0
         else:
             if self.K > 1:
                 args = {self.built.input_table: padded.reshape(self.K, -1) * Hz}
             else:
+                values = input_values(self.net, padded, self.encoder)
                 args = {getattr(self.built.groups[name], var): values[name] * (Hz if var == "rate" else amp)
                         for name, var in self.built.input_vars.items()}
             dev = get_device()
@@ -287,19 +287,17 @@ class CompiledNetwork:
 
     def _read_presentations(self, b: int) -> BatchOutput:
         """Split the spike records of a run of K presentations into samples (s = k*B + copy)."""
-        counts = {}
-        out = self.net.populations[-1]
+        counts, out = {}, self.net.populations[-1]
         for p in self.net.populations:
             mon = self.built.spikes.get(p.name)
             if mon is None:
                 continue
-            i = np.asarray(mon.i)
-            k = np.asarray(np.rint(np.asarray(mon.t / second) / self.dt), dtype=np.int64) // self.steps
-            flat = (k * self.B + i // p.size) * p.size + i % p.size
+            i, t = np.asarray(mon.i), np.asarray(mon.t / second)
+            k = np.rint(t / self.dt).astype(np.int64) // self.steps  # presentation of each spike
+            sample = k * self.B + i // p.size
+            flat = sample * p.size + i % p.size
             counts[p.name] = np.bincount(flat, minlength=self.capacity * p.size).reshape(self.capacity, p.size)[:b]
-        mon = self.built.spikes[out.name]
-        i, t = np.asarray(mon.i), np.asarray(mon.t / second)
-        k = np.asarray(np.rint(t / self.dt), dtype=np.int64) // self.steps
-        sample = k * self.B + i // out.size
-        keep = sample < b
-        return BatchOutput(counts, sample[keep], (i % out.size)[keep], (t - k * self.steps * self.dt)[keep], None, None)
+            if p is out:
+                keep = sample < b
+                spikes = (sample[keep], (i % p.size)[keep], (t - k * self.steps * self.dt)[keep])
+        return BatchOutput(counts, *spikes, None, None)
