@@ -13,10 +13,10 @@ from . import graph as G
 from .errors import BioconvError, ParameterError
 from .mapping import MappedNetwork, check_parameters, map_network
 from .normalize import Scales, activations, compute_scales, saturation
-from .simulate.devices import check_device
+from .simulate.devices import check_device, default_threads
 from .simulate.network import ENCODERS
 from .simulate.runner import (BatchOutput, CompiledNetwork, aligned_presentations, batch_for_budget,
-                              default_memory_budget)
+                              default_memory_budget, network_size)
 from .units import check_quantity
 
 
@@ -114,8 +114,11 @@ class EvaluationResult:
                     build_s=self.build_s, run_s=self.run_s, sim_s=self.sim_s, **self.settings)
 
 
-# Default number of disjoint copies when samples also run one after another within a run.
-SEQUENTIAL_COPIES = 32
+# When samples also run one after another within a run, the default number of disjoint copies keeps
+# a run's neurons near this many: their states then stay in the CPU caches, and a step costs least
+# per sample (measured on the MNIST ConvNet, 14,654 neurons per copy: 2 copies beat 4, 8 and 32;
+# bench/README.md).
+SEQUENTIAL_NEURONS = 32_000
 
 
 class SNN:
@@ -153,13 +156,16 @@ class SNN:
         """Simulate the SNN on inputs ``x`` (N, *input_shape) with labels ``y`` (N,).
 
         The network is built (and on ``device="cpp"``/``"cuda"`` compiled) once for ``batch`` samples
-        as disjoint copies, then run for every batch with new inputs. ``batch=None`` picks the largest
-        batch whose estimated memory fits ``memory_budget`` bytes (default: a quarter of the RAM, at
-        most 8 GiB). ``presentations``: samples shown one after another to each copy within one run of
-        the compiled binary, states reset in between (standalone devices, spiking encoders, spike
-        readouts; None = enough for about four runs in all, each run's start-up cost then shared by
-        many samples). ``threads``: OpenMP threads on ``cpp`` (None = all cores, or $BIOCONV_THREADS).
-        ``float32``: single-precision state variables. With several ``seeds`` (Poisson encoding) each sample runs once per
+        as disjoint copies, then run for every batch with new inputs. ``threads``: cores to use on
+        ``cpp`` (None = all, or $BIOCONV_THREADS): that many runs of the binary go at once as separate
+        processes, and OpenMP threads take the cores left when there are fewer runs than cores.
+        ``batch=None`` picks the largest batch whose estimated memory, once per parallel run, fits
+        ``memory_budget`` bytes (default: a quarter of the RAM, at most 8 GiB); when samples run in
+        sequence, at most about 32,000 neurons per run (`SEQUENTIAL_NEURONS`). ``presentations``:
+        samples shown one after another to each copy within one run of the compiled binary, states
+        reset in between (standalone devices, spiking encoders, spike readouts; None = one run per
+        parallel process, each run's start-up then shared by many samples, within the memory budget
+        for spike records and the clock-alignment limit). ``float32``: single-precision state variables. With several ``seeds`` (Poisson encoding) each sample runs once per
         seed, and the error of each layer's rates is split into bias and variance (FORMULAS §6).
         """
         duration = check_quantity(duration, second.dim, "duration", "SNN.evaluate", positive=True)
@@ -174,12 +180,15 @@ class SNN:
             raise BioconvError(f"SNN.evaluate: labels must be integers in [0, {n_out}) of shape ({len(x)},), got "
                                f"dtype {y.dtype}, shape {y.shape}")
         sequential = device != "runtime" and encoder != "current" and self.mapped.readout != "potential"
+        # cpp: the runs go in parallel processes, one per core (Brian2 propagates spikes on one thread
+        # whatever the OpenMP setting); each process holds its own network, so each gets a share of
+        # the memory budget. OpenMP threads only use the cores that runs leave idle.
+        cores = default_threads() if threads is None else max(1, int(threads))
+        workers = cores if device == "cpp" else 1
         if batch is None:
-            batch = batch_for_budget(self.mapped, len(x), memory_budget)
+            batch = max(1, batch_for_budget(self.mapped, len(x), memory_budget) // workers)
             if sequential and presentations is None:
-                # Samples in sequence share a run's start-up; more copies than this only make the build
-                # and each run's loading longer (measured on the MNIST ConvNet: bench/README.md).
-                batch = min(batch, SEQUENTIAL_COPIES)
+                batch = min(batch, max(1, SEQUENTIAL_NEURONS // network_size(self.mapped)[0]))
         if int(batch) != batch or batch < 1 or int(time_points) != time_points or time_points < 1:
             raise ParameterError(f"SNN.evaluate: batch and time_points must be positive integers, got {batch!r}, "
                                  f"{time_points!r}")
@@ -196,17 +205,24 @@ class SNN:
         targets = self.target_rates(x)
         n_pres = -(-len(x) // batch)  # presentations needed in all
         if presentations is None:
-            presentations = max(1, -(-n_pres // 4)) if sequential else 1  # about four runs
+            # one run per worker: each run of the binary costs a start-up (loading the network)
+            presentations = max(1, -(-n_pres // workers)) if sequential else 1
             # Samples in sequence record every spike (about 64 bytes each, binary and Python side):
-            # keep a run's records within half the memory budget.
+            # keep the records of the runs in flight within half the memory budget.
             per_sample = sum(float(np.sum(r)) for r in targets.values()) / len(x) * float(duration) * 64
-            budget = (default_memory_budget() if memory_budget is None else int(memory_budget)) / 2
+            budget = (default_memory_budget() if memory_budget is None else int(memory_budget)) / 2 / workers
             presentations = max(1, min(presentations, int(budget // max(per_sample * batch, 1.0))))
             presentations = min(presentations, aligned_presentations(duration, dt, presentations))
         presentations = min(int(presentations), n_pres)
-        if presentations > 1:  # spread the samples evenly over the runs: fewer silent padding samples
+        if presentations > 1:
+            # a whole number of rounds of parallel runs (a last run alone would leave cores idle), and
+            # the samples spread evenly over the runs: fewer silent padding samples
             runs = -(-len(x) // (batch * presentations))
+            runs = -(-runs // workers) * workers if runs > workers else runs
+            presentations = -(-n_pres // runs)
             batch = -(-len(x) // (runs * presentations))
+        workers = min(workers, -(-len(x) // (batch * presentations)))
+        omp_threads = max(1, cores // workers) if device == "cpp" else threads
         logits = self.graph.forward(x)[self.graph.output].reshape(len(x), -1)
         ann_pred = logits.argmax(1)
         T, step = float(duration), float(dt)
@@ -216,17 +232,17 @@ class SNN:
         readout_scores = {s: [] for s in seeds}  # (B, n_times, n_out)
         per_run = batch * presentations
         starts = range(0, len(x), per_run)
-        bar = tqdm(total=len(seeds) * len(x), desc=f"evaluate ({device}, {batch} copies x {presentations})",
-                   unit="sample", disable=not progress)
+        bar = tqdm(total=len(seeds) * len(x), desc=f"evaluate ({device}, {batch} copies x {presentations}"
+                   + (f", {workers} runs at once" if workers > 1 else "") + ")", unit="sample", disable=not progress)
         build_s = run_s = sim_s = 0.0
         for s in seeds:
             tb = time.perf_counter()
             with CompiledNetwork(self.mapped, batch, duration=duration, dt=dt, encoder=encoder, device=device,
-                                 seed=s, threads=threads, float32=float32,
+                                 seed=s, threads=omp_threads, float32=float32,
                                  record_output_every=duration / time_points, presentations=presentations) as compiled:
                 build_s += time.perf_counter() - tb
-                for k in starts:
-                    out = compiled.run(targets[names[0]][k:k + per_run])
+                batches = (targets[names[0]][k:k + per_run] for k in starts)
+                for k, out in zip(starts, compiled.run_many(batches, workers=workers)):
                     for name, c in out.counts.items():
                         counts[s][name].append(c)
                     readout_scores[s].append(self._scores(out, times))
@@ -240,6 +256,7 @@ class SNN:
         result.synaptic_events = sum(int(np.dot(np.concatenate(c).sum(0), self._out_degree(name)))
                                      for name, c in counts[seeds[0]].items() if c)
         result.settings = dict(encoder=encoder, device=device, batch=batch, presentations=presentations,
+                               parallel_runs=workers, openmp_threads=omp_threads if device == "cpp" else None,
                                seeds=list(seeds), float32=bool(float32),
                                rate_max_hz=float(self.mapped.rate_max), bias=self.mapped.bias,
                                reset=self.mapped.reset, synapse=self.mapped.synapse, readout=self.mapped.readout,

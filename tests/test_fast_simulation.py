@@ -3,6 +3,7 @@ Poisson statistics that agree across devices, clean build folders, and a CUDA bu
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import numpy as np
@@ -215,3 +216,94 @@ def test_one_compiled_network_at_a_time(small_convnet):
             CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=DT, device="runtime")
     with CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=DT, device="runtime") as net:  # released
         assert net.run(snn.target_rates(x[:1])[snn.mapped.populations[0].name]).counts
+
+
+@pytest.mark.slow
+def test_parallel_runs_give_the_same_counts_and_clean_up(small_convnet, tmp_path, monkeypatch):
+    """cpp runs of one binary as parallel processes (`run_many(workers=2)`), each in its own results
+    folder: the counts of running the batches one by one, and nothing left behind."""
+    model, x = small_convnet
+    snn = convert(model, x)
+    monkeypatch.setenv("BIOCONV_BUILD_DIR", str(tmp_path))
+    rates = snn.target_rates(x[:14])[snn.mapped.populations[0].name]
+    with CompiledNetwork(snn.mapped, 2, duration=T, dt=DT, device="cpp", threads=1, presentations=2) as net:
+        batches = [rates[k:k + net.capacity] for k in range(0, len(rates), net.capacity)]  # 4 runs, last one padded
+        static = set(os.listdir(net.folder / "static_arrays"))
+        one_by_one = [net.run(b) for b in batches]
+        parallel = list(net.run_many(batches, workers=2))
+        assert net.runs == 8 and net.sim_seconds > 0
+        assert set(os.listdir(net.folder / "static_arrays")) == static  # run_args files removed
+        assert not any(name.startswith("results-") for name in os.listdir(net.folder))
+    assert len(parallel) == len(one_by_one) == 4
+    for a, b in zip(one_by_one, parallel):
+        for name in a.counts:
+            np.testing.assert_array_equal(b.counts[name], a.counts[name], err_msg=name)
+        np.testing.assert_array_equal(b.out_t, a.out_t)
+    assert sum(int(c.sum()) for c in one_by_one[0].counts.values()) > 100
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_evaluate_spreads_runs_over_the_cores(small_convnet):
+    """Two cores: two runs at once, one OpenMP thread each, and the decisions of the runtime device."""
+    model, x = small_convnet
+    snn = convert(model, x)
+    y = np.zeros(12, dtype=int)
+    fast = snn.evaluate(x[:12], y, duration=T, dt=DT, device="cpp", threads=2, progress=False)
+    assert fast.settings["parallel_runs"] == 2 and fast.settings["openmp_threads"] == 1
+    slow = snn.evaluate(x[:12], y, duration=T, dt=DT, device="runtime", batch=12, progress=False)
+    np.testing.assert_array_equal(fast.predictions, slow.predictions)
+    assert fast.synaptic_events == slow.synaptic_events > 0
+
+
+def test_shared_parameters_and_zero_refractory_period_change_no_spike():
+    """Parameters shared by the group (read once per step) and a zero refractory period built without
+    Brian2's refractory mechanism give the spikes of per-neuron parameters with the mechanism."""
+    from brian2 import Network, SpikeGeneratorGroup, SpikeMonitor, mV, pA, pF, pcoulomb as pC
+    from bioconv import models
+
+    def spikes(shared, tau_ref=0 * ms):
+        with simulation_device("runtime", dt=DT):
+            src = SpikeGeneratorGroup(1, np.zeros(30, int), np.arange(30) * 0.7 * ms)
+            g = models.neuron_group(4, "conductance_lif", "delta", Cm=100 * pF, v_th=-60 * mV, tau_ref=tau_ref,
+                                    I_bias=np.array([0, 50, 120, 300]) * pA, shared=shared)
+            s = models.synapses(src, g, "delta", i=[0] * 4, j=[0, 1, 2, 3], w=0.4 * pC)
+            mon = SpikeMonitor(g)
+            Network(src, g, s, mon).run(30 * ms, namespace={})
+            return (np.asarray(mon.i), np.asarray(mon.t), "lastspike" in g.variables, g.variables["Cm"].scalar,
+                    str(s.pre.code))
+
+    i0, t0, refr0, scalar0, _ = spikes(())
+    i1, t1, refr1, scalar1, code1 = spikes(("Cm", "gl", "EL", "v_th", "v_reset", "tau_ref"))
+    assert refr0 and not scalar0 and not refr1 and scalar1 and "timestep" not in code1
+    np.testing.assert_array_equal(i1, i0)
+    np.testing.assert_array_equal(t1, t0)
+    assert len(i0) > 20 and len(set(i0.tolist())) >= 3
+    # a refractory period > 0 keeps the mechanism, shared or not
+    i2, t2, refr2, _, _ = spikes(("Cm", "tau_ref"), tau_ref=2 * ms)
+    i3, t3, _, _, _ = spikes((), tau_ref=2 * ms)
+    assert refr2 and len(i2) < len(i0)
+    np.testing.assert_array_equal(i2, i3)
+    np.testing.assert_array_equal(t2, t3)
+    with pytest.raises(ParameterError, match="shared parameter 'I_bias' needs one value"):
+        spikes(("I_bias",))
+
+
+@pytest.mark.slow
+def test_precompiled_header_is_used(small_convnet):
+    """The headers every generated source includes are compiled once: GCC reports the precompiled file
+    as used ('!') when it compiles a code object of the project."""
+    import subprocess
+    from bioconv.simulate.standalone_project import PCH
+    model, x = small_convnet
+    snn = convert(model, x)
+    with CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=DT, device="cpp", threads=1) as net:
+        assert (net.folder / f"{PCH}.gch").exists()
+        obj = next((net.folder / "code_objects").glob("*stateupdater*.o")).relative_to(net.folder)
+        cmd = subprocess.run(["make", "-B", "-n", str(obj)], cwd=net.folder, capture_output=True,
+                             text=True).stdout.strip().splitlines()[-1]
+        assert f"-include {PCH}" in cmd
+        used = subprocess.run(f"{cmd.replace(f' -o {obj}', '')} -H -o /dev/null", shell=True, cwd=net.folder,
+                              capture_output=True, text=True)
+        assert used.returncode == 0 and re.search(rf"^! (\./)?{re.escape(PCH)}\.gch$", used.stderr, re.M), \
+            used.stderr[:2000]

@@ -67,7 +67,7 @@ def resolve_parameters(n: int, neuron: NeuronModel, synapse: SynapseModel | None
 
 def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str = "linear",
                  options: tuple[str, ...] = (), method: str | None = None, name: str | None = None,
-                 dt=None, **params) -> NeuronGroup:
+                 dt=None, shared: tuple[str, ...] = (), **params) -> NeuronGroup:
     """A NeuronGroup of ``n`` neurons of a library model, with the kernel states of ``synapse``.
 
     Parameters
@@ -78,6 +78,10 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     options : neuron options to switch on, e.g. ``("homeostatic",)``.
     method : Brian2 integration method, or several tried in order; default: the synapse's if it
         sets one, else the neuron's.
+    shared : parameters that hold one value for the whole group (Brian2 ``shared``), given as
+        scalars: the generated code reads them once per step, not once per neuron, which is most of
+        the per-step cost of a large group. They can still change between standalone runs
+        (run_args), but not per neuron.
     **params : parameter values as Brian2 quantities, scalar or one per neuron; missing ones take
         the model file's defaults.
     """
@@ -93,6 +97,11 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ParameterError(f"model {neuron.name!r}: number of neurons must be a positive integer, got {n!r}")
     values = resolve_parameters(n, neuron, synapse, options, params)
+    shared = (shared,) if isinstance(shared, str) else tuple(shared)
+    for pname in shared:
+        if pname in values and np.size(values[pname]) != 1:
+            raise ParameterError(f"model {neuron.name!r}: shared parameter {pname!r} needs one value, got "
+                                 f"{np.size(values[pname])}")
     method = method or (synapse.method if synapse and synapse.method else neuron.method)
     methods = (method,) if isinstance(method, str) else tuple(method)
     exact_first = methods[0] == "exact"
@@ -107,10 +116,16 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     kwargs = {"name": name} if name else {}
     if dt is not None:
         kwargs["dt"] = dt
-    group = NeuronGroup(int(n), compose_equations(neuron, synapse, options), threshold=neuron.threshold,
-                        reset=reset_code, refractory=neuron.refractory, method=list(methods), **kwargs)
+    # A refractory period of zero shared by the whole group: Brian2's refractoriness test then always
+    # passes when the equations are integrated, so the group is built without the mechanism (no
+    # per-neuron lastspike and flag to update and test every step); the dynamics are the same.
+    refractory = neuron.refractory
+    never_refractory = refractory in shared and float(values[refractory]) == 0
+    equations = compose_equations(neuron, synapse, options, shared=shared, never_refractory=never_refractory)
+    group = NeuronGroup(int(n), equations, threshold=neuron.threshold, reset=reset_code,
+                        refractory=False if never_refractory else refractory, method=list(methods), **kwargs)
     for pname, q in values.items():
-        setattr(group, pname, q)
+        setattr(group, pname, q.reshape(()) if pname in shared else q)
     initial = dict(neuron.initial)
     for o in options:
         initial.update(neuron.options[o].initial)
@@ -166,7 +181,10 @@ def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None
     if built_with != synapse.name:
         raise ModelError(f"synapse model {synapse.name!r}: target group {post.name!r} was built with synapse "
                          f"model {built_with!r}; its kernel states do not match")
-    missing = [v for v in _post_names(synapse.on_pre) if v not in post.variables]
+    on_pre = synapse.on_pre
+    if "lastspike" not in post.variables and synapse.on_pre_without_refractoriness:
+        on_pre = synapse.on_pre_without_refractoriness  # a target built with tau_ref = 0 shared
+    missing = [v for v in _post_names(on_pre) if v not in post.variables]
     if missing:
         raise ModelError(f"synapse model {synapse.name!r}: target group {post.name!r} lacks "
                          f"{missing}; build it with neuron_group(..., synapse={synapse.name!r})")
@@ -174,7 +192,6 @@ def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None
     kwargs = {"name": name} if name else {}
     if delay is not None:
         kwargs["delay"] = delay
-    on_pre = synapse.on_pre
     if not target_refractory and synapse.on_pre_without_refractoriness:
         on_pre = synapse.on_pre_without_refractoriness
     syn = Synapses(pre, post, model=f"w : {_base_unit(synapse.weight_dim)} (constant)", on_pre=on_pre, **kwargs)

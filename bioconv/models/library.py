@@ -8,6 +8,7 @@ naming the model file and the field.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -291,11 +292,16 @@ _NO_SYNAPSE = "I_syn = 0*amp : amp"
 
 
 def compose_equations(neuron: NeuronModel, synapse: SynapseModel | None = None,
-                      options: tuple[str, ...] = (), *, flags: str = "constant") -> Equations:
+                      options: tuple[str, ...] = (), *, flags: str = "constant",
+                      shared: tuple[str, ...] = (), never_refractory: bool = False) -> Equations:
     """The full Brian2 equations of a neuron with its synaptic kernel and options.
 
     Parameters become per-neuron ``(constant)`` variables, so one group can hold many parameter
     points (vectorized sweeps) and they can be changed between standalone runs with run_args.
+    Those named in ``shared`` become one value for the whole group ``(constant, shared)``: the
+    generated code then reads them once per step instead of once per neuron.
+    ``never_refractory``: the group has no refractory period, so Brian2's ``not_refractory`` flag is
+    the constant True in the equations (the group is then built without the refractory mechanism).
     """
     threshold_value = neuron.threshold_value
     parts = [neuron.equations, synapse.neuron_equations if synapse else _NO_SYNAPSE]
@@ -310,8 +316,16 @@ def compose_equations(neuron: NeuronModel, synapse: SynapseModel | None = None,
     # The effective threshold `vt` is compared with the membrane potential, so it takes v's unit.
     v_unit = _base_unit(Equations(neuron.equations).dimensions["v"])
     parts.append(f"vt = {threshold_value} : {v_unit}")
+    if never_refractory:
+        # int(True) would reach sympy as a function call the exact solver rejects: write 1 for it
+        parts = [re.sub(r"\bnot_refractory\b", "True", re.sub(r"\bint\(\s*not_refractory\s*\)", "1", part))
+                 for part in parts]
+    unknown = set(shared) - set(params)
+    if unknown:
+        raise ModelError(f"model {neuron.name!r}: shared parameter(s) {sorted(unknown)} are not parameters; "
+                         f"known: {sorted(params)}")
     for p in params.values():
-        parts.append(f"{p.name} : {_base_unit(p.dim)} ({flags})")
+        parts.append(f"{p.name} : {_base_unit(p.dim)} ({flags}{', shared' if p.name in shared else ''})")
     return Equations("\n".join(parts))
 
 

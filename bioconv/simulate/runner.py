@@ -11,25 +11,34 @@ copies (``presentations=K``), every state reset between them: the binary then st
 connectivity and writes its results once per K*B samples instead of once per B, which is most of the
 cost of a run for a large network. The rates of all K presentations travel as one TimedArray.
 
+On ``cpp``, `CompiledNetwork.run_many` runs several batches at once as separate processes of the
+same binary (Brian2 applies synaptic events on one thread even with OpenMP, so processes are what
+keeps every core busy).
+
 A last, smaller batch is padded with silent samples (zero rates), whose results are dropped.
 """
 from __future__ import annotations
 
 import gc
 import os
-import re
+import shutil
+import subprocess
+import tempfile
 import time
+from collections import Counter, deque
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from brian2.codegen.cpp_prefs import get_compiler_and_args
-from brian2 import Hz, Network, Synapses, amp, get_device, second, seed as brian_seed
+from brian2 import Hz, Network, Synapses, TimedArray, amp, get_device, prefs, second, seed as brian_seed
 
 from ..mapping import MappedNetwork
 from .devices import check_device, simulation_device
 from .network import build, input_values, set_inputs
+from .standalone_project import skip_synapse_outputs, use_precompiled_header
 
 # Estimated peak memory per synapse and per neuron of a standalone build. The simulation binary
 # holds about 58 bytes per synapse (indices, weight, delay, spike-queue entries; measured with `ps`
@@ -49,6 +58,17 @@ class BatchOutput:
     out_t: np.ndarray          # seconds
     out_v: np.ndarray | None   # (B, n_out, n_recorded) membrane potential samples, volts (potential readout)
     final_v: np.ndarray | None  # (B, n_out) membrane potential at the end of the run
+
+
+@dataclass
+class _Launch:
+    """A run of the cpp binary in progress."""
+
+    proc: subprocess.Popen
+    results: Path
+    b: int
+    files: list
+    stdout: IO
 
 
 def network_size(net: MappedNetwork) -> tuple[int, int]:
@@ -98,24 +118,6 @@ def batch_for_budget(net: MappedNetwork, n_samples: int, memory_budget: int | No
     neurons, syn = network_size(net)
     per_copy = BYTES_PER_SYNAPSE * syn + BYTES_PER_NEURON * neurons
     return int(max(1, min(n_samples, budget // max(per_copy, 1))))
-
-
-_SYNAPSE_OUTPUT = re.compile(
-    r"\tofstream outfile_(_dynamic_array_(?:syn|gate)_\w+);.*?Error writing output file for \1\.\" << endl;\n\t\}\n",
-    re.S)
-
-
-def skip_synapse_outputs(objects_cpp: Path) -> int:
-    """Drop the end-of-run dump of per-synapse arrays from a cpp_standalone project's objects.cpp.
-
-    Brian2 writes every array to the results folder after each run; for a batched ConvNet that is
-    gigabytes of indices and weights per run that nobody reads back (they only change at build
-    time). Returns how many arrays were dropped. Reading a synapse variable after such a run fails.
-    """
-    code = objects_cpp.read_text()
-    code, n = _SYNAPSE_OUTPUT.subn("", code)
-    objects_cpp.write_text(code)
-    return n
 
 
 def _release_build_memory(dev):
@@ -170,8 +172,9 @@ class CompiledNetwork:
         self._claimed = True
         self.duration = duration
         self.runs = 0
-        self.run_seconds = 0.0  # wall time of all runs (standalone: starting the binary, loading, writing)
-        self.sim_seconds = 0.0  # of which the simulation loop itself (standalone: Brian2's own timer)
+        self.run_seconds = 0.0  # wall time spent in runs (standalone: starting the binary, loading, writing)
+        self.sim_seconds = 0.0  # simulation loops (standalone: Brian2's own timer), summed over processes
+        self._in_flight = Counter()  # run_args files -> runs of the binary reading them
         self._stack = ExitStack()
         try:
             self.folder = self._stack.enter_context(simulation_device(
@@ -200,6 +203,7 @@ class CompiledNetwork:
             return
         dev.build(directory=str(self.folder), compile=False, run=False, with_output=False)
         skip_synapse_outputs(Path(self.folder) / "objects.cpp")
+        use_precompiled_header(Path(self.folder))
         dev.compile_source(str(self.folder), get_compiler_and_args()[0], False, False)
         _release_build_memory(dev)
 
@@ -224,15 +228,62 @@ class CompiledNetwork:
         """Samples per run: B copies x K presentations."""
         return self.B * self.K
 
-    def run(self, x_rates: np.ndarray) -> BatchOutput:
-        """Present ``x_rates`` (b <= capacity samples, n_input) in Hz, each for the network's duration.
-        Sample ``s`` runs in presentation ``s // B`` on copy ``s % B``."""
+    def _padded(self, x_rates) -> tuple[np.ndarray, int]:
         x_rates = np.asarray(x_rates, dtype=float)
         b = len(x_rates)
         if not 1 <= b <= self.capacity:
             raise ValueError(f"CompiledNetwork.run: batch of {b} samples, built for 1..{self.capacity}")
         padded = np.zeros((self.capacity, x_rates.shape[1]))
         padded[:b] = x_rates
+        return padded, b
+
+    def _run_args(self, padded: np.ndarray) -> dict:
+        """What a standalone run sets on the command line: the inputs of all copies and presentations."""
+        if self.K > 1:
+            return {self.built.input_table: padded.reshape(self.K, -1) * Hz}
+        values = input_values(self.net, padded, self.encoder)
+        return {getattr(self.built.groups[name], var): values[name] * (Hz if var == "rate" else amp)
+                for name, var in self.built.input_vars.items()}
+
+    def run(self, x_rates: np.ndarray) -> BatchOutput:
+        """Present ``x_rates`` (b <= capacity samples, n_input) in Hz, each for the network's duration.
+        Sample ``s`` runs in presentation ``s // B`` on copy ``s % B``."""
+        return next(iter(self.run_many([x_rates])))
+
+    def run_many(self, batches, workers: int = 1):
+        """Present every batch of ``batches`` (arrays as for `run`); yields their outputs in order.
+
+        On ``cpp``, up to ``workers`` runs of the compiled binary go at once, each a process of its own
+        with its own results folder: every run is single-threaded within Brian2's synaptic propagation
+        (OpenMP leaves it to one thread), so separate processes are what keeps all cores busy.
+        """
+        if self.kind != "cpp":
+            for x in batches:
+                yield self._run_here(x)
+            return
+        pending = deque()
+        try:
+            t0 = time.perf_counter()
+            for x in batches:
+                pending.append(self._launch(x))
+                if len(pending) >= max(1, int(workers)):
+                    out = self._collect(pending.popleft())
+                    self.run_seconds += time.perf_counter() - t0
+                    yield out
+                    t0 = time.perf_counter()
+            while pending:
+                out = self._collect(pending.popleft())
+                self.run_seconds += time.perf_counter() - t0
+                yield out
+                t0 = time.perf_counter()
+        finally:
+            for launch in pending:  # the caller stopped early, or a run failed: stop the others
+                launch.proc.kill()
+                self._finish(launch)
+
+    def _run_here(self, x_rates) -> BatchOutput:
+        """One run through Brian2 itself: runtime (store/restore) or brian2cuda's device.run."""
+        padded, b = self._padded(x_rates)
         t0 = time.perf_counter()
         if self.kind == "runtime":
             self.network.restore("initial")
@@ -241,19 +292,70 @@ class CompiledNetwork:
             self.network.run(self.duration, namespace={})
             self.sim_seconds += time.perf_counter() - t0
         else:
-            if self.K > 1:
-                args = {self.built.input_table: padded.reshape(self.K, -1) * Hz}
-            else:
-                values = input_values(self.net, padded, self.encoder)
-                args = {getattr(self.built.groups[name], var): values[name] * (Hz if var == "rate" else amp)
-                        for name, var in self.built.input_vars.items()}
             dev = get_device()
-            dev.run(directory=str(self.folder), results_directory="results", with_output=False, run_args=args)
+            dev.run(directory=str(self.folder), results_directory="results", with_output=False,
+                    run_args=self._run_args(padded))
             self.sim_seconds += float(getattr(dev, "_last_run_time", 0.0) or 0.0)
             self._drop_run_arg_files()
         self.run_seconds += time.perf_counter() - t0
         self.runs += 1
         return self._read(b)
+
+    def _launch(self, x_rates) -> "_Launch":
+        """Start the cpp binary on one batch in a results folder of its own (what Brian2's device.run
+        does, without its process-wide working directory and results folder, so runs can overlap)."""
+        padded, b = self._padded(x_rates)
+        dev = get_device()
+        folder = Path(self.folder)
+        results = Path(tempfile.mkdtemp(prefix="results-", dir=folder))
+        run_cmd = prefs.devices.cpp_standalone.run_cmd_unix
+        cmd = ([run_cmd] if isinstance(run_cmd, str) else list(run_cmd)) + ["--results_dir", f"{results}{os.sep}"]
+        files = []
+        for key, value in self._run_args(padded).items():
+            prepare = (dev._prepare_timed_array_run_arg if isinstance(key, TimedArray)
+                       else dev._prepare_variableview_run_arg)
+            name, string_value, value_name, value_ar = prepare(key, value)
+            if value_name:
+                path = folder / "static_arrays" / value_name
+                if self._in_flight[path] == 0:
+                    value_ar.tofile(path)
+                self._in_flight[path] += 1
+                files.append(path)
+            cmd.append(f"{name}={string_value}")
+        env = dict(os.environ, **prefs["devices.cpp_standalone.run_environment_variables"],
+                   **dev.run_environment_variables)
+        stdout = open(results / "stdout.txt", "w")
+        proc = subprocess.Popen(cmd, cwd=folder, stdout=stdout, stderr=subprocess.STDOUT, env=env)
+        return _Launch(proc, results, b, files, stdout)
+
+    def _finish(self, launch: "_Launch") -> int:
+        rc = launch.proc.wait()
+        launch.stdout.close()
+        for path in launch.files:  # run_args files: removed once no running process reads them
+            self._in_flight[path] -= 1
+            if self._in_flight[path] == 0:
+                path.unlink(missing_ok=True)
+        return rc
+
+    def _collect(self, launch: "_Launch") -> BatchOutput:
+        rc = self._finish(launch)
+        try:
+            if rc:
+                log = (launch.results / "stdout.txt").read_text()[-2000:]
+                raise RuntimeError(f"the compiled network's run failed (exit code {rc}; project "
+                                   f"{self.folder}):\n{log}")
+            dev = get_device()
+            dev.results_dir, dev.has_been_run = f"{launch.results}{os.sep}", True
+            info = launch.results / "last_run_info.txt"
+            if info.exists():
+                self.sim_seconds += float(info.read_text().split()[0])
+            out = self._read(launch.b)
+            for group in self.built.groups.values():
+                group._check_for_invalid_states()  # as Brian2's device.run does: warns on NaN states
+        finally:
+            shutil.rmtree(launch.results, ignore_errors=True)
+        self.runs += 1
+        return out
 
     def _drop_run_arg_files(self):
         # Brian2 2.7.1 leaves every distinct run_args array in static_arrays/: keep the folder lean.
