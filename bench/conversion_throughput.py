@@ -43,7 +43,8 @@ def main(argv=None):
     ap.add_argument("--float32", action="store_true", help="also run cpp in single precision")
     ap.add_argument("--T", type=float, default=200.0, help="presentation time, ms")
     ap.add_argument("--dt", type=float, default=0.1, help="time step, ms")
-    ap.add_argument("--threads", type=int, default=None, help="OpenMP threads for cpp (default: all cores)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="cores for cpp: parallel runs, then OpenMP threads (default: all cores)")
     ap.add_argument("--batch", type=int, default=None, help="samples per run (default: from the memory budget)")
     args = ap.parse_args(argv)
     logging.getLogger("brian2").setLevel(logging.ERROR)
@@ -80,7 +81,7 @@ def main(argv=None):
         naive = snn.evaluate(x[:m], y[:m], duration=args.T * ms, dt=args.dt * ms, device="runtime", batch=1,
                              progress=True)
         naive_per_image = naive.wall_s / m
-        emit(dict(network=name, device="runtime (naive: 1 sample/run)", images=m, threads=1, batch=1,
+        emit(dict(network=name, device="runtime (naive: 1 sample/run)", images=m, cores=1, batch=1,
                   wall_s=naive.wall_s, build_s=naive.build_s, run_s=naive.run_s, sim_loop_s=naive.sim_s,
                   images_per_s=m / naive.wall_s,
                   synaptic_events_per_s=naive.synaptic_events / naive.wall_s, x_naive=1.0,
@@ -91,12 +92,14 @@ def main(argv=None):
                                threads=threads, float32=f32, progress=True)
             same = bool(np.array_equal(res.predictions[:m, -1], naive.predictions[:, -1]))
             emit(dict(network=name, device=device + (" float32" if f32 else ""), images=args.n,
-                      threads=threads if device == "cpp" else 1, batch=res.settings["batch"], wall_s=res.wall_s,
+                      cores=threads if device == "cpp" else 1, batch=res.settings["batch"],
+                      presentations=res.settings["presentations"], parallel_runs=res.settings["parallel_runs"],
+                      openmp_threads=res.settings["openmp_threads"], wall_s=res.wall_s,
                       build_s=res.build_s, run_s=res.run_s, sim_loop_s=res.sim_s, images_per_s=args.n / res.wall_s,
                       synaptic_events_per_s=res.synaptic_events / res.wall_s,
                       x_naive=naive_per_image / (res.wall_s / args.n), accuracy=res.accuracy,
                       agreement=res.agreement, convert_s=convert_s, decisions_equal_naive=same))
-        emit(dict(network=name, device="ANN (torch, CPU)", images=args.n, threads=torch.get_num_threads(),
+        emit(dict(network=name, device="ANN (torch, CPU)", images=args.n, cores=torch.get_num_threads(),
                   batch=args.n, wall_s=ann_s, images_per_s=args.n / ann_s, x_naive=naive_per_image / (ann_s / args.n),
                   accuracy=float(np.mean(ann_pred == y)), convert_s=convert_s))
 

@@ -307,3 +307,26 @@ def test_precompiled_header_is_used(small_convnet):
                               capture_output=True, text=True)
         assert used.returncode == 0 and re.search(rf"^! (\./)?{re.escape(PCH)}\.gch$", used.stderr, re.M), \
             used.stderr[:2000]
+
+
+def test_block_thresholds_rewrites_only_pure_threshold_loops(tmp_path):
+    """The blocked threshold test applies where the condition only reads values; a condition that
+    draws random numbers (Poisson input) keeps Brian2's loop, so no number is drawn twice."""
+    from bioconv.simulate.standalone_project import block_thresholds
+    loop = ("    long _count = 0;\n    for(size_t _idx=0; _idx<N; _idx++)\n    {{\n"
+            "        const size_t _vectorisation_idx = _idx;\n        \n"
+            "        const double v = _ptr_array_g_v[_idx];\n        const char _cond = {cond};\n\n"
+            "        if(_cond) {{\n            _ptr_array_g__spikespace[_count++] = _idx;\n        }}\n    }}\n"
+            "    _ptr_array_g__spikespace[N] = _count;\n")
+    (tmp_path / "code_objects").mkdir()
+    (tmp_path / "makefile").write_text("X = 1\nOPTIMISATIONS = -O3\n")
+    pure = tmp_path / "code_objects" / "g_spike_thresholder_codeobject.cpp"
+    rand = tmp_path / "code_objects" / "h_spike_thresholder_codeobject.cpp"
+    pure.write_text(loop.format(cond="v >= vt"))
+    rand.write_text(loop.format(cond="_rand(_vectorisation_idx) < v"))
+    assert block_thresholds(tmp_path) == 1
+    code = pure.read_text()
+    assert "reduction(|:_any)" in code and "if(!_any) continue;" in code
+    assert code.count("_ptr_array_g__spikespace[_count++] = _idx;") == 1
+    assert rand.read_text() == loop.format(cond="_rand(_vectorisation_idx) < v")
+    assert "OPTIMISATIONS = -fopenmp-simd -O3" in (tmp_path / "makefile").read_text()

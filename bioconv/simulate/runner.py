@@ -38,7 +38,7 @@ from brian2 import Hz, Network, Synapses, TimedArray, amp, get_device, prefs, se
 from ..mapping import MappedNetwork
 from .devices import check_device, simulation_device
 from .network import build, input_values, set_inputs
-from .standalone_project import skip_synapse_outputs, use_precompiled_header
+from .standalone_project import block_thresholds, skip_synapse_outputs, use_precompiled_header
 
 # Estimated peak memory per synapse and per neuron of a standalone build. The simulation binary
 # holds about 58 bytes per synapse (indices, weight, delay, spike-queue entries; measured with `ps`
@@ -203,6 +203,7 @@ class CompiledNetwork:
             return
         dev.build(directory=str(self.folder), compile=False, run=False, with_output=False)
         skip_synapse_outputs(Path(self.folder) / "objects.cpp")
+        block_thresholds(Path(self.folder))
         use_precompiled_header(Path(self.folder))
         dev.compile_source(str(self.folder), get_compiler_and_args()[0], False, False)
         _release_build_memory(dev)
