@@ -60,7 +60,8 @@ def main(argv=None) -> int:
                        help="Brian2 device: cpp (cpp_standalone with OpenMP, default), runtime (numpy, slow) or "
                             "cuda (brian2cuda; needs nvcc, and a GPU to run)")
         p.add_argument("--threads", type=int, default=None,
-                       help="OpenMP threads for the cpp device (default: all available cores; 0 = no OpenMP)")
+                       help="cores for the cpp device: that many runs at once, then OpenMP threads for the cores "
+                            "left (default: all available cores, or $BIOCONV_THREADS)")
         p.set_defaults(func=fn)
     args = parser.parse_args(argv)
     # Brian2 reports each integration-method choice at INFO; keep the console for results.

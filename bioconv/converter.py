@@ -119,6 +119,8 @@ class EvaluationResult:
 # per sample (measured on the MNIST ConvNet, 14,654 neurons per copy: 2 copies beat 4, 8 and 32;
 # bench/README.md).
 SEQUENTIAL_NEURONS = 32_000
+# Runs per parallel worker when samples run in sequence (see `SNN.evaluate`).
+RUN_ROUNDS = 2
 
 
 class SNN:
@@ -164,9 +166,10 @@ class SNN:
         sequence, at most about 32,000 neurons per run (`SEQUENTIAL_NEURONS`). ``presentations``:
         samples shown one after another to each copy within one run of the compiled binary, states
         reset in between (standalone devices, spiking encoders, spike readouts; None = one run per
-        parallel process, each run's start-up then shared by many samples, within the memory budget
-        for spike records and the clock-alignment limit). ``float32``: single-precision state variables. With several ``seeds`` (Poisson encoding) each sample runs once per
-        seed, and the error of each layer's rates is split into bias and variance (FORMULAS §6).
+        parallel process and round, `RUN_ROUNDS`, each run's start-up then shared by many samples,
+        within the memory budget for records and the clock-alignment limit). ``float32``:
+        single-precision state variables. With several ``seeds`` (Poisson encoding) each sample runs
+        once per seed, and the error of each layer's rates is split into bias and variance (FORMULAS §6).
         """
         duration = check_quantity(duration, second.dim, "duration", "SNN.evaluate", positive=True)
         dt = check_quantity(dt, second.dim, "dt", "SNN.evaluate", positive=True)
@@ -187,7 +190,7 @@ class SNN:
         workers = cores if device == "cpp" else 1
         if batch is None:
             batch = max(1, batch_for_budget(self.mapped, len(x), memory_budget) // workers)
-            if sequential and presentations is None:
+            if sequential and (presentations is None or presentations > 1):
                 batch = min(batch, max(1, SEQUENTIAL_NEURONS // network_size(self.mapped)[0]))
         if int(batch) != batch or batch < 1 or int(time_points) != time_points or time_points < 1:
             raise ParameterError(f"SNN.evaluate: batch and time_points must be positive integers, got {batch!r}, "
@@ -203,31 +206,36 @@ class SNN:
                                  f"and a spike readout (got {device!r}, {encoder!r}, {self.mapped.readout!r})")
         t0 = time.perf_counter()
         targets = self.target_rates(x)
+        names = [p.name for p in self.mapped.populations]
         n_pres = -(-len(x) // batch)  # presentations needed in all
-        if presentations is None:
-            # one run per worker: each run of the binary costs a start-up (loading the network)
-            presentations = max(1, -(-n_pres // workers)) if sequential else 1
-            # Samples in sequence record every spike (about 64 bytes each, binary and Python side):
-            # keep the records of the runs in flight within half the memory budget.
-            per_sample = sum(float(np.sum(r)) for r in targets.values()) / len(x) * float(duration) * 64
+        auto_presentations = presentations is None
+        if auto_presentations:
+            # Two rounds of runs per worker: each run of the binary costs a start-up (loading the
+            # network), and longer runs came out slower per sample (ConvNet, 1000 digits on 2 cores:
+            # 4 runs of 250 samples 33.9 s, 2 runs of 500 35.6 s; bench/README.md).
+            presentations = max(1, -(-n_pres // (RUN_ROUNDS * workers))) if sequential else 1
+            # Samples in sequence record the output's spikes (about 64 bytes each, binary and Python
+            # side) and every other neuron's count (16 bytes): keep the records of the runs in flight
+            # within half the memory budget.
+            out_rates = targets.get(names[-1])
+            out_spikes = 0.0 if out_rates is None else float(np.sum(out_rates)) / len(x) * float(duration)
+            per_sample = out_spikes * 64 + network_size(self.mapped)[0] * 16
             budget = (default_memory_budget() if memory_budget is None else int(memory_budget)) / 2 / workers
             presentations = max(1, min(presentations, int(budget // max(per_sample * batch, 1.0))))
             presentations = min(presentations, aligned_presentations(duration, dt, presentations))
         presentations = min(int(presentations), n_pres)
         if presentations > 1:
-            # a whole number of rounds of parallel runs (a last run alone would leave cores idle), and
-            # the samples spread evenly over the runs: fewer silent padding samples
             runs = -(-len(x) // (batch * presentations))
-            runs = -(-runs // workers) * workers if runs > workers else runs
-            presentations = -(-n_pres // runs)
-            batch = -(-len(x) // (runs * presentations))
+            if auto_presentations:  # a whole number of rounds of parallel runs: no run alone at the end
+                runs = -(-runs // workers) * workers if runs > workers else runs
+                presentations = -(-n_pres // runs)
+            batch = -(-len(x) // (runs * presentations))  # the samples spread evenly: less silent padding
         workers = min(workers, -(-len(x) // (batch * presentations)))
         omp_threads = max(1, cores // workers) if device == "cpp" else threads
         logits = self.graph.forward(x)[self.graph.output].reshape(len(x), -1)
         ann_pred = logits.argmax(1)
         T, step = float(duration), float(dt)
         times = np.linspace(T / time_points, T, time_points)
-        names = [p.name for p in self.mapped.populations]
         counts = {s: {n: [] for n in names} for s in seeds}
         readout_scores = {s: [] for s in seeds}  # (B, n_times, n_out)
         per_run = batch * presentations

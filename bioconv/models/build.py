@@ -7,7 +7,7 @@ import weakref
 from collections.abc import Mapping
 
 import numpy as np
-from brian2 import NeuronGroup, Synapses
+from brian2 import Equations, NeuronGroup, Synapses
 
 from ..errors import ModelError, ParameterError
 from ..units import check_quantity
@@ -67,7 +67,7 @@ def resolve_parameters(n: int, neuron: NeuronModel, synapse: SynapseModel | None
 
 def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str = "linear",
                  options: tuple[str, ...] = (), method: str | None = None, name: str | None = None,
-                 dt=None, shared: tuple[str, ...] = (), **params) -> NeuronGroup:
+                 dt=None, shared: tuple[str, ...] = (), count_spikes: bool = False, **params) -> NeuronGroup:
     """A NeuronGroup of ``n`` neurons of a library model, with the kernel states of ``synapse``.
 
     Parameters
@@ -82,6 +82,8 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
         scalars: the generated code reads them once per step, not once per neuron, which is most of
         the per-step cost of a large group. They can still change between standalone runs
         (run_args), but not per neuron.
+    count_spikes : add an integer ``spike_count`` that every spike increments (a per-neuron count that
+        can be sampled and cleared without recording spike times).
     **params : parameter values as Brian2 quantities, scalar or one per neuron; missing ones take
         the model file's defaults.
     """
@@ -122,6 +124,9 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     refractory = neuron.refractory
     never_refractory = refractory in shared and float(values[refractory]) == 0
     equations = compose_equations(neuron, synapse, options, shared=shared, never_refractory=never_refractory)
+    if count_spikes:
+        equations += Equations("spike_count : integer")
+        reset_code += "\nspike_count += 1"
     group = NeuronGroup(int(n), equations, threshold=neuron.threshold, reset=reset_code,
                         refractory=False if never_refractory else refractory, method=list(methods), **kwargs)
     for pname, q in values.items():
@@ -130,7 +135,10 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     for o in options:
         initial.update(neuron.options[o].initial)
     for var, expr in initial.items():
-        setattr(group, var, expr)
+        # An initial value that names a parameter with one value is set as that value: on the
+        # standalone devices a string would cost a generated code object (compiled, and run).
+        value = values.get(str(expr).strip())
+        setattr(group, var, value.reshape(()) if value is not None and np.size(value) == 1 else expr)
     _KERNEL_OF[group] = synapse.name if synapse else None
     _INITIAL_OF[group] = initial
     return group

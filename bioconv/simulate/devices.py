@@ -35,7 +35,8 @@ def available_cores() -> int:
 
 
 def default_threads() -> int:
-    """OpenMP threads when none are asked for: $BIOCONV_THREADS if set, else all available cores.
+    """Cores to use when none are asked for: $BIOCONV_THREADS if set, else all available cores.
+    `SNN.evaluate` spreads its runs over them as processes; `simulation_device` gives them to OpenMP.
 
     Set BIOCONV_THREADS=1 where several simulations share the cores (parallel test workers, job
     arrays): OpenMP threads spin at every step's barriers and slow down badly on a busy core."""

@@ -31,22 +31,29 @@ class BuiltNetwork:
     input_vars: dict = None  # population name -> the variable the inputs set ('rate' or 'I_bias')
     input_table: TimedArray | None = None  # presentations > 1: input rates per presentation (K, B*n_input)
     presentations: int = 1
+    # presentations > 1: population name -> StateMonitor of the group's `spike_count` at the start of
+    # every presentation, before it is cleared (every population but the output, whose spike times
+    # are recorded)
+    counters: dict = None
 
 
 def input_group(n: int, encoder: str, rates_hz: np.ndarray | None, name: str,
-                table: TimedArray | None = None) -> NeuronGroup:
+                table: TimedArray | None = None, count_spikes: bool = False) -> NeuronGroup:
     """Input spike sources with per-unit rates (Hz): regular (seed 003 eq. 15) or Poisson.
 
     With ``table`` (a TimedArray of shape (presentations, n)) the rates change from one presentation
-    to the next; otherwise they are the constants ``rates_hz``."""
+    to the next; otherwise they are the constants ``rates_hz``. ``count_spikes``: as in
+    `models.neuron_group`."""
     rate = f"rate = {table.name}(t, i) : Hz" if table is not None else "rate : Hz (constant)"
     namespace = {table.name: table} if table is not None else None
+    count, counting = ("\nspike_count : integer", "\nspike_count += 1") if count_spikes else ("", "")
     if encoder == "regular":
         # A phase oscillator fires at j / rate for j = 1, 2, ...: exact regular trains on the grid.
-        g = NeuronGroup(n, f"{rate}\ndphase/dt = rate : 1", threshold="phase >= 1",
-                        reset="phase -= 1", method="euler", name=name, namespace=namespace)
+        g = NeuronGroup(n, f"{rate}\ndphase/dt = rate : 1{count}", threshold="phase >= 1",
+                        reset="phase -= 1" + counting, method="euler", name=name, namespace=namespace)
     elif encoder == "poisson":
-        g = NeuronGroup(n, rate, threshold="rand() < rate*dt", name=name, namespace=namespace)
+        g = NeuronGroup(n, rate + count, threshold="rand() < rate*dt", reset=counting.strip() or None, name=name,
+                        namespace=namespace)
     else:
         raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
     if table is None:
@@ -96,7 +103,8 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     ``presentations`` K > 1 presents K samples one after another to every copy in one run, each for
     ``period``, with every state variable reset to its initial value between them: the input rates
     then come from ``BuiltNetwork.input_table`` (K, B*n_input; first row ``x_rates``, the rest
-    silent until set), and spike times must be split by presentation (spiking encoders and
+    silent until set), the output's spike times must be split by presentation, and every other
+    population's counts per presentation come from ``BuiltNetwork.counters`` (spiking encoders and
     spike readouts only). The inputs can change later without rebuilding: `input_values` gives the
     new values of the variables named in ``BuiltNetwork.input_vars``.
     """
@@ -118,15 +126,18 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             values[0] = inputs[input_pop.name]
             table = TimedArray(values * Hz, dt=period, name="input_rates")
         groups[input_pop.name] = input_group(B * input_pop.size, encoder, inputs[input_pop.name], "pop_input",
-                                             table=table)
+                                             table=table, count_spikes=K > 1)
         input_vars[input_pop.name] = "rate"
-        if encoder == "regular":
-            resets.append((groups[input_pop.name], "phase = 0"))
+        if K > 1:
+            resets.append((groups[input_pop.name], "phase = 0\nspike_count = 0" if encoder == "regular"
+                           else "spike_count = 0"))
     bias_source = None
     for p in net.populations[1:]:
+        counting = K > 1 and p is not net.populations[-1]
         if p.kind == "maxpool":
-            groups[p.name] = _maxpool_gate(p, B, groups, objects)
-            resets += [(groups[p.name], "maxc = 0\npending = 0"), (objects[-1], "c = 0")]
+            groups[p.name] = _maxpool_gate(p, B, groups, objects, counting)
+            resets += [(groups[p.name], "maxc = 0\npending = 0" + ("\nspike_count = 0" if counting else "")),
+                       (objects[-1], "c = 0")]
             continue
         # Parameters with one value in the whole population are shared by the group: the generated
         # code then reads them once per step instead of once per neuron and step (about a third
@@ -143,10 +154,10 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
         if p.neuron == "conductance_lif" and np.any(np.asarray(params["gl"]) == 0):
             method = "rk4"  # exact integration of the leaky membrane divides by gl (units with gl = 0 here)
         g = models.neuron_group(B * p.size, p.neuron, net.synapse, reset=net.reset, method=method,
-                                name=f"pop_{_safe(p.name)}", shared=tuple(sorted(shared)), **net.synapse_params,
-                                **params)
+                                name=f"pop_{_safe(p.name)}", shared=tuple(sorted(shared)), count_spikes=counting,
+                                **net.synapse_params, **params)
         groups[p.name] = g
-        resets.append((g, models.rest_state_code(g)))
+        resets.append((g, models.rest_state_code(g) + ("\nspike_count = 0" if counting else "")))
         refractory = bool(np.any(np.asarray(params.get("tau_ref", 1.0)) > 0))
         for k, q in enumerate(p.projections):
             if q.source == input_pop.name and encoder == "current":
@@ -175,9 +186,18 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     if record_times not in ("all", "output"):
         raise ValueError(f"record_times must be 'all' or 'output', got {record_times!r}")
     out_name = net.populations[-1].name
+    counters = {}
     for name, g in groups.items():
-        spikes[name] = SpikeMonitor(g, record=record_times == "all" or name == out_name, name=f"spikes_{_safe(name)}")
-    objects += list(groups.values()) + list(spikes.values())
+        if K > 1 and name != out_name:
+            # Counts per presentation without recording every spike: the group's spike_count, sampled
+            # at the start of each presentation just before the reset clears it (the last one is
+            # the group's final value).
+            counters[name] = StateMonitor(g, "spike_count", record=True, dt=period, when="start", order=-1,
+                                          name=f"counts_{_safe(name)}")
+        else:
+            spikes[name] = SpikeMonitor(g, record=record_times == "all" or name == out_name,
+                                        name=f"spikes_{_safe(name)}")
+    objects += list(groups.values()) + list(spikes.values()) + list(counters.values())
     state = None
     if net.readout == "potential":
         out = groups[net.populations[-1].name]
@@ -186,17 +206,18 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     if K > 1:
         for k, (obj, code) in enumerate(resets):
             objects.append(obj.run_regularly(code, dt=period, when="start", name=f"rest_{k}_{obj.name}"))
-    return BuiltNetwork(objects, groups, spikes, B, state, input_vars, table, K)
+    return BuiltNetwork(objects, groups, spikes, B, state, input_vars, table, K, counters)
 
 
-def _maxpool_gate(p, B, groups, objects) -> NeuronGroup:
+def _maxpool_gate(p, B, groups, objects, count_spikes=False) -> NeuronGroup:
     source_name = p.projections[0].source
     src = groups[source_name]
     n_windows = p.size
     # `pending` counts passes not yet relayed: a pass arriving in the step the gate fires (synapses
     # run between threshold and reset) must not be wiped by the reset, so the reset decrements.
-    gate = NeuronGroup(B * n_windows, "maxc : 1\npending : 1", threshold="pending > 0.5", reset="pending -= 1",
-                       name=f"pop_{_safe(p.name)}")
+    count, counting = ("\nspike_count : integer", "\nspike_count += 1") if count_spikes else ("", "")
+    gate = NeuronGroup(B * n_windows, "maxc : 1\npending : 1" + count, threshold="pending > 0.5",
+                       reset="pending -= 1" + counting, name=f"pop_{_safe(p.name)}")
     member = np.flatnonzero(p.pool_groups >= 0)
     n_src = len(p.pool_groups)
     i = (member[None, :] + n_src * np.arange(B)[:, None]).ravel()

@@ -181,7 +181,7 @@ class CompiledNetwork:
                 device, dt=dt, threads=threads, float32=float32, directory=directory, build_on_run=False, cuda=cuda))
             n_in = net.populations[0].size
             self.built = build(net, np.zeros((self.B, n_in)), encoder=encoder, record_output_every=record_output_every,
-                               record_times="output" if self.K == 1 else "all", presentations=self.K,
+                               record_times="output", presentations=self.K,
                                period=duration)
             self.network = Network(*self.built.objects)
             brian_seed(seed)
@@ -389,12 +389,19 @@ class CompiledNetwork:
         return BatchOutput(counts, i[keep] // out.size, i[keep] % out.size, t[keep], out_v, final_v)
 
     def _read_presentations(self, b: int) -> BatchOutput:
-        """Split the spike records of a run of K presentations into samples (s = k*B + copy)."""
+        """Split a run of K presentations into samples (s = k*B + copy): counts from each group's
+        spike counter, sampled before every presentation's reset; output spikes by their times."""
         counts, out = {}, self.net.populations[-1]
         for p in self.net.populations:
-            mon = self.built.spikes.get(p.name)
-            if mon is None:
+            if p.name in self.built.counters:
+                sampled = np.asarray(self.built.counters[p.name].spike_count)  # (B*size, K): before each reset
+                final = np.asarray(self.built.groups[p.name].spike_count)     # the last presentation's
+                per = np.concatenate([sampled[:, 1:self.K], final[:, None]], axis=1)
+                counts[p.name] = per.T.reshape(self.capacity, p.size)[:b]
                 continue
+            if p.name not in self.built.spikes:
+                continue
+            mon = self.built.spikes[p.name]
             i, t = np.asarray(mon.i), np.asarray(mon.t / second)
             k = np.rint(t / self.dt).astype(np.int64) // self.steps  # presentation of each spike
             sample = k * self.B + i // p.size
