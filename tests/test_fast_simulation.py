@@ -330,3 +330,50 @@ def test_block_thresholds_rewrites_only_pure_threshold_loops(tmp_path):
     assert code.count("_ptr_array_g__spikespace[_count++] = _idx;") == 1
     assert rand.read_text() == loop.format(cond="_rand(_vectorisation_idx) < v")
     assert "OPTIMISATIONS = -fopenmp-simd -O3" in (tmp_path / "makefile").read_text()
+
+
+def test_static_states_are_folded_and_still_reset():
+    """A perfect integrator without bias under delta synapses moves only by jumps: folded into a plain
+    variable (no integration), it spikes as before, and the rest state still resets it."""
+    from brian2 import Network, SpikeGeneratorGroup, SpikeMonitor, mV, pA, pF, pcoulomb as pC
+    from bioconv import models
+    shared = ("Cm", "v_th", "v_reset", "tau_ref", "I_bias")
+
+    def spikes(fold, I_bias=0 * pA):
+        with simulation_device("runtime", dt=DT):
+            src = SpikeGeneratorGroup(1, np.zeros(30, int), np.arange(30) * 0.7 * ms)
+            g = models.neuron_group(2, "perfect_integrator", "delta", Cm=100 * pF, v_th=10 * mV, I_bias=I_bias,
+                                    shared=shared, fold_static_states=fold)
+            s = models.synapses(src, g, "delta", i=[0, 0], j=[0, 1], w=np.array([0.3, 0.45]) * pC)
+            mon = SpikeMonitor(g)
+            Network(src, g, s, mon).run(25 * ms, namespace={})
+            return np.asarray(mon.i), np.asarray(mon.t), g
+
+    i0, t0, g0 = spikes(False)
+    i1, t1, g1 = spikes(True)
+    assert "v" in g0.equations.diff_eq_names and "v" not in g1.equations.diff_eq_names
+    assert "v = v_reset" in models.rest_state_code(g1)
+    np.testing.assert_array_equal(i1, i0)
+    np.testing.assert_array_equal(t1, t0)
+    assert len(i0) > 10
+    _, _, g2 = spikes(True, I_bias=20 * pA)  # a bias moves the membrane: integrated as before
+    assert "v" in g2.equations.diff_eq_names
+
+
+@pytest.mark.slow
+def test_presentations_of_a_bias_free_network_match_runtime():
+    """The reference ConvNet's layers have no bias: folded perfect integrators, counted per
+    presentation; counts equal those of one sample per runtime run."""
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(36, 5, bias=False), nn.ReLU(), nn.Linear(5, 3, bias=False)).eval()
+    x = np.random.default_rng(5).random((20, 1, 8, 8))
+    snn = convert(model, x)
+    with CompiledNetwork(snn.mapped, 1, duration=T, dt=DT, device="runtime") as net:
+        first = net.built.groups[snn.mapped.populations[1].name]
+        assert "v" not in first.equations.diff_eq_names  # folded
+    ref = _counts(snn, x[:5], "runtime", 1)
+    got = _counts(snn, x[:5], "cpp", 2, presentations=2)
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+    assert sum(int(c.sum()) for c in ref.values()) > 300

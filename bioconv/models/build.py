@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from brian2 import Equations, NeuronGroup, Synapses
+from brian2.equations.equations import PARAMETER, SingleEquation
 
 from ..errors import ModelError, ParameterError
 from ..units import check_quantity
@@ -17,6 +18,8 @@ from .library import NeuronModel, SynapseModel, _base_unit, compose_equations, l
 _KERNEL_OF: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 # The initial-value expressions each group built here started from (its rest state).
 _INITIAL_OF: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+# The state variables of the model of each group built here, folded ones included.
+_STATES_OF: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 # Relative distance under which tau_m and tau_s count as equal: the exact solution of a LIF with
 # an exponential or alpha kernel divides by (tau_m - tau_s) and loses all precision there.
@@ -67,7 +70,8 @@ def resolve_parameters(n: int, neuron: NeuronModel, synapse: SynapseModel | None
 
 def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str = "linear",
                  options: tuple[str, ...] = (), method: str | None = None, name: str | None = None,
-                 dt=None, shared: tuple[str, ...] = (), count_spikes: bool = False, **params) -> NeuronGroup:
+                 dt=None, shared: tuple[str, ...] = (), count_spikes: bool = False, fold_static_states: bool = False,
+                 **params) -> NeuronGroup:
     """A NeuronGroup of ``n`` neurons of a library model, with the kernel states of ``synapse``.
 
     Parameters
@@ -84,6 +88,10 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
         (run_args), but not per neuron.
     count_spikes : add an integer ``spike_count`` that every spike increments (a per-neuron count that
         can be sampled and cleared without recording spike times).
+    fold_static_states : a state variable whose derivative is zero once the ``shared`` parameters take
+        their values (a perfect integrator without bias under delta synapses: only synaptic jumps
+        move it) becomes a plain variable, with no integration step. The shared values are then
+        fixed for the group: changing them later (run_args) would not bring the integration back.
     **params : parameter values as Brian2 quantities, scalar or one per neuron; missing ones take
         the model file's defaults.
     """
@@ -124,6 +132,11 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     refractory = neuron.refractory
     never_refractory = refractory in shared and float(values[refractory]) == 0
     equations = compose_equations(neuron, synapse, options, shared=shared, never_refractory=never_refractory)
+    states = sorted(equations.diff_eq_names)
+    if fold_static_states and shared:
+        static = _static_states(equations, {k: values[k] for k in shared if k in values})
+        equations = Equations([SingleEquation(PARAMETER, eq.varname, eq.dim, var_type=eq.var_type)
+                               if eq.varname in static else eq for eq in equations.ordered])
     if count_spikes:
         equations += Equations("spike_count : integer")
         reset_code += "\nspike_count += 1"
@@ -141,7 +154,23 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
         setattr(group, var, value.reshape(()) if value is not None and np.size(value) == 1 else expr)
     _KERNEL_OF[group] = synapse.name if synapse else None
     _INITIAL_OF[group] = initial
+    _STATES_OF[group] = states
     return group
+
+
+def _static_states(equations: Equations, shared_values: Mapping) -> set[str]:
+    """Names of the differential equations whose right-hand side (subexpressions substituted) is
+    identically zero once the shared parameters take their values (in SI units, as Brian2 computes)."""
+    import sympy
+    from brian2.parsing.sympytools import str_to_sympy
+    static = set()
+    for var, expr in equations.get_substituted_expressions():
+        rhs = str_to_sympy(expr.code)
+        rhs = rhs.subs({sym: float(np.asarray(shared_values[sym.name])) for sym in rhs.free_symbols
+                        if sym.name in shared_values})
+        if sympy.simplify(rhs) == 0:
+            static.add(var)
+    return static
 
 
 def rest_state_code(group: NeuronGroup) -> str:
@@ -152,7 +181,7 @@ def rest_state_code(group: NeuronGroup) -> str:
         raise ModelError(f"group {group.name!r} was not built by bioconv.models.neuron_group")
     initial = _INITIAL_OF[group]
     lines = [f"{var} = {initial[var]}" if var in initial else f"{var} = 0*{var}"
-             for var in sorted(group.equations.diff_eq_names)]
+             for var in _STATES_OF.get(group, sorted(group.equations.diff_eq_names))]
     if "lastspike" in group.variables:
         lines += ["lastspike = -1e4*second", "not_refractory = True"]  # Brian2's own initial values
     return "\n".join(lines)

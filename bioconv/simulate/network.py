@@ -155,6 +155,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             method = "rk4"  # exact integration of the leaky membrane divides by gl (units with gl = 0 here)
         g = models.neuron_group(B * p.size, p.neuron, net.synapse, reset=net.reset, method=method,
                                 name=f"pop_{_safe(p.name)}", shared=tuple(sorted(shared)), count_spikes=counting,
+                                fold_static_states=True,
                                 **net.synapse_params, **params)
         groups[p.name] = g
         resets.append((g, models.rest_state_code(g) + ("\nspike_count = 0" if counting else "")))
