@@ -1,12 +1,13 @@
 """Benchmark: converted MNIST networks evaluated on the held-out digits, per device, against the naive
 Brian2 way and against the ANN in torch, measured side by side in one run.
 
-    python bench/conversion_throughput.py [--networks convnet mlp] [--n 1000] [--naive-n 5 20]
+    python bench/conversion_throughput.py [--networks convnet mlp] [--n 1000] [--naive-n 10 20]
                                           [--devices cpp] [--float32] [--T 200] [--dt 0.1]
 
 - compiled: `SNN.evaluate` on ``--n`` digits, wall time including the build and compile;
 - naive: Brian2's runtime (numpy) device, network built once, one sample per run with
-  store/restore (`SNN.evaluate(device="runtime", batch=1)`), on the first ``--naive-n`` digits;
+  store/restore (`SNN.evaluate(device="runtime", batch=1)`), on the first ``--naive-n`` digits, once
+  before and once after the compiled runs (their mean is the reference of the ratios);
 - ANN: the torch model's forward pass on the same ``--n`` digits (CPU).
 
 Writes bench/results/conversion_throughput.{md,csv} after every row (an interruption loses nothing).
@@ -37,7 +38,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--networks", nargs="+", default=["convnet", "mlp"], choices=sorted(NETWORKS))
     ap.add_argument("--n", type=int, default=1000, help="test digits for the compiled devices and the ANN")
-    ap.add_argument("--naive-n", type=int, nargs="+", default=[5, 20],
+    ap.add_argument("--naive-n", type=int, nargs="+", default=[10, 20],
                     help="digits for the naive runtime loop, one value per network (or one for all)")
     ap.add_argument("--devices", nargs="+", default=["cpp"], choices=["cpp", "cuda", "runtime"])
     ap.add_argument("--float32", action="store_true", help="also run cpp in single precision")
@@ -62,8 +63,9 @@ def main(argv=None):
     notes = (f"T = {args.T} ms, dt = {args.dt} ms, regular input at 200 Hz max, count readout, linear reset, "
              f"bias as current. Wall times include building and compiling the network, not the conversion "
              f"(calibration on 4000 digits, reported separately). Naive = Brian2 runtime device, network built "
-             f"once, one sample per run with store/restore. 'x naive' = naive seconds per image / this row's "
-             f"seconds per image.")
+             f"once, one sample per run with store/restore, run before and after the compiled rows on the same "
+             f"digits. 'x naive' = mean naive seconds per image (before and after) / this row's seconds per "
+             f"image.")
     for name in args.networks:
         model = NETWORKS[name]()
         t0 = time.perf_counter()
@@ -76,16 +78,22 @@ def main(argv=None):
             t0 = time.perf_counter()
             ann_pred = model(xt).argmax(1).numpy()
             ann_s = time.perf_counter() - t0
-        # naive first: its per-image cost is the reference of every ratio
+        # The naive loop runs before and after the compiled runs, on the same digits: its mean
+        # per-image cost is the reference of every ratio (this machine's speed drifts by 20 % and
+        # more within minutes; bracketing the compiled runs keeps the drift out of the ratios).
         m = naive_n[name]
-        naive = snn.evaluate(x[:m], y[:m], duration=args.T * ms, dt=args.dt * ms, device="runtime", batch=1,
-                             progress=True)
-        naive_per_image = naive.wall_s / m
-        emit(dict(network=name, device="runtime (naive: 1 sample/run)", images=m, cores=1, batch=1,
-                  wall_s=naive.wall_s, build_s=naive.build_s, run_s=naive.run_s, sim_loop_s=naive.sim_s,
-                  images_per_s=m / naive.wall_s,
-                  synaptic_events_per_s=naive.synaptic_events / naive.wall_s, x_naive=1.0,
-                  accuracy=naive.accuracy, agreement=naive.agreement, convert_s=convert_s))
+
+        def run_naive(when):
+            res = snn.evaluate(x[:m], y[:m], duration=args.T * ms, dt=args.dt * ms, device="runtime", batch=1,
+                               progress=True)
+            emit(dict(network=name, device=f"runtime (naive: 1 sample/run, {when})", images=m, cores=1, batch=1,
+                      wall_s=res.wall_s, build_s=res.build_s, run_s=res.run_s, sim_loop_s=res.sim_s,
+                      images_per_s=m / res.wall_s, synaptic_events_per_s=res.synaptic_events / res.wall_s,
+                      accuracy=res.accuracy, agreement=res.agreement, convert_s=convert_s))
+            return res
+
+        naive = run_naive("before")
+        compiled = []
         configs = [(d, False) for d in args.devices] + ([("cpp", True)] if args.float32 else [])
         for device, f32 in configs:
             res = snn.evaluate(x, y, duration=args.T * ms, dt=args.dt * ms, device=device, batch=args.batch,
@@ -96,9 +104,14 @@ def main(argv=None):
                       presentations=res.settings["presentations"], parallel_runs=res.settings["parallel_runs"],
                       openmp_threads=res.settings["openmp_threads"], wall_s=res.wall_s,
                       build_s=res.build_s, run_s=res.run_s, sim_loop_s=res.sim_s, images_per_s=args.n / res.wall_s,
-                      synaptic_events_per_s=res.synaptic_events / res.wall_s,
-                      x_naive=naive_per_image / (res.wall_s / args.n), accuracy=res.accuracy,
+                      synaptic_events_per_s=res.synaptic_events / res.wall_s, accuracy=res.accuracy,
                       agreement=res.agreement, convert_s=convert_s, decisions_equal_naive=same))
+            compiled.append(rows[-1])
+        naive_after = run_naive("after")
+        naive_per_image = (naive.wall_s + naive_after.wall_s) / (2 * m)
+        for row in rows[-2 - len(compiled):]:
+            row["x_naive"] = naive_per_image / (row["wall_s"] / row["images"])
+        write("conversion_throughput", rows, cmd.strip(), notes)
         emit(dict(network=name, device="ANN (torch, CPU)", images=args.n, cores=torch.get_num_threads(),
                   batch=args.n, wall_s=ann_s, images_per_s=args.n / ann_s, x_naive=naive_per_image / (ann_s / args.n),
                   accuracy=float(np.mean(ann_pred == y)), convert_s=convert_s))
