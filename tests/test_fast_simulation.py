@@ -300,8 +300,11 @@ def test_precompiled_header_is_used(small_convnet):
     with CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=DT, device="cpp", threads=1) as net:
         assert (net.folder / f"{PCH}.gch").exists()
         obj = next((net.folder / "code_objects").glob("*stateupdater*.o")).relative_to(net.folder)
-        cmd = subprocess.run(["make", "-B", "-n", str(obj)], cwd=net.folder, capture_output=True,
-                             text=True).stdout.strip().splitlines()[-1]
+        # a clean environment: under `make test` the parent make's flags would make this one chatty
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+        lines = subprocess.run(["make", "--no-print-directory", "-B", "-n", str(obj)], cwd=net.folder,
+                               capture_output=True, text=True, env=env).stdout.splitlines()
+        cmd = next(line for line in lines if f"-o {obj}" in line)
         assert f"-include {PCH}" in cmd
         used = subprocess.run(f"{cmd.replace(f' -o {obj}', '')} -H -o /dev/null", shell=True, cwd=net.folder,
                               capture_output=True, text=True)
