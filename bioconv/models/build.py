@@ -219,8 +219,9 @@ def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None
         raise ModelError(f"synapse model {synapse.name!r}: target group {post.name!r} was built with synapse "
                          f"model {built_with!r}; its kernel states do not match")
     on_pre = synapse.on_pre
-    if "lastspike" not in post.variables and synapse.on_pre_without_refractoriness:
-        on_pre = synapse.on_pre_without_refractoriness  # a target built with tau_ref = 0 shared
+    # a target declared never refractory, or built without the mechanism (tau_ref = 0 shared)
+    if (not target_refractory or "lastspike" not in post.variables) and synapse.on_pre_without_refractoriness:
+        on_pre = synapse.on_pre_without_refractoriness
     missing = [v for v in _post_names(on_pre) if v not in post.variables]
     if missing:
         raise ModelError(f"synapse model {synapse.name!r}: target group {post.name!r} lacks "
@@ -229,8 +230,6 @@ def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None
     kwargs = {"name": name} if name else {}
     if delay is not None:
         kwargs["delay"] = delay
-    if not target_refractory and synapse.on_pre_without_refractoriness:
-        on_pre = synapse.on_pre_without_refractoriness
     syn = Synapses(pre, post, model=f"w : {_base_unit(synapse.weight_dim)} (constant)", on_pre=on_pre, **kwargs)
     syn.connect(i=np.asarray(i, dtype=np.int32), j=np.asarray(j, dtype=np.int32))
     syn.w = w

@@ -46,7 +46,7 @@ def input_group(n: int, encoder: str, rates_hz: np.ndarray | None, name: str,
     `models.neuron_group`."""
     rate = f"rate = {table.name}(t, i) : Hz" if table is not None else "rate : Hz (constant)"
     namespace = {table.name: table} if table is not None else None
-    count, counting = ("\nspike_count : integer", "\nspike_count += 1") if count_spikes else ("", "")
+    count, counting = _spike_counter(count_spikes)
     if encoder == "regular":
         # A phase oscillator fires at j / rate for j = 1, 2, ...: exact regular trains on the grid.
         g = NeuronGroup(n, f"{rate}\ndphase/dt = rate : 1{count}", threshold="phase >= 1",
@@ -216,7 +216,7 @@ def _maxpool_gate(p, B, groups, objects, count_spikes=False) -> NeuronGroup:
     n_windows = p.size
     # `pending` counts passes not yet relayed: a pass arriving in the step the gate fires (synapses
     # run between threshold and reset) must not be wiped by the reset, so the reset decrements.
-    count, counting = ("\nspike_count : integer", "\nspike_count += 1") if count_spikes else ("", "")
+    count, counting = _spike_counter(count_spikes)
     gate = NeuronGroup(B * n_windows, "maxc : 1\npending : 1" + count, threshold="pending > 0.5",
                        reset="pending -= 1" + counting, name=f"pop_{_safe(p.name)}")
     member = np.flatnonzero(p.pool_groups >= 0)
@@ -234,6 +234,11 @@ def _maxpool_gate(p, B, groups, objects, count_spikes=False) -> NeuronGroup:
     s.connect(i=i.astype(np.int32), j=j.astype(np.int32))
     objects.append(s)
     return gate
+
+
+def _spike_counter(count_spikes: bool) -> tuple[str, str]:
+    """(equation line, reset line) of a group's `spike_count`, as `models.neuron_group` adds them."""
+    return ("\nspike_count : integer", "\nspike_count += 1") if count_spikes else ("", "")
 
 
 def _uniform(v):

@@ -263,19 +263,22 @@ class CompiledNetwork:
                 yield self._run_here(x)
             return
         pending = deque()
+        t0 = time.perf_counter()
+
+        def oldest():  # wait for the oldest run; run_seconds counts the time spent here, not the caller's
+            nonlocal t0
+            out = self._collect(pending.popleft())
+            self.run_seconds += time.perf_counter() - t0
+            return out
+
         try:
-            t0 = time.perf_counter()
             for x in batches:
                 pending.append(self._launch(x))
                 if len(pending) >= max(1, int(workers)):
-                    out = self._collect(pending.popleft())
-                    self.run_seconds += time.perf_counter() - t0
-                    yield out
+                    yield oldest()
                     t0 = time.perf_counter()
             while pending:
-                out = self._collect(pending.popleft())
-                self.run_seconds += time.perf_counter() - t0
-                yield out
+                yield oldest()
                 t0 = time.perf_counter()
         finally:
             for launch in pending:  # the caller stopped early, or a run failed: stop the others
