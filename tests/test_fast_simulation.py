@@ -294,12 +294,12 @@ def test_precompiled_header_is_used(small_convnet):
     """The headers every generated source includes are compiled once: GCC reports the precompiled file
     as used ('!') when it compiles a code object of the project."""
     import subprocess
-    from bioconv.simulate.standalone_project import PCH
+    from bioconv.simulate.standalone_project import PCH, UNIT
     model, x = small_convnet
     snn = convert(model, x)
     with CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=DT, device="cpp", threads=1) as net:
         assert (net.folder / f"{PCH}.gch").exists()
-        obj = next((net.folder / "code_objects").glob("*stateupdater*.o")).relative_to(net.folder)
+        obj = (net.folder / "code_objects" / f"{UNIT}_0.o").relative_to(net.folder)
         # a clean environment: under `make test` the parent make's flags would make this one chatty
         env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
         lines = subprocess.run(["make", "--no-print-directory", "-B", "-n", str(obj)], cwd=net.folder,
@@ -380,3 +380,111 @@ def test_presentations_of_a_bias_free_network_match_runtime():
     for name in ref:
         np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
     assert sum(int(c.sum()) for c in ref.values()) > 300
+
+
+_MERGE_MAKEFILE = """PROGRAM = main
+SRCS = code_objects/a_codeobject.cpp code_objects/b_codeobject.cpp code_objects/before_run_c_codeobject.cpp \
+code_objects/odd_codeobject.cpp main.cpp
+OBJS = ${SRCS:.cpp=.o}
+OPTIMISATIONS = -O3
+CXXFLAGS = -c $(OPTIMISATIONS) -I.
+all: $(PROGRAM)
+$(PROGRAM): $(OBJS) makefile
+\t$(CXX) $(OBJS) -o $(PROGRAM)
+%.o : %.cpp makefile
+\t$(CXX) $(CXXFLAGS) $< -o $@
+"""
+
+
+def test_merge_code_objects_keeps_each_object_apart(tmp_path):
+    """Merged code objects compile into one program that computes what the separate ones did: helpers
+    of the same name (Brian2's support code) and macros stay each object's own, each function is
+    reachable by its declared name, the set-up code compiles at -O1, and an object whose header
+    declares more than functions is left on its own."""
+    import subprocess
+    from bioconv.simulate.standalone_project import UNIT, merge_code_objects
+    co = tmp_path / "code_objects"
+    co.mkdir()
+
+    def code_object(name, helper, macro, extra_header=""):
+        (co / f"{name}.h").write_text(f"#ifndef _INCLUDED_{name}\n#define _INCLUDED_{name}\n\nvoid _run_{name}();\n"
+                                      f"{extra_header}\n#endif\n")
+        (co / f"{name}.cpp").write_text(
+            f'#include "code_objects/{name}.h"\n#include <cstdio>\n'
+            f"namespace {{\n    inline int helper() {{ return {helper}; }}\n}}\n"
+            f"#ifndef OFFSET\n#define OFFSET {macro}\n#endif\n"
+            f'void _run_{name}() {{ std::printf("{name} %d\\n", helper() + OFFSET); }}\n')
+
+    code_object("a_codeobject", 1, 10)
+    code_object("b_codeobject", 2, 20)
+    code_object("before_run_c_codeobject", 3, 30)
+    code_object("odd_codeobject", 4, 40, extra_header="extern int odd_count;")
+    (tmp_path / "main.cpp").write_text(
+        "".join(f'#include "code_objects/{n}.h"\n' for n in ("a_codeobject", "b_codeobject",
+                                                              "before_run_c_codeobject", "odd_codeobject"))
+        + "int odd_count = 0;\nint main() { _run_before_run_c_codeobject(); _run_a_codeobject(); _run_b_codeobject(); "
+          "_run_odd_codeobject(); return 0; }\n")
+    (tmp_path / "makefile").write_text(_MERGE_MAKEFILE)
+    assert merge_code_objects(tmp_path, units=2) == 3
+    makefile = (tmp_path / "makefile").read_text()
+    assert f"code_objects/{UNIT}_set_up.cpp" in makefile and "code_objects/odd_codeobject.cpp" in makefile
+    assert "code_objects/a_codeobject.cpp" not in makefile
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    build = subprocess.run(["make", "--no-print-directory", "-j2"], cwd=tmp_path, capture_output=True, text=True,
+                           env=env)
+    assert build.returncode == 0, build.stderr[-3000:]
+    set_up = next(line for line in build.stdout.splitlines() if f"{UNIT}_set_up.cpp" in line)
+    assert re.findall(r"-O\d", set_up)[-1] == "-O1"
+    unit = next(line for line in build.stdout.splitlines() if f"{UNIT}_0.cpp" in line)
+    assert re.findall(r"-O\d", unit)[-1] == "-O3"
+    out = subprocess.run(["./main"], cwd=tmp_path, capture_output=True, text=True).stdout.split("\n")
+    assert out[:4] == ["before_run_c_codeobject 33", "a_codeobject 11", "b_codeobject 22", "odd_codeobject 44"]
+
+
+def test_direct_propagation_gives_brians_values(tmp_path):
+    """Synaptic events applied straight from the source's spikes (zero delay) give the values of
+    Brian2's runtime device: from a subgroup, with synapses not in source order (each source's
+    synapses not contiguous) and in order (contiguous); a pathway with a delay keeps the spike queue
+    and still delivers its events on time."""
+    from brian2 import Network, NeuronGroup, StateMonitor, Synapses
+    from brian2.codegen.cpp_prefs import get_compiler_and_args
+    from bioconv.simulate.standalone_project import edit_project
+    rng = np.random.default_rng(5)
+    n_src, n_tgt = 20, 7
+    pairs = [(i, j) for i in range(n_src) for j in range(n_tgt) if rng.random() < 0.6]
+    shuffled = [pairs[k] for k in rng.permutation(len(pairs))]
+    sub = [(i, j) for i, j in shuffled if i < 10]
+
+    def simulate(kind, folder=None):
+        with simulation_device(kind, dt=DT, threads=1, build_on_run=False, directory=folder):
+            # deterministic spikes, several per step, from a group that has subgroups
+            src = NeuronGroup(n_src, "", threshold="(i * 7 + timestep(t, dt)) % 11 == 0")
+            tgt = NeuronGroup(n_tgt, "a : 1\nb : 1\nc : 1")
+            s1 = Synapses(src[5:15], tgt, "w : 1", on_pre="a_post += w")  # subgroup, shuffled order
+            s1.connect(i=np.array([i for i, _ in sub]), j=np.array([j for _, j in sub]))
+            s1.w = np.arange(len(sub)) % 5 + 1
+            s2 = Synapses(src, tgt, "w : 1", on_pre="b_post += w")  # in source order
+            s2.connect(i=np.array([i for i, _ in pairs]), j=np.array([j for _, j in pairs]))
+            s2.w = np.arange(len(pairs)) % 3 + 1
+            s3 = Synapses(src, tgt, "w : 1", on_pre="c_post += w", delay=0.5 * ms)  # through the queue
+            s3.connect(i=np.array([i for i, _ in shuffled]), j=np.array([j for _, j in shuffled]))
+            s3.w = np.arange(len(shuffled)) % 4 + 1
+            mon = StateMonitor(tgt, ["a", "b", "c"], record=True)
+            Network(src, tgt, s1, s2, s3, mon).run(5 * ms, namespace={})
+            edits = None
+            if kind == "cpp":
+                dev = get_device()
+                dev.build(directory=str(folder), compile=False, run=False, with_output=False)
+                edits = edit_project(folder, compile_jobs=2)
+                dev.compile_source(str(folder), get_compiler_and_args()[0], False, False)
+                dev.run(str(folder), with_output=False, run_args=None)
+            return np.asarray(mon.a), np.asarray(mon.b), np.asarray(mon.c), edits
+
+    ref = simulate("runtime")
+    got = simulate("cpp", tmp_path / "project")
+    assert got[3]["pathways_direct"] == 3 and got[3]["code_objects_merged"] > 5
+    for name, r, g in zip("abc", ref, got):
+        np.testing.assert_array_equal(g, r, err_msg=name)
+    assert ref[0][:, -1].sum() > 0 and ref[2][:, -1].sum() > 0
+    # the delayed pathway's values trail the others' by its delay
+    assert not np.array_equal(ref[2], ref[1])

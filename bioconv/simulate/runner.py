@@ -36,9 +36,9 @@ from brian2.codegen.cpp_prefs import get_compiler_and_args
 from brian2 import Hz, Network, Synapses, TimedArray, amp, get_device, prefs, second, seed as brian_seed
 
 from ..mapping import MappedNetwork
-from .devices import check_device, simulation_device
+from .devices import available_cores, check_device, simulation_device
 from .network import build, input_values, set_inputs
-from .standalone_project import block_thresholds, skip_synapse_outputs, use_precompiled_header
+from .standalone_project import edit_project
 
 # Estimated peak memory per synapse and per neuron of a standalone build. The simulation binary
 # holds about 58 bytes per synapse (indices, weight, delay, spike-queue entries; measured with `ps`
@@ -175,6 +175,7 @@ class CompiledNetwork:
         self.run_seconds = 0.0  # wall time spent in runs (standalone: starting the binary, loading, writing)
         self.sim_seconds = 0.0  # simulation loops (standalone: Brian2's own timer), summed over processes
         self._in_flight = Counter()  # run_args files -> runs of the binary reading them
+        self.project_edits: dict[str, int] = {}  # cpp: what `edit_project` changed in the generated code
         self._stack = ExitStack()
         try:
             self.folder = self._stack.enter_context(simulation_device(
@@ -202,9 +203,7 @@ class CompiledNetwork:
             dev.build(directory=str(self.folder), compile=True, run=False, with_output=False)
             return
         dev.build(directory=str(self.folder), compile=False, run=False, with_output=False)
-        skip_synapse_outputs(Path(self.folder) / "objects.cpp")
-        block_thresholds(Path(self.folder))
-        use_precompiled_header(Path(self.folder))
+        self.project_edits = edit_project(Path(self.folder), compile_jobs=available_cores())
         dev.compile_source(str(self.folder), get_compiler_and_args()[0], False, False)
         _release_build_memory(dev)
 

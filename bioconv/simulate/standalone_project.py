@@ -1,10 +1,18 @@
 """Edits to a generated cpp_standalone project before it is compiled: what Brian2 does for every
 project that a compile-once, run-many converted network does not need, or can do faster.
+`edit_project` applies them all, in order.
 
 - `skip_synapse_outputs`: no end-of-run dump of the per-synapse arrays;
+- `block_thresholds`: threshold tests that skip spike-free blocks of neurons;
+- `propagate_directly`: zero-delay synaptic events applied from the source's spikes, without
+  copying every event through the spike queue;
 - `use_precompiled_header`: the headers every code object includes are parsed once, not once per
-  file (a ConvNet project has about 70 files; parsing them was most of its 30 s compile), and the
-  dependency scan of a fresh project is skipped.
+  file, and the dependency scan of a fresh project is skipped;
+- `merge_code_objects`: the code objects compiled as a few translation units, not one each.
+
+Each edit matches the code that Brian2 2.7.1 generates (the pinned version); where a pattern does not
+match (another template, OpenMP), it leaves that part of the project as Brian2 wrote it. The tests
+check each edit against Brian2's own simulation.
 """
 from __future__ import annotations
 
@@ -108,7 +116,7 @@ def block_thresholds(folder: Path) -> int:
     # -fopenmp-simd honours only simd pragmas, it starts no threads
     makefile.write_text(text.replace("\nOPTIMISATIONS = ", "\nOPTIMISATIONS = -fopenmp-simd ", 1))
     changed = 0
-    for path in sorted((folder / "code_objects").glob("*_spike_thresholder_codeobject.cpp")):
+    for path in sorted((folder / "code_objects").glob("*_spike_thresholder_codeobject*.cpp")):
         code = path.read_text()
 
         def blocked(m):
@@ -129,3 +137,193 @@ def block_thresholds(folder: Path) -> int:
             path.write_text(code)
             changed += n
     return changed
+
+
+# Brian2's synaptic propagation (cpp_standalone, one thread): the push code object copies the index of
+# every synapse of every spiking source into the spike queue; the pre code object then reads them
+# back and applies the event to each.
+_PUSH = re.compile(r"(?P<q>\w+)\.push\(_ptr(?P<space>_array_\w+__spikespace), "
+                   r"_ptr(?P=space)\[_num_spikespace-1\]\);")
+_NUM_SPIKESPACE = re.compile(r"const size_t _num_spikespace = (\d+);")
+_QUEUE_LOOP = re.compile(
+    r"(?P<indent>[ \t]*)std::vector<int> \*_spiking_synapses = (?P<q>\w+)\.peek\(\);\n"
+    r"[ \t]*const int _num_spiking_synapses = _spiking_synapses->size\(\);\n"
+    r"(?:[ \t]*\n)*"
+    r"[ \t]*\{\n"
+    r"[ \t]*for\(int _spiking_synapse_idx=0;\n"
+    r"[ \t]*_spiking_synapse_idx<_num_spiking_synapses;\n"
+    r"[ \t]*_spiking_synapse_idx\+\+\)\n"
+    r"[ \t]*\{\n"
+    r"[ \t]*const size_t _idx = \(\*_spiking_synapses\)\[_spiking_synapse_idx\];\n"
+    r"[ \t]*const size_t _vectorisation_idx = _idx;\n"
+    r"(?P<body>(?:(?: {12}[^\n]*)?\n)*?)"
+    r" {8}\}\n"
+    r" {4}\}\n")
+
+
+def _direct(q: str) -> str:
+    """C++ condition under which pathway ``q``'s events can skip the queue: the pathway runs on one
+    thread (one queue) and every delay is zero (the queue then hands the events on in the same step).
+    A pathway without synapses has no delay to read."""
+    return (f"({q}._nb_threads == 1 && ({q}.sources.empty() || "
+            f"({q}.queue[0]->scalar_delay && {q}.queue[0]->delays[0] == 0)))")
+
+
+def propagate_directly(folder: Path) -> int:
+    """Apply the synaptic events of zero-delay pathways straight from the source's spikes, without
+    the spike queue.
+
+    Brian2 copies the index of every synapse of every spiking neuron into its spike queue, then reads
+    them back in the same step when the delay is zero: for a converted ConvNet that is over 10 M
+    copies per sample, a quarter of the run. Here the pre code object walks the source's spike space
+    and each spiking neuron's synapse list itself (a contiguous range when synapses were created in
+    source order, as bioconv creates them), and the push code object no longer fills the queue. The
+    events are applied in the same order as through the queue (sources as in the spike space,
+    synapses as in their list), so every value is the same. Whether the delays are zero is known
+    only once the binary has loaded them: the generated code checks it and keeps Brian2's queue
+    otherwise. Only the single-threaded template is changed (under OpenMP the pattern does not
+    match). Returns how many pathways were changed.
+    """
+    folder = Path(folder)
+    sources = {}  # pathway -> (spike space array, its size), from the push code objects
+    pushes = {}
+    for path in sorted((folder / "code_objects").glob("*_push_spikes.cpp")):
+        if path.name.startswith(("before_run_", "after_run_")):
+            continue
+        code = path.read_text()
+        m, n = _PUSH.search(code), _NUM_SPIKESPACE.search(code)
+        if m and n:
+            sources[m["q"]] = (m["space"], int(n.group(1)))
+            pushes[m["q"]] = (path, code, m)
+    changed = 0
+    for path in sorted((folder / "code_objects").glob("*.cpp")):  # pre code objects: names vary (_1, ...)
+        code = path.read_text()
+        m = _QUEUE_LOOP.search(code)
+        if not m or m["q"] not in sources or _QUEUE_LOOP.search(code, m.end()):
+            continue
+        q, ind, body = m["q"], m["indent"], m["body"]
+        space, size = sources[q]
+        queue = f"{q}.queue[0]"
+        i2, i3, i4 = ind + "    ", ind + "        ", ind + "            "
+        direct = (
+            f"{ind}if {_direct(q)}\n{ind}{{\n"
+            f"{i2}// zero delay: events straight from the source's spikes (bioconv: propagate_directly)\n"
+            f"{i2}const int32_t * const _source_spikes = {space};\n"
+            f"{i2}const int32_t _n_source_spikes = _source_spikes[{size - 1}];\n"
+            f"{i2}for(int32_t _k=0; _k<_n_source_spikes; _k++)\n{i2}{{\n"
+            f"{i3}const int32_t _source = _source_spikes[_k];\n"
+            f"{i3}if(_source < {queue}->source_start || _source >= {queue}->source_end) continue;\n"
+            f"{i3}const std::vector<int> &_synapses = {queue}->synapses[_source - {queue}->source_start];\n"
+            f"{i3}const size_t _n_synapses = _synapses.size();\n"
+            f"{i3}if(_n_synapses == 0) continue;\n"
+            f"{i3}if((size_t)(_synapses[_n_synapses-1] - _synapses[0]) == _n_synapses-1)\n{i3}{{\n"
+            f"{i4}// one contiguous range (the list is increasing): no index to load per event\n"
+            f"{i4}const size_t _first = _synapses[0];\n"
+            f"{i4}for(size_t _idx=_first; _idx<_first+_n_synapses; _idx++)\n{i4}{{\n"
+            f"{i4}const size_t _vectorisation_idx = _idx;\n{body}{i4}}}\n{i3}}}\n"
+            f"{i3}else\n{i3}{{\n"
+            f"{i4}for(size_t _j=0; _j<_n_synapses; _j++)\n{i4}{{\n"
+            f"{i4}const size_t _idx = _synapses[_j];\n"
+            f"{i4}const size_t _vectorisation_idx = _idx;\n{body}{i4}}}\n{i3}}}\n"
+            f"{i2}}}\n{ind}}}\n{ind}else\n{ind}{{\n{m.group(0)}{ind}}}\n")
+        path.write_text(code[:m.start()] + direct + code[m.end():])
+        ppath, pcode, pm = pushes[q]
+        pcode = pcode[:pm.start()] + f"if(!{_direct(q)}) " + pcode[pm.start():]
+        ppath.write_text(pcode)
+        changed += 1
+    return changed
+
+
+# Code run once per run, not per step: compiled at -O1, which halves its compile time.
+_SET_UP = re.compile(r"^(before_run_|after_run_)|_synapses_create_(array|generator)_codeobject(_\d+)?\.cpp$")
+SET_UP_SOURCES = ("objects.cpp", "main.cpp", "run.cpp", "synapses_classes.cpp")
+_DECLARATION = re.compile(r"^void (\w+)\(\);$", re.M)
+_HEADER_LINE = re.compile(r"^(?:#ifndef \w+|#define \w+|#endif|void \w+\(\);|\s*)$")
+_INCLUDE_LINE = re.compile(r'^#include\s*([<"][^>"]+[>"])[^\n]*\n', re.M)
+_MACRO = re.compile(r"^[ \t]*#define[ \t]+(\w+)", re.M)
+UNIT = "bioconv_unit"
+
+
+def _unit_source(files: list[Path]) -> str:
+    """One translation unit for ``files``: their includes first, then each file's code in a namespace
+    of its own (their support code repeats the same helper names), each macro it defines undefined
+    after it, and a global function forwarding to each function its header declares."""
+    includes, parts = {}, []
+    for src in files:
+        code = src.read_text()
+        for inc in _INCLUDE_LINE.findall(code):
+            includes[inc] = None
+        body = _INCLUDE_LINE.sub("", code)
+        space = f"_{UNIT}_{src.stem}"
+        parts.append(f"// ---- {src.name}\nnamespace {space} {{\n{body}\n}}\n"
+                     + "".join(f"#undef {name}\n" for name in dict.fromkeys(_MACRO.findall(body)))
+                     + "".join(f"void {f}() {{ {space}::{f}(); }}\n"
+                               for f in _DECLARATION.findall(src.with_suffix(".h").read_text())))
+    return "".join(f"#include {inc}\n" for inc in includes) + "\n".join(parts)
+
+
+def merge_code_objects(folder: Path, units: int = 2) -> int:
+    """Compile a cpp_standalone project's code objects as a few translation units instead of one each.
+
+    A ConvNet project has about 60 code objects of a few lines each; every one of them costs its
+    compiler start and header load (about 0.15 s even with a precompiled header), which was most of
+    the compile. Here the code objects that run every step are merged into ``units`` sources (one per
+    core that compiles them) and those that run once per run (synapse creation, spike-queue set-up)
+    into one more, compiled with `objects.cpp` and `main.cpp` at -O1: they copy and index, and -O3
+    only made them slower to compile. The code of each object is unchanged: it sits in a namespace of
+    its own and its functions are called through the names its header declares. A code object whose
+    header declares anything else than such functions is compiled on its own, as before. Returns how
+    many code objects were merged. Run after the edits to single code objects.
+    """
+    folder = Path(folder)
+    makefile = folder / "makefile"
+    text = makefile.read_text()
+    srcs = re.search(r"^SRCS = (.*)$", text, re.M)
+    if srcs is None or "\nOPTIMISATIONS = " not in text:  # another Brian2 makefile layout
+        return 0
+    sources = srcs.group(1).split()
+    mergeable = []
+    for name in sources:
+        src = folder / name
+        header = src.with_suffix(".h")
+        if (name.startswith("code_objects/") and src.suffix == ".cpp" and header.exists()
+                and all(_HEADER_LINE.match(line) for line in header.read_text().splitlines())):
+            mergeable.append(src)
+    if len(mergeable) < 2:
+        return 0
+    set_up = [s for s in mergeable if _SET_UP.search(s.name)]
+    per_step = [s for s in mergeable if not _SET_UP.search(s.name)]
+    # spread the per-step objects over the units by size, largest first
+    groups, sizes = [[] for _ in range(max(1, int(units)))], [0] * max(1, int(units))
+    for src in sorted(per_step, key=lambda s: -s.stat().st_size):
+        k = sizes.index(min(sizes))
+        groups[k].append(src)
+        sizes[k] += src.stat().st_size
+    merged = [(f"{UNIT}_{k}", sorted(g)) for k, g in enumerate(groups) if g]
+    if set_up:
+        merged.append((f"{UNIT}_set_up", set_up))
+    new_sources = []
+    for name, files in merged:
+        (folder / "code_objects" / f"{name}.cpp").write_text(_unit_source(files))
+        new_sources.append(f"code_objects/{name}.cpp")
+    kept = [s for s in sources if folder / s not in set(mergeable)]
+    text = text.replace(srcs.group(0), "SRCS = " + " ".join(kept + new_sources))
+    cold = [f"code_objects/{UNIT}_set_up.o"] if set_up else []
+    cold += [s.replace(".cpp", ".o") for s in SET_UP_SOURCES if s in kept]
+    if cold:
+        text += f"\n# run once per run: -O1 (bioconv: merge_code_objects)\n{' '.join(cold)}: OPTIMISATIONS += -O1\n"
+    makefile.write_text(text)
+    for old in list((folder / "code_objects").glob("*.o")):
+        old.unlink()
+    return len(mergeable)
+
+
+def edit_project(folder: Path, compile_jobs: int = 2) -> dict[str, int]:
+    """Apply every edit of this module to the fresh cpp_standalone project in ``folder`` (generated,
+    not yet compiled); ``compile_jobs``: sources compiled at once. Returns what each edit changed."""
+    folder = Path(folder)
+    return {"synapse_outputs_skipped": skip_synapse_outputs(folder / "objects.cpp"),
+            "threshold_loops_blocked": block_thresholds(folder),
+            "pathways_direct": propagate_directly(folder),
+            "precompiled_headers": len(use_precompiled_header(folder)),
+            "code_objects_merged": merge_code_objects(folder, units=compile_jobs)}
