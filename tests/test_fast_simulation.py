@@ -384,7 +384,7 @@ def test_presentations_of_a_bias_free_network_match_runtime():
 
 _MERGE_MAKEFILE = """PROGRAM = main
 SRCS = code_objects/a_codeobject.cpp code_objects/b_codeobject.cpp code_objects/before_run_c_codeobject.cpp \
-code_objects/odd_codeobject.cpp main.cpp
+code_objects/odd_codeobject.cpp code_objects/late_codeobject.cpp main.cpp
 OBJS = ${SRCS:.cpp=.o}
 OPTIMISATIONS = -O3
 CXXFLAGS = -c $(OPTIMISATIONS) -I.
@@ -400,34 +400,38 @@ def test_merge_code_objects_keeps_each_object_apart(tmp_path):
     """Merged code objects compile into one program that computes what the separate ones did: helpers
     of the same name (Brian2's support code) and macros stay each object's own, each function is
     reachable by its declared name, the set-up code compiles at -O1, and an object whose header
-    declares more than functions is left on its own."""
+    declares more than functions, or that includes a header after its opening includes, is left on
+    its own."""
     import subprocess
     from bioconv.simulate.standalone_project import UNIT, merge_code_objects
     co = tmp_path / "code_objects"
     co.mkdir()
 
-    def code_object(name, helper, macro, extra_header=""):
+    def code_object(name, helper, macro, extra_header="", late_include=""):
         (co / f"{name}.h").write_text(f"#ifndef _INCLUDED_{name}\n#define _INCLUDED_{name}\n\nvoid _run_{name}();\n"
                                       f"{extra_header}\n#endif\n")
         (co / f"{name}.cpp").write_text(
             f'#include "code_objects/{name}.h"\n#include <cstdio>\n'
             f"namespace {{\n    inline int helper() {{ return {helper}; }}\n}}\n"
-            f"#ifndef OFFSET\n#define OFFSET {macro}\n#endif\n"
+            f"{late_include}#ifndef OFFSET\n#define OFFSET {macro}\n#endif\n"
             f'void _run_{name}() {{ std::printf("{name} %d\\n", helper() + OFFSET); }}\n')
 
     code_object("a_codeobject", 1, 10)
     code_object("b_codeobject", 2, 20)
     code_object("before_run_c_codeobject", 3, 30)
     code_object("odd_codeobject", 4, 40, extra_header="extern int odd_count;")
+    code_object("late_codeobject", 5, 50, late_include="#include <cstdlib>\n")
     (tmp_path / "main.cpp").write_text(
         "".join(f'#include "code_objects/{n}.h"\n' for n in ("a_codeobject", "b_codeobject",
-                                                              "before_run_c_codeobject", "odd_codeobject"))
+                                                              "before_run_c_codeobject", "odd_codeobject",
+                                                              "late_codeobject"))
         + "int odd_count = 0;\nint main() { _run_before_run_c_codeobject(); _run_a_codeobject(); _run_b_codeobject(); "
-          "_run_odd_codeobject(); return 0; }\n")
+          "_run_odd_codeobject(); _run_late_codeobject(); return 0; }\n")
     (tmp_path / "makefile").write_text(_MERGE_MAKEFILE)
     assert merge_code_objects(tmp_path, units=2) == 3
     makefile = (tmp_path / "makefile").read_text()
     assert f"code_objects/{UNIT}_set_up.cpp" in makefile and "code_objects/odd_codeobject.cpp" in makefile
+    assert "code_objects/late_codeobject.cpp" in makefile
     assert "code_objects/a_codeobject.cpp" not in makefile
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     build = subprocess.run(["make", "--no-print-directory", "-j2"], cwd=tmp_path, capture_output=True, text=True,
@@ -438,7 +442,8 @@ def test_merge_code_objects_keeps_each_object_apart(tmp_path):
     unit = next(line for line in build.stdout.splitlines() if f"{UNIT}_0.cpp" in line)
     assert re.findall(r"-O\d", unit)[-1] == "-O3"
     out = subprocess.run(["./main"], cwd=tmp_path, capture_output=True, text=True).stdout.split("\n")
-    assert out[:4] == ["before_run_c_codeobject 33", "a_codeobject 11", "b_codeobject 22", "odd_codeobject 44"]
+    assert out[:5] == ["before_run_c_codeobject 33", "a_codeobject 11", "b_codeobject 22", "odd_codeobject 44",
+                       "late_codeobject 55"]
 
 
 def test_direct_propagation_gives_brians_values(tmp_path):

@@ -239,7 +239,8 @@ _SET_UP = re.compile(r"^(before_run_|after_run_)|_synapses_create_(array|generat
 SET_UP_SOURCES = ("objects.cpp", "main.cpp", "run.cpp", "synapses_classes.cpp")
 _DECLARATION = re.compile(r"^void (\w+)\(\);$", re.M)
 _HEADER_LINE = re.compile(r"^(?:#ifndef \w+|#define \w+|#endif|void \w+\(\);|\s*)$")
-_INCLUDE_LINE = re.compile(r'^#include\s*([<"][^>"]+[>"])[^\n]*\n', re.M)
+_LEADING_INCLUDES = re.compile(r'(?:[ \t]*\n|#include\s*[<"][^>"]+[>"][ \t]*\n)*')
+_INCLUDE = re.compile(r'#include\s*([<"][^>"]+[>"])')
 _MACRO = re.compile(r"^[ \t]*#define[ \t]+(\w+)", re.M)
 UNIT = "bioconv_unit"
 
@@ -251,9 +252,9 @@ def _unit_source(files: list[Path]) -> str:
     includes, parts = {}, []
     for src in files:
         code = src.read_text()
-        for inc in _INCLUDE_LINE.findall(code):
-            includes[inc] = None
-        body = _INCLUDE_LINE.sub("", code)
+        head = _LEADING_INCLUDES.match(code).group(0)
+        includes.update(dict.fromkeys(_INCLUDE.findall(head)))
+        body = code[len(head):]
         space = f"_{UNIT}_{src.stem}"
         parts.append(f"// ---- {src.name}\nnamespace {space} {{\n{body}\n}}\n"
                      + "".join(f"#undef {name}\n" for name in dict.fromkeys(_MACRO.findall(body)))
@@ -272,7 +273,8 @@ def merge_code_objects(folder: Path, units: int = 2) -> int:
     into one more, compiled with `objects.cpp` and `main.cpp` at -O1: they copy and index, and -O3
     only made them slower to compile. The code of each object is unchanged: it sits in a namespace of
     its own and its functions are called through the names its header declares. A code object whose
-    header declares anything else than such functions is compiled on its own, as before. Returns how
+    header declares anything else than such functions, or that includes a header after its opening
+    block of includes, is compiled on its own, as before. Returns how
     many code objects were merged. Run after the edits to single code objects.
     """
     folder = Path(folder)
@@ -286,8 +288,13 @@ def merge_code_objects(folder: Path, units: int = 2) -> int:
     for name in sources:
         src = folder / name
         header = src.with_suffix(".h")
-        if (name.startswith("code_objects/") and src.suffix == ".cpp" and header.exists()
-                and all(_HEADER_LINE.match(line) for line in header.read_text().splitlines())):
+        if not (name.startswith("code_objects/") and src.suffix == ".cpp" and header.exists()):
+            continue
+        code = src.read_text()
+        # mergeable: a header that only declares functions, includes only at the top of the source
+        # (they move to the top of the unit)
+        if (all(_HEADER_LINE.match(line) for line in header.read_text().splitlines())
+                and "#include" not in code[_LEADING_INCLUDES.match(code).end():]):
             mergeable.append(src)
     if len(mergeable) < 2:
         return 0
