@@ -383,14 +383,17 @@ def test_presentations_of_a_bias_free_network_match_runtime():
 
 
 _MERGE_MAKEFILE = """PROGRAM = main
-SRCS = code_objects/a_codeobject.cpp code_objects/b_codeobject.cpp code_objects/before_run_c_codeobject.cpp \
-code_objects/odd_codeobject.cpp code_objects/late_codeobject.cpp main.cpp
+SRCS = code_objects/a_codeobject.cpp code_objects/b_codeobject.cpp code_objects/c_codeobject.cpp \
+code_objects/odd_codeobject.cpp code_objects/late_codeobject.cpp code_objects/user_codeobject.cpp objects.cpp main.cpp
 OBJS = ${SRCS:.cpp=.o}
 OPTIMISATIONS = -O3
 CXXFLAGS = -c $(OPTIMISATIONS) -I.
 all: $(PROGRAM)
 $(PROGRAM): $(OBJS) makefile
 \t$(CXX) $(OBJS) -o $(PROGRAM)
+$(OBJS): common.h.gch
+common.h.gch: common.h makefile
+\t$(CXX) $(CXXFLAGS) -x c++-header $< -o $@
 %.o : %.cpp makefile
 \t$(CXX) $(CXXFLAGS) $< -o $@
 """
@@ -398,59 +401,69 @@ $(PROGRAM): $(OBJS) makefile
 
 def test_merge_code_objects_keeps_each_object_apart(tmp_path):
     """Merged code objects compile into one program that computes what the separate ones did: helpers
-    of the same name (Brian2's support code) and macros stay each object's own, each function is
-    reachable by its declared name, the set-up code compiles at -O1, and an object whose header
-    declares more than functions, or that includes a header after its opening includes, is left on
-    its own."""
+    of the same name (Brian2's support code) and the macros each object defines stay its own (also
+    one that a standard header had defined before), each function is reachable by its declared name,
+    every merged object keeps -O3 and only objects.cpp gets -O1 (not passed on to a shared
+    prerequisite); an object whose header declares more than functions, that includes a header after
+    its opening includes, or that includes a user's header, is left on its own."""
     import subprocess
     from bioconv.simulate.standalone_project import UNIT, merge_code_objects
     co = tmp_path / "code_objects"
     co.mkdir()
+    names = []
 
-    def code_object(name, helper, macro, extra_header="", late_include=""):
+    def code_object(name, helper, macro, extra_header="", late_include="", include=""):
+        names.append(name)
         (co / f"{name}.h").write_text(f"#ifndef _INCLUDED_{name}\n#define _INCLUDED_{name}\n\nvoid _run_{name}();\n"
                                       f"{extra_header}\n#endif\n")
         (co / f"{name}.cpp").write_text(
-            f'#include "code_objects/{name}.h"\n#include <cstdio>\n'
+            f'#include "code_objects/{name}.h"\n#include <cstdio>\n#include <cmath>\n{include}'
             f"namespace {{\n    inline int helper() {{ return {helper}; }}\n}}\n"
             f"{late_include}#ifndef OFFSET\n#define OFFSET {macro}\n#endif\n"
-            f'void _run_{name}() {{ std::printf("{name} %d\\n", helper() + OFFSET); }}\n')
+            f"#ifndef M_PI\n#define M_PI 3\n#endif\n"  # already defined by <cmath>: must stay so
+            f'void _run_{name}() {{ std::printf("{name} %d %.2f\\n", helper() + OFFSET, M_PI); }}\n')
 
     code_object("a_codeobject", 1, 10)
     code_object("b_codeobject", 2, 20)
-    code_object("before_run_c_codeobject", 3, 30)
+    code_object("c_codeobject", 3, 30)
     code_object("odd_codeobject", 4, 40, extra_header="extern int odd_count;")
     code_object("late_codeobject", 5, 50, late_include="#include <cstdlib>\n")
+    code_object("user_codeobject", 6, 60, include='#include "user.h"\n')
+    (tmp_path / "user.h").write_text("#define USER_THING 1\n")
+    (tmp_path / "common.h").write_text("#include <cstdio>\n")
+    (tmp_path / "objects.cpp").write_text("int odd_count = 0;\n")
     (tmp_path / "main.cpp").write_text(
-        "".join(f'#include "code_objects/{n}.h"\n' for n in ("a_codeobject", "b_codeobject",
-                                                              "before_run_c_codeobject", "odd_codeobject",
-                                                              "late_codeobject"))
-        + "int odd_count = 0;\nint main() { _run_before_run_c_codeobject(); _run_a_codeobject(); _run_b_codeobject(); "
-          "_run_odd_codeobject(); _run_late_codeobject(); return 0; }\n")
+        "".join(f'#include "code_objects/{n}.h"\n' for n in names)
+        + "int main() { " + " ".join(f"_run_{n}();" for n in names) + " return 0; }\n")
     (tmp_path / "makefile").write_text(_MERGE_MAKEFILE)
-    assert merge_code_objects(tmp_path, units=2) == 3
+    assert merge_code_objects(tmp_path, units=1) == 3
     makefile = (tmp_path / "makefile").read_text()
-    assert f"code_objects/{UNIT}_set_up.cpp" in makefile and "code_objects/odd_codeobject.cpp" in makefile
-    assert "code_objects/late_codeobject.cpp" in makefile
-    assert "code_objects/a_codeobject.cpp" not in makefile
+    for name in ("odd", "late", "user"):
+        assert f"code_objects/{name}_codeobject.cpp" in makefile
+    assert f"code_objects/{UNIT}_0.cpp" in makefile and "code_objects/a_codeobject.cpp" not in makefile
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
-    build = subprocess.run(["make", "--no-print-directory", "-j2"], cwd=tmp_path, capture_output=True, text=True,
-                           env=env)
-    assert build.returncode == 0, build.stderr[-3000:]
-    set_up = next(line for line in build.stdout.splitlines() if f"{UNIT}_set_up.cpp" in line)
-    assert re.findall(r"-O\d", set_up)[-1] == "-O1"
-    unit = next(line for line in build.stdout.splitlines() if f"{UNIT}_0.cpp" in line)
-    assert re.findall(r"-O\d", unit)[-1] == "-O3"
+    build = subprocess.run(["make", "--no-print-directory", "-j2", "objects.o"], cwd=tmp_path, capture_output=True,
+                           text=True, env=env)  # objects.o first: its flags must not reach common.h.gch
+    build2 = subprocess.run(["make", "--no-print-directory", "-j2"], cwd=tmp_path, capture_output=True, text=True,
+                            env=env)
+    assert build.returncode == 0 and build2.returncode == 0, build.stderr[-3000:] + build2.stderr[-3000:]
+    lines = (build.stdout + build2.stdout).splitlines()
+
+    def last_opt(target):
+        return re.findall(r"-O\d", next(line for line in lines if target in line))[-1]
+
+    assert last_opt("objects.cpp") == "-O1"
+    assert last_opt("common.h.gch") == last_opt(f"{UNIT}_0.cpp") == "-O3"
     out = subprocess.run(["./main"], cwd=tmp_path, capture_output=True, text=True).stdout.split("\n")
-    assert out[:5] == ["before_run_c_codeobject 33", "a_codeobject 11", "b_codeobject 22", "odd_codeobject 44",
-                       "late_codeobject 55"]
+    assert out[:6] == [f"{n} {11 * k} 3.14" for k, n in enumerate(names, start=1)]
 
 
 def test_direct_propagation_gives_brians_values(tmp_path):
     """Synaptic events applied straight from the source's spikes (zero delay) give the values of
     Brian2's runtime device: from a subgroup, with synapses not in source order (each source's
     synapses not contiguous) and in order (contiguous); a pathway with a delay keeps the spike queue
-    and still delivers its events on time."""
+    and still delivers its events on time, also those still queued when a second run sets its delay
+    to zero."""
     from brian2 import Network, NeuronGroup, StateMonitor, Synapses
     from brian2.codegen.cpp_prefs import get_compiler_and_args
     from bioconv.simulate.standalone_project import edit_project
@@ -475,7 +488,10 @@ def test_direct_propagation_gives_brians_values(tmp_path):
             s3.connect(i=np.array([i for i, _ in shuffled]), j=np.array([j for _, j in shuffled]))
             s3.w = np.arange(len(shuffled)) % 4 + 1
             mon = StateMonitor(tgt, ["a", "b", "c"], record=True)
-            Network(src, tgt, s1, s2, s3, mon).run(5 * ms, namespace={})
+            net = Network(src, tgt, s1, s2, s3, mon)
+            net.run(5 * ms, namespace={})
+            s3.delay = 0 * ms  # events of the last 0.5 ms are still in the queue
+            net.run(2 * ms, namespace={})
             edits = None
             if kind == "cpp":
                 dev = get_device()
@@ -487,7 +503,7 @@ def test_direct_propagation_gives_brians_values(tmp_path):
 
     ref = simulate("runtime")
     got = simulate("cpp", tmp_path / "project")
-    assert got[3]["pathways_direct"] == 3 and got[3]["code_objects_merged"] > 5
+    assert got[3]["event_code_objects_direct"] == 6 and got[3]["code_objects_merged"] > 5
     for name, r, g in zip("abc", ref, got):
         np.testing.assert_array_equal(g, r, err_msg=name)
     assert ref[0][:, -1].sum() > 0 and ref[2][:, -1].sum() > 0

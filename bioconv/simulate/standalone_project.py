@@ -163,10 +163,11 @@ _QUEUE_LOOP = re.compile(
 
 def _direct(q: str) -> str:
     """C++ condition under which pathway ``q``'s events can skip the queue: the pathway runs on one
-    thread (one queue) and every delay is zero (the queue then hands the events on in the same step).
+    thread (one queue), every delay is zero (the queue then hands the events on in the same step) and
+    the queue has a single slot (no event of an earlier run with a delay is waiting in a later one).
     A pathway without synapses has no delay to read."""
-    return (f"({q}._nb_threads == 1 && ({q}.sources.empty() || "
-            f"({q}.queue[0]->scalar_delay && {q}.queue[0]->delays[0] == 0)))")
+    return (f"({q}._nb_threads == 1 && ({q}.sources.empty() || ({q}.queue[0]->scalar_delay && "
+            f"{q}.queue[0]->delays[0] == 0 && {q}.queue[0]->queue.size() == 1)))")
 
 
 def propagate_directly(folder: Path) -> int:
@@ -180,9 +181,10 @@ def propagate_directly(folder: Path) -> int:
     source order, as bioconv creates them), and the push code object no longer fills the queue. The
     events are applied in the same order as through the queue (sources as in the spike space,
     synapses as in their list), so every value is the same. Whether the delays are zero is known
-    only once the binary has loaded them: the generated code checks it and keeps Brian2's queue
-    otherwise. Only the single-threaded template is changed (under OpenMP the pattern does not
-    match). Returns how many pathways were changed.
+    only once the binary has loaded them: the generated code checks it (`_direct`) and keeps Brian2's
+    queue otherwise. Only the single-threaded template for code that changes pre- or postsynaptic
+    variables is changed (under OpenMP, or for code on synaptic variables only, the pattern does not
+    match). Returns how many event code objects were changed (one per pathway and `run` call).
     """
     folder = Path(folder)
     sources = {}  # pathway -> (spike space array, its size), from the push code objects
@@ -234,30 +236,53 @@ def propagate_directly(folder: Path) -> int:
     return changed
 
 
-# Code run once per run, not per step: compiled at -O1, which halves its compile time.
-_SET_UP = re.compile(r"^(before_run_|after_run_)|_synapses_create_(array|generator)_codeobject(_\d+)?\.cpp$")
-SET_UP_SOURCES = ("objects.cpp", "main.cpp", "run.cpp", "synapses_classes.cpp")
+# Headers a merged code object may include: Brian2's own and the standard library's. A code object
+# that includes anything else (a user's header, which may define macros) is compiled on its own.
+_OWN_HEADER = re.compile(r'^"(?:(?:brianlib|code_objects)/[\w./]+|objects\.h|network\.h|run\.h|synapses_classes\.h'
+                         r'|randomkit\.h)"$|^<(?:\w+|(?:assert|limits|math|stdint|stdio|stdlib|string|time)\.h)>$')
 _DECLARATION = re.compile(r"^void (\w+)\(\);$", re.M)
 _HEADER_LINE = re.compile(r"^(?:#ifndef \w+|#define \w+|#endif|void \w+\(\);|\s*)$")
 _LEADING_INCLUDES = re.compile(r'(?:[ \t]*\n|#include\s*[<"][^>"]+[>"][ \t]*\n)*')
-_INCLUDE = re.compile(r'#include\s*([<"][^>"]+[>"])')
-_MACRO = re.compile(r"^[ \t]*#define[ \t]+(\w+)", re.M)
+_MACRO = re.compile(r"^[ \t]*#[ \t]*define[ \t]+(\w+)", re.M)
 UNIT = "bioconv_unit"
+# objects.cpp only allocates, reads, parses and writes arrays (no arithmetic on a simulated value):
+# compiled at -O1, which halves its compile time. Everything else keeps Brian2's flags, since another
+# optimization level can round differently (e.g. no fused multiply-adds at -O1).
+_LOW_OPT = "objects.o"
+
+
+def _leading_includes(code: str) -> tuple[list[str], str]:
+    """The includes of a generated source's opening block, and the rest of it."""
+    head = _LEADING_INCLUDES.match(code).group(0)
+    return [m.group(1) for m in _INCLUDE.finditer(head)], code[len(head):]
+
+
+def _mergeable(src: Path) -> bool:
+    """A code object whose header only declares functions, that includes only Brian2's and the
+    standard headers, and only in its opening block (they move to the top of the unit)."""
+    header = src.with_suffix(".h")
+    if not (src.suffix == ".cpp" and header.exists()
+            and all(_HEADER_LINE.match(line) for line in header.read_text().splitlines())):
+        return False
+    includes, body = _leading_includes(src.read_text())
+    return all(_OWN_HEADER.match(inc) for inc in includes) and "#include" not in body
 
 
 def _unit_source(files: list[Path]) -> str:
     """One translation unit for ``files``: their includes first, then each file's code in a namespace
-    of its own (their support code repeats the same helper names), each macro it defines undefined
-    after it, and a global function forwarding to each function its header declares."""
+    of its own (their support code repeats the same helper names), each macro it defines restored
+    after it to what it was before (push/pop), and a global function forwarding to each function its
+    header declares."""
     includes, parts = {}, []
     for src in files:
-        code = src.read_text()
-        head = _LEADING_INCLUDES.match(code).group(0)
-        includes.update(dict.fromkeys(_INCLUDE.findall(head)))
-        body = code[len(head):]
+        incs, body = _leading_includes(src.read_text())
+        includes.update(dict.fromkeys(incs))
         space = f"_{UNIT}_{src.stem}"
-        parts.append(f"// ---- {src.name}\nnamespace {space} {{\n{body}\n}}\n"
-                     + "".join(f"#undef {name}\n" for name in dict.fromkeys(_MACRO.findall(body)))
+        macros = list(dict.fromkeys(_MACRO.findall(body)))
+        parts.append(f"// ---- {src.name}\n"
+                     + "".join(f'#pragma push_macro("{name}")\n' for name in macros)
+                     + f"namespace {space} {{\n{body}\n}}\n"
+                     + "".join(f'#pragma pop_macro("{name}")\n' for name in reversed(macros))
                      + "".join(f"void {f}() {{ {space}::{f}(); }}\n"
                                for f in _DECLARATION.findall(src.with_suffix(".h").read_text())))
     return "".join(f"#include {inc}\n" for inc in includes) + "\n".join(parts)
@@ -267,14 +292,13 @@ def merge_code_objects(folder: Path, units: int = 2) -> int:
     """Compile a cpp_standalone project's code objects as a few translation units instead of one each.
 
     A ConvNet project has about 60 code objects of a few lines each; every one of them costs its
-    compiler start and header load (about 0.15 s even with a precompiled header), which was most of
-    the compile. Here the code objects that run every step are merged into ``units`` sources (one per
-    core that compiles them) and those that run once per run (synapse creation, spike-queue set-up)
-    into one more, compiled with `objects.cpp` and `main.cpp` at -O1: they copy and index, and -O3
-    only made them slower to compile. The code of each object is unchanged: it sits in a namespace of
-    its own and its functions are called through the names its header declares. A code object whose
-    header declares anything else than such functions, or that includes a header after its opening
-    block of includes, is compiled on its own, as before. Returns how
+    compiler start and header load (about 0.13 s even with a precompiled header), which was most of
+    the compile. Here they are merged into ``units`` sources (one per core that compiles them), and
+    `objects.cpp` is compiled at -O1. The code of each object is unchanged and compiled with the same
+    flags: it sits in a namespace of its own, the macros it defines are restored after it, and its
+    functions are called through the names its header declares. A code object whose header declares
+    anything else than such functions, or that includes other headers than Brian2's and the standard
+    library's, or any header after its opening block, is compiled on its own, as before. Returns how
     many code objects were merged. Run after the edits to single code objects.
     """
     folder = Path(folder)
@@ -284,41 +308,25 @@ def merge_code_objects(folder: Path, units: int = 2) -> int:
     if srcs is None or "\nOPTIMISATIONS = " not in text:  # another Brian2 makefile layout
         return 0
     sources = srcs.group(1).split()
-    mergeable = []
-    for name in sources:
-        src = folder / name
-        header = src.with_suffix(".h")
-        if not (name.startswith("code_objects/") and src.suffix == ".cpp" and header.exists()):
-            continue
-        code = src.read_text()
-        # mergeable: a header that only declares functions, includes only at the top of the source
-        # (they move to the top of the unit)
-        if (all(_HEADER_LINE.match(line) for line in header.read_text().splitlines())
-                and "#include" not in code[_LEADING_INCLUDES.match(code).end():]):
-            mergeable.append(src)
+    mergeable = [folder / name for name in sources if name.startswith("code_objects/") and _mergeable(folder / name)]
     if len(mergeable) < 2:
         return 0
-    set_up = [s for s in mergeable if _SET_UP.search(s.name)]
-    per_step = [s for s in mergeable if not _SET_UP.search(s.name)]
-    # spread the per-step objects over the units by size, largest first
-    groups, sizes = [[] for _ in range(max(1, int(units)))], [0] * max(1, int(units))
-    for src in sorted(per_step, key=lambda s: -s.stat().st_size):
+    # spread the objects over the units by size, largest first
+    n = max(1, int(units))
+    groups, sizes = [[] for _ in range(n)], [0] * n
+    for src in sorted(mergeable, key=lambda s: -s.stat().st_size):
         k = sizes.index(min(sizes))
         groups[k].append(src)
         sizes[k] += src.stat().st_size
-    merged = [(f"{UNIT}_{k}", sorted(g)) for k, g in enumerate(groups) if g]
-    if set_up:
-        merged.append((f"{UNIT}_set_up", set_up))
     new_sources = []
-    for name, files in merged:
-        (folder / "code_objects" / f"{name}.cpp").write_text(_unit_source(files))
-        new_sources.append(f"code_objects/{name}.cpp")
+    for k, files in enumerate(g for g in groups if g):
+        (folder / "code_objects" / f"{UNIT}_{k}.cpp").write_text(_unit_source(sorted(files)))
+        new_sources.append(f"code_objects/{UNIT}_{k}.cpp")
     kept = [s for s in sources if folder / s not in set(mergeable)]
     text = text.replace(srcs.group(0), "SRCS = " + " ".join(kept + new_sources))
-    cold = [f"code_objects/{UNIT}_set_up.o"] if set_up else []
-    cold += [s.replace(".cpp", ".o") for s in SET_UP_SOURCES if s in kept]
-    if cold:
-        text += f"\n# run once per run: -O1 (bioconv: merge_code_objects)\n{' '.join(cold)}: OPTIMISATIONS += -O1\n"
+    if _LOW_OPT.replace(".o", ".cpp") in kept:
+        # private: not inherited by its prerequisites (the precompiled header keeps Brian2's flags)
+        text += f"\n# bioconv (merge_code_objects): arrays only\n{_LOW_OPT}: private OPTIMISATIONS += -O1\n"
     makefile.write_text(text)
     for old in list((folder / "code_objects").glob("*.o")):
         old.unlink()
@@ -331,6 +339,6 @@ def edit_project(folder: Path, compile_jobs: int = 2) -> dict[str, int]:
     folder = Path(folder)
     return {"synapse_outputs_skipped": skip_synapse_outputs(folder / "objects.cpp"),
             "threshold_loops_blocked": block_thresholds(folder),
-            "pathways_direct": propagate_directly(folder),
+            "event_code_objects_direct": propagate_directly(folder),
             "precompiled_headers": len(use_precompiled_header(folder)),
             "code_objects_merged": merge_code_objects(folder, units=compile_jobs)}
