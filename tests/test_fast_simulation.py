@@ -504,6 +504,7 @@ def test_direct_propagation_gives_brians_values(tmp_path):
     ref = simulate("runtime")
     got = simulate("cpp", tmp_path / "project")
     assert got[3]["event_code_objects_direct"] == 6 and got[3]["code_objects_merged"] > 5
+    assert got[3]["queue_set_up_out_of_line"] == 1
     for name, r, g in zip("abc", ref, got):
         np.testing.assert_array_equal(g, r, err_msg=name)
     assert ref[0][:, -1].sum() > 0 and ref[2][:, -1].sum() > 0
