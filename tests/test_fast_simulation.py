@@ -510,3 +510,31 @@ def test_direct_propagation_gives_brians_values(tmp_path):
     assert ref[0][:, -1].sum() > 0 and ref[2][:, -1].sum() > 0
     # the delayed pathway's values trail the others' by its delay
     assert not np.array_equal(ref[2], ref[1])
+
+
+def test_direct_propagation_needs_every_reader_of_the_queue(tmp_path):
+    """A queue is bypassed only if every code object that reads it gets the direct loop: one reader
+    in another form (another template) keeps the queue, and nothing is changed."""
+    from bioconv.simulate.standalone_project import propagate_directly
+    co = tmp_path / "code_objects"
+    co.mkdir()
+    push = ("    const size_t _num_spikespace = 11;\n    {\n        q_pre.advance();\n"
+            "        q_pre.push(_ptr_array_g__spikespace, _ptr_array_g__spikespace[_num_spikespace-1]);\n    }\n")
+    loop = ("    {\n    std::vector<int> *_spiking_synapses = q_pre.peek();\n"
+            "    const int _num_spiking_synapses = _spiking_synapses->size();\n\n    \n    {\n"
+            "        for(int _spiking_synapse_idx=0;\n            _spiking_synapse_idx<_num_spiking_synapses;\n"
+            "            _spiking_synapse_idx++)\n        {\n"
+            "            const size_t _idx = (*_spiking_synapses)[_spiking_synapse_idx];\n"
+            "            const size_t _vectorisation_idx = _idx;\n"
+            "            _ptr_array_h_v[_ptr_array_q__synaptic_post[_idx]] += 1;\n\n        }\n    }\n    }\n")
+    other = "    std::vector<int> *_spiking = q_pre.peek();\n    for(int k=0; k<_spiking->size(); k++) {}\n"
+    (co / "q_pre_push_spikes.cpp").write_text(push)
+    (co / "q_pre_codeobject.cpp").write_text(loop)
+    (co / "q_pre_codeobject_1.cpp").write_text(other)
+    assert propagate_directly(tmp_path) == 0
+    assert (co / "q_pre_push_spikes.cpp").read_text() == push and (co / "q_pre_codeobject.cpp").read_text() == loop
+    (co / "q_pre_codeobject_1.cpp").unlink()
+    assert propagate_directly(tmp_path) == 1
+    assert "if(!(q_pre._nb_threads == 1" in (co / "q_pre_push_spikes.cpp").read_text()
+    code = (co / "q_pre_codeobject.cpp").read_text()
+    assert "_source_spikes = _array_g__spikespace;" in code and "_source_spikes[10]" in code

@@ -146,6 +146,7 @@ def block_thresholds(folder: Path) -> int:
 _PUSH = re.compile(r"(?P<q>\w+)\.push\(_ptr(?P<space>_array_\w+__spikespace), "
                    r"_ptr(?P=space)\[_num_spikespace-1\]\);")
 _NUM_SPIKESPACE = re.compile(r"const size_t _num_spikespace = (\d+);")
+_PEEK = re.compile(r"(\w+)\.peek\(\)")
 _QUEUE_LOOP = re.compile(
     r"(?P<indent>[ \t]*)std::vector<int> \*_spiking_synapses = (?P<q>\w+)\.peek\(\);\n"
     r"[ \t]*const int _num_spiking_synapses = _spiking_synapses->size\(\);\n"
@@ -171,6 +172,35 @@ def _direct(q: str) -> str:
             f"{q}.queue[0]->delays[0] == 0 && {q}.queue[0]->queue.size() == 1)))")
 
 
+def _direct_loop(q: str, m: re.Match, space: str, size: int) -> str:
+    """The pre code object's loop over queued synapses (``m``, of `_QUEUE_LOOP`), preceded by a loop over
+    the source's spikes and their synapses that runs instead whenever `_direct` holds."""
+    ind, body = m["indent"], m["body"]
+    queue = f"{q}.queue[0]"
+    i2, i3, i4 = ind + "    ", ind + "        ", ind + "            "
+    return (
+        f"{ind}if {_direct(q)}\n{ind}{{\n"
+        f"{i2}// zero delay: events straight from the source's spikes (bioconv: propagate_directly)\n"
+        f"{i2}const int32_t * const _source_spikes = {space};\n"
+        f"{i2}const int32_t _n_source_spikes = _source_spikes[{size - 1}];\n"
+        f"{i2}for(int32_t _k=0; _k<_n_source_spikes; _k++)\n{i2}{{\n"
+        f"{i3}const int32_t _source = _source_spikes[_k];\n"
+        f"{i3}if(_source < {queue}->source_start || _source >= {queue}->source_end) continue;\n"
+        f"{i3}const std::vector<int> &_synapses = {queue}->synapses[_source - {queue}->source_start];\n"
+        f"{i3}const size_t _n_synapses = _synapses.size();\n"
+        f"{i3}if(_n_synapses == 0) continue;\n"
+        f"{i3}if((size_t)(_synapses[_n_synapses-1] - _synapses[0]) == _n_synapses-1)\n{i3}{{\n"
+        f"{i4}// one contiguous range (the list is increasing): no index to load per event\n"
+        f"{i4}const size_t _first = _synapses[0];\n"
+        f"{i4}for(size_t _idx=_first; _idx<_first+_n_synapses; _idx++)\n{i4}{{\n"
+        f"{i4}const size_t _vectorisation_idx = _idx;\n{body}{i4}}}\n{i3}}}\n"
+        f"{i3}else\n{i3}{{\n"
+        f"{i4}for(size_t _j=0; _j<_n_synapses; _j++)\n{i4}{{\n"
+        f"{i4}const size_t _idx = _synapses[_j];\n"
+        f"{i4}const size_t _vectorisation_idx = _idx;\n{body}{i4}}}\n{i3}}}\n"
+        f"{i2}}}\n{ind}}}\n{ind}else\n{ind}{{\n{m.group(0)}{ind}}}\n")
+
+
 def propagate_directly(folder: Path) -> int:
     """Apply the synaptic events of zero-delay pathways straight from the source's spikes, without
     the spike queue.
@@ -185,55 +215,36 @@ def propagate_directly(folder: Path) -> int:
     only once the binary has loaded them: the generated code checks it (`_direct`) and keeps Brian2's
     queue otherwise. Only the single-threaded template for code that changes pre- or postsynaptic
     variables is changed (under OpenMP, or for code on synaptic variables only, the pattern does not
-    match). Returns how many event code objects were changed (one per pathway and `run` call).
+    match); a queue is bypassed only if every code object that reads it is changed. Returns how many
+    event code objects were changed (one per pathway and `run` call).
     """
     folder = Path(folder)
-    sources = {}  # pathway -> (spike space array, its size), from the push code objects
-    pushes = {}
+    sources, pushes = {}, {}  # pathway -> (its source's spike space, its size); its push code object
     for path in sorted((folder / "code_objects").glob("*_push_spikes.cpp")):
         if path.name.startswith(("before_run_", "after_run_")):
             continue
         code = path.read_text()
         m, n = _PUSH.search(code), _NUM_SPIKESPACE.search(code)
-        if m and n:
+        if m and n and m["q"] not in pushes:
             sources[m["q"]] = (m["space"], int(n.group(1)))
             pushes[m["q"]] = (path, code, m)
-    changed = 0
-    for path in sorted((folder / "code_objects").glob("*.cpp")):  # pre code objects: names vary (_1, ...)
+    readers = {q: [] for q in sources}  # the code objects reading each queue, with their loop if it matches
+    for path in sorted((folder / "code_objects").glob("*.cpp")):  # names vary (_1, _2, ... per run)
         code = path.read_text()
-        m = _QUEUE_LOOP.search(code)
-        if not m or m["q"] not in sources or _QUEUE_LOOP.search(code, m.end()):
-            continue
-        q, ind, body = m["q"], m["indent"], m["body"]
-        space, size = sources[q]
-        queue = f"{q}.queue[0]"
-        i2, i3, i4 = ind + "    ", ind + "        ", ind + "            "
-        direct = (
-            f"{ind}if {_direct(q)}\n{ind}{{\n"
-            f"{i2}// zero delay: events straight from the source's spikes (bioconv: propagate_directly)\n"
-            f"{i2}const int32_t * const _source_spikes = {space};\n"
-            f"{i2}const int32_t _n_source_spikes = _source_spikes[{size - 1}];\n"
-            f"{i2}for(int32_t _k=0; _k<_n_source_spikes; _k++)\n{i2}{{\n"
-            f"{i3}const int32_t _source = _source_spikes[_k];\n"
-            f"{i3}if(_source < {queue}->source_start || _source >= {queue}->source_end) continue;\n"
-            f"{i3}const std::vector<int> &_synapses = {queue}->synapses[_source - {queue}->source_start];\n"
-            f"{i3}const size_t _n_synapses = _synapses.size();\n"
-            f"{i3}if(_n_synapses == 0) continue;\n"
-            f"{i3}if((size_t)(_synapses[_n_synapses-1] - _synapses[0]) == _n_synapses-1)\n{i3}{{\n"
-            f"{i4}// one contiguous range (the list is increasing): no index to load per event\n"
-            f"{i4}const size_t _first = _synapses[0];\n"
-            f"{i4}for(size_t _idx=_first; _idx<_first+_n_synapses; _idx++)\n{i4}{{\n"
-            f"{i4}const size_t _vectorisation_idx = _idx;\n{body}{i4}}}\n{i3}}}\n"
-            f"{i3}else\n{i3}{{\n"
-            f"{i4}for(size_t _j=0; _j<_n_synapses; _j++)\n{i4}{{\n"
-            f"{i4}const size_t _idx = _synapses[_j];\n"
-            f"{i4}const size_t _vectorisation_idx = _idx;\n{body}{i4}}}\n{i3}}}\n"
-            f"{i2}}}\n{ind}}}\n{ind}else\n{ind}{{\n{m.group(0)}{ind}}}\n")
-        path.write_text(code[:m.start()] + direct + code[m.end():])
-        ppath, pcode, pm = pushes[q]
-        pcode = pcode[:pm.start()] + f"if(!{_direct(q)}) " + pcode[pm.start():]
-        ppath.write_text(pcode)
-        changed += 1
+        for q in dict.fromkeys(_PEEK.findall(code)):
+            if q in readers:
+                loops = list(_QUEUE_LOOP.finditer(code))
+                ok = len(loops) == 1 and loops[0]["q"] == q
+                readers[q].append((path, code, loops[0] if ok else None))
+    changed = 0
+    for q, objects in readers.items():
+        if not objects or any(m is None for _, _, m in objects):
+            continue  # a reader left as it is would find the queue empty
+        for path, code, m in objects:
+            path.write_text(code[:m.start()] + _direct_loop(q, m, *sources[q]) + code[m.end():])
+            changed += 1
+        path, code, m = pushes[q]
+        path.write_text(code[:m.start()] + f"if(!{_direct(q)}) " + code[m.start():])
     return changed
 
 
