@@ -95,6 +95,15 @@ _THRESHOLD_LOOP = re.compile(
     r"(?P<body>(?:[ \t]*(?:const [\w:]+ \w+ = [^;(\n]*;)?[ \t]*\n)+)"
     r"(?P<tail>[ \t]*if\(_cond\) \{\n.*?\n(?P=indent)\}\n)", re.S)
 BLOCK = 16
+_OPTIMISATIONS = "\nOPTIMISATIONS = "
+
+
+def _gcc_makefile(folder: Path) -> str | None:
+    """The text of the project's makefile if it has Brian2 2.7.1's Unix layout (GCC, with an
+    OPTIMISATIONS line the edits can extend), else None: the edits then leave the project alone."""
+    makefile = Path(folder) / "makefile"
+    text = makefile.read_text() if makefile.exists() else ""
+    return text if _OPTIMISATIONS in text else None
 
 
 def block_thresholds(folder: Path) -> int:
@@ -109,13 +118,12 @@ def block_thresholds(folder: Path) -> int:
     order. Returns how many loops were changed.
     """
     folder = Path(folder)
-    makefile = folder / "makefile"
-    text = makefile.read_text()
-    if "\nOPTIMISATIONS = " not in text:  # another Brian2 makefile layout: leave the project as it is
+    text = _gcc_makefile(folder)
+    if text is None:
         return 0
     # `omp simd` lets GCC vectorize the block test (an OR over chars it otherwise keeps scalar);
     # -fopenmp-simd honours only simd pragmas, it starts no threads
-    makefile.write_text(text.replace("\nOPTIMISATIONS = ", "\nOPTIMISATIONS = -fopenmp-simd ", 1))
+    (folder / "makefile").write_text(text.replace(_OPTIMISATIONS, _OPTIMISATIONS + "-fopenmp-simd ", 1))
     changed = 0
     for path in sorted((folder / "code_objects").glob("*_spike_thresholder_codeobject*.cpp")):
         code = path.read_text()
@@ -219,32 +227,33 @@ def propagate_directly(folder: Path) -> int:
     event code objects were changed (one per pathway and `run` call).
     """
     folder = Path(folder)
-    sources, pushes = {}, {}  # pathway -> (its source's spike space, its size); its push code object
+    pushes = {}  # pathway -> its push code object (path, text, push call) and its source's spike-space size
     for path in sorted((folder / "code_objects").glob("*_push_spikes.cpp")):
         if path.name.startswith(("before_run_", "after_run_")):
             continue
         code = path.read_text()
         m, n = _PUSH.search(code), _NUM_SPIKESPACE.search(code)
         if m and n and m["q"] not in pushes:
-            sources[m["q"]] = (m["space"], int(n.group(1)))
-            pushes[m["q"]] = (path, code, m)
-    readers = {q: [] for q in sources}  # the code objects reading each queue, with their loop if it matches
+            pushes[m["q"]] = (path, code, m, int(n.group(1)))
+    readers = {q: [] for q in pushes}  # the code objects reading each queue, with their loop if it matches
     for path in sorted((folder / "code_objects").glob("*.cpp")):  # names vary (_1, _2, ... per run)
         code = path.read_text()
-        for q in dict.fromkeys(_PEEK.findall(code)):
-            if q in readers:
-                loops = list(_QUEUE_LOOP.finditer(code))
-                ok = len(loops) == 1 and loops[0]["q"] == q
-                readers[q].append((path, code, loops[0] if ok else None))
+        queues = [q for q in dict.fromkeys(_PEEK.findall(code)) if q in readers]
+        if not queues:
+            continue
+        loops = list(_QUEUE_LOOP.finditer(code))
+        for q in queues:
+            ok = len(loops) == 1 and loops[0]["q"] == q
+            readers[q].append((path, code, loops[0] if ok else None))
     changed = 0
     for q, objects in readers.items():
         if not objects or any(m is None for _, _, m in objects):
             continue  # a reader left as it is would find the queue empty
-        for path, code, m in objects:
-            path.write_text(code[:m.start()] + _direct_loop(q, m, *sources[q]) + code[m.end():])
+        path, code, push, size = pushes[q]
+        for rpath, rcode, m in objects:
+            rpath.write_text(rcode[:m.start()] + _direct_loop(q, m, push["space"], size) + rcode[m.end():])
             changed += 1
-        path, code, m = pushes[q]
-        path.write_text(code[:m.start()] + f"if(!{_direct(q)}) " + code[m.start():])
+        path.write_text(code[:push.start()] + f"if(!{_direct(q)}) " + code[push.start():])
     return changed
 
 
@@ -260,7 +269,7 @@ UNIT = "bioconv_unit"
 # objects.cpp only allocates, reads, parses and writes arrays (no arithmetic on a simulated value):
 # compiled at -O1, which halves its compile time. Everything else keeps Brian2's flags, since another
 # optimization level can round differently (e.g. no fused multiply-adds at -O1).
-_LOW_OPT = "objects.o"
+_LOW_OPT = "objects.cpp"
 
 
 def _leading_includes(code: str) -> tuple[list[str], str]:
@@ -314,10 +323,9 @@ def merge_code_objects(folder: Path, units: int = 2) -> int:
     many code objects were merged. Run after the edits to single code objects.
     """
     folder = Path(folder)
-    makefile = folder / "makefile"
-    text = makefile.read_text()
-    srcs = re.search(r"^SRCS = (.*)$", text, re.M)
-    if srcs is None or "\nOPTIMISATIONS = " not in text:  # another Brian2 makefile layout
+    text = _gcc_makefile(folder)
+    srcs = re.search(r"^SRCS = (.*)$", text, re.M) if text is not None else None
+    if srcs is None:
         return 0
     sources = srcs.group(1).split()
     mergeable = [folder / name for name in sources if name.startswith("code_objects/") and _mergeable(folder / name)]
@@ -326,21 +334,23 @@ def merge_code_objects(folder: Path, units: int = 2) -> int:
     # spread the objects over the units by size, largest first
     n = max(1, int(units))
     groups, sizes = [[] for _ in range(n)], [0] * n
-    for src in sorted(mergeable, key=lambda s: -s.stat().st_size):
+    size = {src: src.stat().st_size for src in mergeable}
+    for src in sorted(mergeable, key=size.get, reverse=True):
         k = sizes.index(min(sizes))
         groups[k].append(src)
-        sizes[k] += src.stat().st_size
+        sizes[k] += size[src]
     new_sources = []
     for k, files in enumerate(g for g in groups if g):
         (folder / "code_objects" / f"{UNIT}_{k}.cpp").write_text(_unit_source(sorted(files)))
         new_sources.append(f"code_objects/{UNIT}_{k}.cpp")
     kept = [s for s in sources if folder / s not in set(mergeable)]
     text = text.replace(srcs.group(0), "SRCS = " + " ".join(kept + new_sources))
-    if _LOW_OPT.replace(".o", ".cpp") in kept:
+    if _LOW_OPT in kept:
         # private: not inherited by its prerequisites (the precompiled header keeps Brian2's flags)
-        text += f"\n# bioconv (merge_code_objects): arrays only\n{_LOW_OPT}: private OPTIMISATIONS += -O1\n"
-    makefile.write_text(text)
-    for old in list((folder / "code_objects").glob("*.o")):
+        obj = _LOW_OPT.replace(".cpp", ".o")
+        text += f"\n# bioconv (merge_code_objects): arrays only\n{obj}: private OPTIMISATIONS += -O1\n"
+    (folder / "makefile").write_text(text)
+    for old in (folder / "code_objects").glob("*.o"):
         old.unlink()
     return len(mergeable)
 
@@ -358,9 +368,9 @@ def set_up_queues_out_of_line(folder: Path) -> int:
     unchanged, only no longer copied into each caller. Returns 1 if the header was changed.
     """
     folder = Path(folder)
-    makefile, header = folder / "makefile", folder / "synapses_classes.h"
-    if not (makefile.exists() and "\nOPTIMISATIONS = " in makefile.read_text() and header.exists()):
-        return 0  # another Brian2 layout (or not GCC's makefile): leave it alone
+    header = folder / "synapses_classes.h"
+    if _gcc_makefile(folder) is None or not header.exists():
+        return 0
     code = header.read_text()
     if code.count(_QUEUE_SETUP) != 1:
         return 0
