@@ -1,4 +1,4 @@
-"""`convert`: a trained torch network to a Brian2 SNN; `SNN.evaluate`: how far it departs from the ANN."""
+"""`convert`: a trained torch network (or a LayerGraph) to a Brian2 SNN; `SNN.evaluate`: how far it departs from the ANN."""
 from __future__ import annotations
 
 import time
@@ -13,6 +13,7 @@ from . import graph as G
 from .errors import BioconvError, ParameterError
 from .mapping import MappedNetwork, check_parameters, map_network
 from .normalize import Scales, activations, compute_scales, saturation
+from .optional import require_torch
 from .simulate.devices import check_device, default_threads
 from .simulate.network import ENCODERS
 from .simulate.runner import (BatchOutput, CompiledNetwork, aligned_presentations, batch_for_budget,
@@ -22,8 +23,8 @@ from .units import check_quantity
 
 def load_weights(model, path):
     """Load a state dict or a checkpoint ({'state_dict': ...}) from ``path`` into ``model``, safely
-    (``torch.load(weights_only=True)``: no code from the file is run)."""
-    import torch
+    (``torch.load(weights_only=True)``: no code from the file is run). Needs torch."""
+    torch = require_torch("bioconv.load_weights")
 
     path = Path(path)
     try:
@@ -62,16 +63,24 @@ def _check_inputs(x, shape, where) -> np.ndarray:
 def convert(model, calibration, *, input_shape=None, normalization="p99.9", Cm=100 * pF, v_th=20 * mV,
             tau_ref=0 * ms, rate_max=200 * Hz, synapse="delta", tau_s=5 * ms, bias="current", reset="linear",
             leak_rule="mean_potential", readout="count") -> "SNN":
-    """Convert a torch ReLU network into a spiking network of LIF membranes.
+    """Convert a ReLU network into a spiking network of LIF membranes.
 
+    ``model``: a torch module (imported by `bioconv.graph.from_torch`, which needs torch) or a
+    `bioconv.graph.LayerGraph` (e.g. built from numpy arrays by `bioconv.graph.sequential`, or read by
+    `bioconv.graph.load`; no torch needed). The graph is not changed, so it can be converted again.
     ``calibration``: inputs (N, *input_shape) for data-based normalization. ``normalization``: 'max',
     'pXX.X' (default p99.9), a number, or a dict of per-population scales. The physical parameters
     and strategies are described in `bioconv.mapping`.
     """
     check_parameters(Cm=Cm, v_th=v_th, tau_ref=tau_ref, rate_max=rate_max, synapse=synapse, tau_s=tau_s, bias=bias,
                      reset=reset, leak_rule=leak_rule, readout=readout)  # before any work on the data
+    if isinstance(model, G.LayerGraph):
+        if input_shape is not None and tuple(input_shape) != model.input_shape:
+            raise BioconvError(f"convert: input_shape {tuple(input_shape)} is not the graph's input shape "
+                               f"{model.input_shape}")
+        input_shape = model.input_shape
     calibration = _check_inputs(calibration, input_shape, "convert (calibration data)")
-    graph = G.from_torch(model, input_shape or calibration.shape[1:])
+    graph = model if isinstance(model, G.LayerGraph) else G.from_torch(model, input_shape or calibration.shape[1:])
     pops = G.populations(graph)
     acts = activations(graph, pops, calibration)
     scales = compute_scales(pops, acts, normalization)

@@ -1,20 +1,25 @@
 """Backend-free layer graph: import a torch network, fold batch norm, drop dropout, and reduce it to
 spiking populations joined by affine projections.
 
-The seam of the package: importers (torch today) produce a `LayerGraph` of numpy arrays; the mapping
+The seam of the package: importers produce a `LayerGraph` of numpy arrays (`from_torch` from a torch
+module; `from_nodes`, `sequential` and `load` from numpy arrays, without torch); the mapping
 and the simulators only see its `Populations` view, in which every chain of linear operations
 (linear, conv, average pooling, flatten, residual addition, folded batch norm) between two
-non-linearities has been composed into one sparse matrix per source population.
+non-linearities has been composed into one sparse matrix per source population. The graph's own
+forward pass is numpy, so only `from_torch` needs torch.
 """
 from __future__ import annotations
 
+import json
 import operator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from .errors import BioconvError
+from .optional import require_torch
 
 
 class UnsupportedLayerError(BioconvError, TypeError):
@@ -55,43 +60,228 @@ class LayerGraph:
         return self.nodes[0].shape
 
     def forward(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Activations of every node for a batch ``x`` of shape (B, *input_shape), float64."""
-        import torch
-        import torch.nn.functional as F
-
+        """Activations of every node for a batch ``x`` of shape (B, *input_shape), float64 (numpy: no
+        torch needed). A ReLU1 node also gives its two populations' activations (`RELU_PART`, `EXCESS`)."""
         acts = {}
-        with torch.no_grad():
-            for n in self.nodes:
-                a = [acts[i] for i in n.inputs]
-                p = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in n.params.items()}
-                if n.op == "input":
-                    out = torch.as_tensor(np.asarray(x, dtype=np.float64))
-                elif n.op == "linear":
-                    out = F.linear(a[0], p["weight"], p.get("bias"))
-                elif n.op == "conv2d":
-                    out = F.conv2d(a[0], p["weight"], p.get("bias"), stride=p["stride"], padding=p["padding"])
-                elif n.op == "avgpool2d":
-                    out = F.avg_pool2d(a[0], p["kernel"], p["stride"], p["padding"])
-                elif n.op == "maxpool2d":
-                    out = F.max_pool2d(a[0], p["kernel"], p["stride"], p["padding"])
-                elif n.op == "flatten":
-                    out = a[0].reshape(a[0].shape[0], -1)
-                elif n.op == "relu":
-                    out = F.relu(a[0])
-                elif n.op == "relu1":
-                    out = torch.clamp(a[0], 0.0, 1.0)
-                    acts[n.name + RELU_PART] = F.relu(a[0])
-                    acts[n.name + EXCESS] = F.relu(a[0] - 1.0)
-                elif n.op == "add":
-                    out = a[0] + a[1]
-                acts[n.name] = out
-        return {k: v.numpy() for k, v in acts.items()}
+        for n in self.nodes:
+            a = [acts[i] for i in n.inputs]
+            p = n.params
+            if n.op == "input":
+                out = np.asarray(x, dtype=np.float64)
+            elif n.op == "linear":
+                out = a[0] @ p["weight"].T
+                if "bias" in p:
+                    out = out + p["bias"]
+            elif n.op == "conv2d":
+                win = _windows(a[0], p["weight"].shape[2:], p["stride"], p["padding"], 0.0)
+                # (B, Ho, Wo, Co) -> (B, Co, Ho, Wo); tensordot hands the sum to BLAS
+                out = np.tensordot(win, p["weight"], axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+                if "bias" in p:
+                    out = out + p["bias"][:, None, None]
+                out = np.ascontiguousarray(out)
+            elif n.op == "avgpool2d":  # zero padding counts in the mean (torch's count_include_pad=True)
+                out = _windows(a[0], p["kernel"], p["stride"], p["padding"], 0.0).mean(axis=(4, 5))
+            elif n.op == "maxpool2d":  # padding never wins the max
+                out = _windows(a[0], p["kernel"], p["stride"], p["padding"], -np.inf).max(axis=(4, 5))
+            elif n.op == "flatten":
+                out = a[0].reshape(a[0].shape[0], -1)
+            elif n.op == "relu":
+                out = np.maximum(a[0], 0.0)
+            elif n.op == "relu1":
+                out = np.clip(a[0], 0.0, 1.0)
+                acts[n.name + RELU_PART] = np.maximum(a[0], 0.0)
+                acts[n.name + EXCESS] = np.maximum(a[0] - 1.0, 0.0)
+            elif n.op == "add":
+                out = a[0] + a[1]
+            else:
+                raise UnsupportedLayerError(f"node {n.name!r}: unknown operation {n.op!r}")
+            acts[n.name] = out
+        return acts
+
+    def save(self, path) -> Path:
+        """Write the graph to an ``.npz`` file (numpy arrays and a JSON description; no pickle): `load`
+        reads it back without torch."""
+        arrays, nodes = {}, []
+        for k, n in enumerate(self.nodes):
+            attrs = {}
+            for key, v in n.params.items():
+                if isinstance(v, np.ndarray):
+                    arrays[f"{k}/{key}"] = v
+                else:
+                    attrs[key] = list(v) if isinstance(v, tuple) else v
+            nodes.append(dict(name=n.name, op=n.op, inputs=list(n.inputs), params=attrs,
+                              arrays=[key for key, v in n.params.items() if isinstance(v, np.ndarray)]))
+        header = dict(format=GRAPH_FORMAT, output=self.output, input_shape=list(self.input_shape), nodes=nodes)
+        path = Path(path)
+        with open(path, "wb") as fh:  # a file object: numpy would otherwise append .npz to other names
+            np.savez(fh, __graph__=np.array(json.dumps(header)), **arrays)
+        return path
 
     def summary(self) -> str:
         lines = [f"{'node':24s} {'op':10s} {'inputs':24s} shape"]
         for n in self.nodes:
             lines.append(f"{n.name:24s} {n.op:10s} {','.join(n.inputs):24s} {n.shape}")
         return "\n".join(lines)
+
+
+def _windows(x, kernel, stride, padding, fill):
+    """Sliding windows (B, C, Ho, Wo, kh, kw) of ``x`` (B, C, H, W) padded with ``fill`` (a view)."""
+    ph, pw = padding
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    win = np.lib.stride_tricks.sliding_window_view(x, tuple(kernel), axis=(2, 3))
+    return win[:, :, ::stride[0], ::stride[1]]
+
+
+# --- graphs from numpy arrays (no torch) ------------------------------------------------------------
+
+#: Version of `LayerGraph.save`'s file layout.
+GRAPH_FORMAT = 1
+#: Parameters of each operation: (array parameters, other parameters with their defaults); None:
+#: the stride of a pooling defaults to its kernel.
+_PARAMS = {
+    "input": ((), {}),
+    "linear": (("weight", "bias"), {}),
+    "conv2d": (("weight", "bias"), {"stride": 1, "padding": 0}),
+    "avgpool2d": ((), {"kernel": None, "stride": None, "padding": 0}),
+    "maxpool2d": ((), {"kernel": None, "stride": None, "padding": 0}),
+    "flatten": ((), {}), "relu": ((), {}), "relu1": ((), {}), "add": ((), {}),
+}
+
+
+def from_nodes(nodes: list[Node], input_shape, output: str | None = None) -> LayerGraph:
+    """A LayerGraph from nodes given as numpy arrays, without torch.
+
+    The first node is the input (``op="input"``, no inputs); every other node names earlier nodes
+    as its inputs (two for ``add``, one otherwise). ``output`` defaults to the last node. Parameters,
+    in torch's layouts: ``linear`` ``weight`` (out, in) and optional ``bias`` (out,), on a flat
+    input; ``conv2d`` ``weight`` (C_out, C_in, kh, kw), optional ``bias`` (C_out,), ``stride`` (1)
+    and ``padding`` (0); ``avgpool2d`` / ``maxpool2d`` ``kernel``, ``stride`` (the kernel) and
+    ``padding`` (0); sizes as an int or a pair. ``input_shape`` excludes the batch dimension. The
+    nodes are copied (arrays as float64) and their shapes inferred; a node that does not fit raises
+    UnsupportedLayerError naming it.
+    """
+    input_shape = tuple(int(d) for d in input_shape)
+    if not nodes or nodes[0].op != "input":
+        raise UnsupportedLayerError("the first node must be the input (op 'input')")
+    built: list[Node] = []
+    shapes: dict[str, tuple] = {}
+    for n in nodes:
+        where = f"node {n.name!r} ({n.op})"
+        if n.op not in _PARAMS:
+            raise UnsupportedLayerError(f"{where}: unknown operation; supported: {', '.join(OPS)}")
+        if n.name in shapes:
+            raise UnsupportedLayerError(f"{where}: another node has this name")
+        if n.op == "input" and built:
+            raise UnsupportedLayerError(f"{where}: graphs with several inputs are not supported")
+        arity = {"input": 0, "add": 2}.get(n.op, 1)
+        if len(n.inputs) != arity:
+            raise UnsupportedLayerError(f"{where}: takes {arity} input(s), got {list(n.inputs)}")
+        missing = [i for i in n.inputs if i not in shapes]
+        if missing:
+            raise UnsupportedLayerError(f"{where}: input(s) {missing} are not earlier nodes")
+        arrays, others = _PARAMS[n.op]
+        unknown = set(n.params) - set(arrays) - set(others)
+        if unknown:
+            raise UnsupportedLayerError(f"{where}: unknown parameter(s) {sorted(unknown)}; "
+                                        f"{n.op} takes {sorted(arrays + tuple(others))}")
+        params = {k: np.array(n.params[k], dtype=np.float64) for k in arrays if n.params.get(k) is not None}
+        for k, default in others.items():
+            v = n.params.get(k, default)
+            if v is None and k == "stride":
+                v = params["kernel"]
+            if v is None:
+                raise UnsupportedLayerError(f"{where}: parameter {k!r} is missing")
+            try:
+                params[k] = _pair(v)
+            except (TypeError, ValueError):
+                params[k] = ()
+            if len(params[k]) != 2:
+                raise UnsupportedLayerError(f"{where}: parameter {k!r} must be an int or a pair, got {v!r}")
+        node = Node(n.name, n.op, list(n.inputs), params)
+        node.shape = input_shape if n.op == "input" else _output_shape(node, [shapes[i] for i in n.inputs], where)
+        shapes[n.name] = node.shape
+        built.append(node)
+    output = built[-1].name if output is None else output
+    if output not in shapes:
+        raise UnsupportedLayerError(f"output {output!r} is not a node of the graph")
+    graph = LayerGraph(built, output)
+    _check_finite(graph)
+    return graph
+
+
+def sequential(input_shape, layers) -> LayerGraph:
+    """A chain of layers from numpy arrays, without torch: ``layers`` holds operation names or
+    ``(op, params)`` pairs, as in `from_nodes`. Nodes are named by position ("0", "1", ...), as
+    `from_torch` names the layers of an ``nn.Sequential`` without dropout or batch norm. Example::
+
+        sequential((1, 8, 8), [("conv2d", {"weight": w1, "bias": b1, "padding": 1}), "relu",
+                               ("maxpool2d", {"kernel": 2}), "flatten", ("linear", {"weight": w2})])
+    """
+    nodes = [Node("input", "input", [])]
+    for k, layer in enumerate(layers):
+        op, params = (layer, {}) if isinstance(layer, str) else layer
+        nodes.append(Node(str(k), op, [nodes[-1].name], dict(params)))
+    return from_nodes(nodes, input_shape)
+
+
+def load(path) -> LayerGraph:
+    """Read a graph written by `LayerGraph.save` (no torch, no pickle)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            header = json.loads(str(f["__graph__"]))
+            arrays = {k: f[k] for k in f.files if k != "__graph__"}
+    except FileNotFoundError:
+        raise BioconvError(f"graph file {str(path)!r} does not exist") from None
+    except (OSError, ValueError, KeyError) as err:
+        raise BioconvError(f"graph file {str(path)!r} is not a saved LayerGraph: {type(err).__name__}: {err}") from None
+    if header.get("format") != GRAPH_FORMAT:
+        raise BioconvError(f"graph file {str(path)!r} has format {header.get('format')!r}; this bioconv reads "
+                           f"format {GRAPH_FORMAT}")
+    nodes = [Node(d["name"], d["op"], d["inputs"], {**d["params"], **{k: arrays[f"{i}/{k}"] for k in d["arrays"]}})
+             for i, d in enumerate(header["nodes"])]
+    return from_nodes(nodes, header["input_shape"], header["output"])
+
+
+def _output_shape(n: Node, inputs: list[tuple], where: str) -> tuple:
+    """Shape of node ``n``'s output from its inputs' shapes, or UnsupportedLayerError naming it."""
+    s = inputs[0] if inputs else ()
+    p = n.params
+    if n.op == "linear":
+        w = p["weight"]
+        if w.ndim != 2 or len(s) != 1 or s[0] != w.shape[1]:
+            raise UnsupportedLayerError(f"{where}: weight {w.shape} (out, in) does not fit its input of shape {s} "
+                                        f"(a linear layer takes a flat input: flatten first)")
+        if "bias" in p and p["bias"].shape != (w.shape[0],):
+            raise UnsupportedLayerError(f"{where}: bias {p['bias'].shape} does not fit weight {w.shape}")
+        return (w.shape[0],)
+    if n.op in ("conv2d", "avgpool2d", "maxpool2d"):
+        if len(s) != 3:
+            raise UnsupportedLayerError(f"{where}: needs an input of shape (C, H, W), got {s}")
+        if n.op == "conv2d":
+            w = p["weight"]
+            if w.ndim != 4 or w.shape[1] != s[0]:
+                raise UnsupportedLayerError(f"{where}: weight {w.shape} (C_out, C_in, kh, kw) does not fit its "
+                                            f"input of shape {s}")
+            if "bias" in p and p["bias"].shape != (w.shape[0],):
+                raise UnsupportedLayerError(f"{where}: bias {p['bias'].shape} does not fit weight {w.shape}")
+            channels, kernel = w.shape[0], w.shape[2:]
+        else:
+            channels, kernel = s[0], p["kernel"]
+        size = [(s[1 + d] + 2 * p["padding"][d] - kernel[d]) // p["stride"][d] + 1 for d in (0, 1)]
+        # torch's limit on padding for pooling: a window never lies wholly in the padding
+        pad_max = [k // 2 for k in kernel] if n.op != "conv2d" else [np.inf, np.inf]
+        if (min(kernel) < 1 or min(p["stride"]) < 1 or min(p["padding"]) < 0 or min(size) < 1
+                or any(pd > m for pd, m in zip(p["padding"], pad_max))):
+            raise UnsupportedLayerError(f"{where}: kernel {tuple(kernel)}, stride {p['stride']} and padding "
+                                        f"{p['padding']} do not fit an input of shape {s}")
+        return (channels, *size)
+    if n.op == "flatten":
+        return (int(np.prod(s)),)
+    if n.op == "add" and inputs[0] != inputs[1]:
+        raise UnsupportedLayerError(f"{where}: adds inputs of different shapes {inputs[0]} and {inputs[1]}")
+    return s
 
 
 # --- torch import ----------------------------------------------------------------------------------
@@ -104,8 +294,9 @@ def from_torch(model, input_shape) -> LayerGraph:
     clip(0, 1)), MaxPool2d, AvgPool2d, Flatten,
     Dropout and Identity (dropped), residual addition. Anything else raises UnsupportedLayerError
     naming the node and its type. ``input_shape`` excludes the batch dimension, e.g. (1, 28, 28).
+    Needs torch (MissingDependencyError without it).
     """
-    import torch
+    torch = require_torch("bioconv.graph.from_torch (importing a torch network)")
     import torch.fx
     from torch import nn
 
@@ -259,9 +450,11 @@ def _fold_batchnorm(nodes, source, bn, where):
 
 
 def _infer_shapes(graph, input_shape):
-    acts = graph.forward(np.zeros((1,) + input_shape))
+    shapes = {}
     for n in graph.nodes:
-        n.shape = tuple(acts[n.name].shape[1:])
+        where = f"node {n.name!r} ({n.op})"
+        n.shape = input_shape if n.op == "input" else _output_shape(n, [shapes[i] for i in n.inputs], where)
+        shapes[n.name] = n.shape
 
 
 def _check_finite(graph):

@@ -6,6 +6,9 @@
 
 The cache lives in $BIOCONV_CACHE (default ~/.cache/bioconv)/zoo; a model is a state dict loaded
 with ``torch.load(..., weights_only=True)`` plus a JSON file with its training record.
+
+The networks are torch modules, so building, training and loading them needs torch (imported on
+first use: `import bioconv` works without it, and these functions then raise MissingDependencyError).
 """
 from __future__ import annotations
 
@@ -15,10 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from . import data
+from .optional import require_torch
 
 ZOO_VERSION = 2  # bump when an architecture or its training changes: old caches are then ignored
 
@@ -30,6 +32,7 @@ def cache_dir() -> Path:
 
 
 def mlp() -> nn.Module:
+    nn = require_torch("bioconv.zoo.mlp").nn
     return nn.Sequential(
         nn.Flatten(),
         nn.Linear(784, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.2),
@@ -39,6 +42,7 @@ def mlp() -> nn.Module:
 
 
 def convnet() -> nn.Module:
+    nn = require_torch("bioconv.zoo.convnet").nn
     return nn.Sequential(
         nn.Conv2d(1, 12, 5, bias=False), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(12, 64, 5, bias=False), nn.ReLU(), nn.MaxPool2d(2),
@@ -67,6 +71,7 @@ def record(name: str) -> dict:
 
 
 def _get(name: str, retrain: bool) -> nn.Module:
+    torch = require_torch(f"bioconv.zoo.{name}")
     build, hyper = _ARCHS[name]
     weights = cache_dir() / f"{name}-v{ZOO_VERSION}.pt"
     model = build()
@@ -84,6 +89,8 @@ def _get(name: str, retrain: bool) -> nn.Module:
 def train(model: nn.Module, split: data.Split, *, seed: int, epochs: int, lr: float, weight_decay: float,
           batch_size: int = 64) -> dict:
     """Seeded Adam training with a cosine learning-rate schedule; returns the training record."""
+    torch = require_torch("bioconv.zoo.train")
+    nn = torch.nn
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     for m in model.modules():
@@ -114,12 +121,14 @@ def train(model: nn.Module, split: data.Split, *, seed: int, epochs: int, lr: fl
 
 def _augment(xb: torch.Tensor, rng) -> torch.Tensor:
     """Random shifts of up to 2 pixels: the subset is small, and shifts are what MNIST varies by."""
+    torch = require_torch("bioconv.zoo")
     dx, dy = rng.integers(-2, 3, size=2)
     return torch.roll(xb, shifts=(int(dy), int(dx)), dims=(2, 3))
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    torch = require_torch("bioconv.zoo.accuracy")
     model.eval()
-    pred = model(torch.from_numpy(x)).argmax(1).numpy()
+    with torch.no_grad():
+        pred = model(torch.from_numpy(x)).argmax(1).numpy()
     return float((pred == y).mean())
