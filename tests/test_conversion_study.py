@@ -4,12 +4,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from bioconv import cli, data, zoo
 from bioconv.errors import BioconvError
 from bioconv.study import conversion_error
+
+# The zoo and the study's stand-in networks are torch modules; the data loaders need no torch.
+NO_TORCH = "torch is not installed: this test trains or converts torch networks (the Python 3.12 lane runs without torch)"
 
 
 def test_mnist_subset_split_is_fixed_stratified_and_shuffled():
@@ -47,6 +48,7 @@ def test_idx_reader_round_trip_and_errors(tmp_path):
 
 
 def test_zoo_training_is_reproducible():
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
     split = data.mnist_subset()
     small = data.Split(split.x_train[:256], split.y_train[:256], split.x_test[:64], split.y_test[:64], "tiny")
     states = []
@@ -59,11 +61,15 @@ def test_zoo_training_is_reproducible():
 
 
 def _tiny_mlp():
+    import torch
+    from torch import nn
     torch.manual_seed(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 20), nn.ReLU(), nn.Linear(20, 10)).eval()
 
 
 def _tiny_convnet():
+    import torch
+    from torch import nn
     torch.manual_seed(1)
     return nn.Sequential(nn.Conv2d(1, 2, 5, stride=3, bias=False), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                          nn.Linear(2 * 4 * 4, 10, bias=False)).eval()
@@ -71,6 +77,7 @@ def _tiny_convnet():
 
 @pytest.mark.slow
 def test_cli_conversion_study_writes_results(tmp_path, monkeypatch):
+    pytest.importorskip("torch", reason=NO_TORCH)
     monkeypatch.setattr(conversion_error, "NETWORKS", {"mlp": _tiny_mlp, "convnet": _tiny_convnet})
     monkeypatch.setattr(conversion_error.zoo, "record", lambda name: {"stand_in": name})
     config = tmp_path / "config.toml"

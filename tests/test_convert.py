@@ -1,13 +1,18 @@
 """Converter: import, composition into populations, per-layer equivalence with the ANN, bad input."""
 import numpy as np
 import pytest
-import torch
 from brian2 import Hz, mV, ms, pF, second
-from torch import nn
 
-from bioconv import graph as G
-from bioconv.converter import convert, load_weights
-from bioconv.errors import BioconvError, ParameterError
+# Every test here imports or builds torch networks. Without torch (the Python 3.12 lane, `make test312`)
+# the module is skipped as a whole; test_graph.py covers graphs built from numpy on both lanes.
+torch = pytest.importorskip("torch", reason="torch is not installed: these tests import torch networks "
+                                            "(the Python 3.12 lane runs without torch)")
+from torch import nn  # noqa: E402
+
+import networks  # noqa: E402
+from bioconv import graph as G  # noqa: E402
+from bioconv.converter import convert, load_weights  # noqa: E402
+from bioconv.errors import BioconvError, ParameterError  # noqa: E402
 
 
 
@@ -69,6 +74,39 @@ def test_import_matches_torch_and_populations_compose_exactly():
     # The residual population's input from the first ReLU merges the identity path and conv c2.
     res = pops[2]
     assert len(res.projections) == 1 and res.projections[0].source == pops[1].name
+
+
+def test_numpy_forward_pass_matches_torch_in_double_precision():
+    """The graph's numpy forward pass against torch's own (float64): asymmetric kernels, strides and
+    padding, overlapping max pooling with padding, average pooling with padding, folded batch norm."""
+    m = nn.Sequential(nn.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 2)), nn.BatchNorm2d(3), nn.ReLU(),
+                      nn.MaxPool2d(3, stride=2, padding=1), nn.AvgPool2d((2, 3), stride=1, padding=(1, 1)),
+                      nn.Hardtanh(0, 1), nn.Flatten(), nn.Linear(84, 4))
+    _randomize_bn(m[1])
+    m = m.double().eval()
+    g = G.from_torch(m, (2, 9, 11))
+    assert [n.shape for n in g.nodes][1:] == [(3, 5, 14), (3, 5, 14), (3, 3, 7), (3, 4, 7), (3, 4, 7), (84,), (4,)]
+    x = np.random.default_rng(0).normal(size=(5, 2, 9, 11))
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x)).numpy()
+        hidden = m[:5](torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(g.forward(x)[g.output], ref, rtol=0, atol=1e-12)
+    assert (hidden > 1).any() and (hidden < 1).any()  # the clamp is active on both sides of 1
+
+
+def test_stored_test_networks_are_their_torch_originals():
+    """tests/data holds what from_torch makes of the seeded modules of tests/networks.py: the
+    simulation tests that load them (also without torch) run the networks they were written for.
+    After a change to from_torch or to a module, rewrite the files with `python tests/networks.py`."""
+    for name, (_, _, shape) in networks.MODULES.items():
+        ref, got = G.from_torch(networks.torch_module(name), shape), networks.graph(name)
+        assert got.output == ref.output, name
+        assert [(n.name, n.op, n.inputs, n.shape) for n in got.nodes] == \
+               [(n.name, n.op, n.inputs, n.shape) for n in ref.nodes], name
+        for a, b in zip(ref.nodes, got.nodes):
+            assert a.params.keys() == b.params.keys(), (name, a.name)
+            for k in a.params:
+                assert np.array_equal(a.params[k], b.params[k]), f"{name}: node {a.name!r}, {k!r} differs"
 
 
 @pytest.mark.parametrize("layer, message", [

@@ -22,9 +22,10 @@ def _pyproject():
 
 
 def _pins_py311() -> dict:
-    """canonical name -> SpecifierSet of the dependencies that apply on Python 3.11."""
+    """canonical name -> SpecifierSet of the Python 3.11 stack: the dependencies that apply on 3.11 and
+    the torch extra (`make test` installs both; environment.yml is that stack)."""
     pins = {}
-    for line in _pyproject()["dependencies"]:
+    for line in _pyproject()["dependencies"] + _pyproject()["optional-dependencies"]["torch"]:
         req = Requirement(line)
         if req.marker is None or req.marker.evaluate(PY311):
             name = canonicalize_name(req.name)
@@ -125,3 +126,28 @@ def test_installed_version_satisfies_pin(package):
         pytest.fail(f"{package} is pinned ({spec}) but not installed")
     # A local label (torch's "+cpu") satisfies "==2.13.0": PEP 440 ignores it for such specifiers.
     assert spec.contains(installed, prereleases=True), f"{package} {installed} does not satisfy {spec}"
+
+
+def test_torch_is_an_extra_not_a_dependency():
+    """torch for Python 3.12 is a download of several GB: bioconv must install without it."""
+    deps = {canonicalize_name(Requirement(line).name) for line in _pyproject()["dependencies"]}
+    extra = [Requirement(line) for line in _pyproject()["optional-dependencies"]["torch"]]
+    assert "torch" not in deps
+    assert [canonicalize_name(r.name) for r in extra] == ["torch"]
+
+
+def test_installed_packages_satisfy_the_pins_of_this_python():
+    """On either lane (3.11: brian2 2.7.1; >= 3.12: brian2 2.10.1), every dependency whose marker applies
+    here is installed at a version its pin allows."""
+    checked = []
+    for line in _pyproject()["dependencies"]:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            installed = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            pytest.fail(f"{req} applies to this Python ({sys.version.split()[0]}) but is not installed")
+        assert req.specifier.contains(installed, prereleases=True), f"{req.name} {installed} does not satisfy {req}"
+        checked.append(canonicalize_name(req.name))
+    assert {"brian2", "brian2cuda", "numpy"} <= set(checked)

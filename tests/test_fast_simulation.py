@@ -1,5 +1,8 @@
 """Compile once, run many (`bioconv.simulate.runner`): the same spikes on every device and batch size,
-Poisson statistics that agree across devices, clean build folders, and a CUDA build without a GPU."""
+Poisson statistics that agree across devices, clean build folders, and a CUDA build without a GPU.
+
+The networks are numpy LayerGraphs (tests/networks.py: those torch made of seeded modules), so these
+tests run without torch, on both Brian2 pins."""
 from __future__ import annotations
 
 import os
@@ -8,10 +11,9 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from brian2 import get_device, ms, second
-from torch import nn
 
+import networks
 from bioconv.converter import convert
 from bioconv.errors import ParameterError
 from bioconv.simulate.devices import curand_dirs, simulation_device
@@ -24,9 +26,7 @@ DT = 0.1 * ms
 @pytest.fixture(scope="module")
 def small_convnet():
     # conv (padding) -> ReLU -> max-pool gate -> avg-pool -> linear with bias: every population kind.
-    torch.manual_seed(3)
-    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.AvgPool2d(2), nn.Flatten(),
-                          nn.Linear(12, 4), nn.ReLU(), nn.Linear(4, 3)).eval()
+    model = networks.graph("small_convnet")
     x = np.random.default_rng(3).random((40, 1, 8, 8))
     return model, x
 
@@ -162,8 +162,7 @@ def test_cuda_project_builds_without_a_gpu(tmp_path):
         pytest.skip("CUDA build test: nvcc is missing (no CUDA toolkit on PATH or in /usr/local/cuda)")
     if curand_dirs() is None and not os.path.exists("/usr/local/cuda/include/curand.h"):
         pytest.skip("CUDA build test: curand headers are missing (pip install 'nvidia-curand>=10.4,<10.5')")
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 3)).eval()  # few code objects: nvcc takes ~10 s per object here
+    model = networks.graph("single_linear")  # Linear(6, 3): few code objects, nvcc takes ~10 s per object here
     snn = convert(model, np.random.default_rng(0).random((50, 6)))
     with CompiledNetwork(snn.mapped, 4, duration=20 * ms, dt=DT, device="cuda", directory=tmp_path / "cuda") as net:
         assert net.kind == "cuda"
@@ -367,9 +366,7 @@ def test_static_states_are_folded_and_still_reset():
 def test_presentations_of_a_bias_free_network_match_runtime():
     """The reference ConvNet's layers have no bias: folded perfect integrators, counted per
     presentation; counts equal those of one sample per runtime run."""
-    torch.manual_seed(5)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                          nn.Linear(36, 5, bias=False), nn.ReLU(), nn.Linear(5, 3, bias=False)).eval()
+    model = networks.graph("bias_free_convnet")  # conv, ReLU, max pool, flatten, linear, ReLU, linear; no bias
     x = np.random.default_rng(5).random((20, 1, 8, 8))
     snn = convert(model, x)
     with CompiledNetwork(snn.mapped, 1, duration=T, dt=DT, device="runtime") as net:
