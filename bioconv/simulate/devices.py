@@ -4,7 +4,8 @@ Brian2 keeps the device as global state; `simulation_device` scopes it so that c
 several simulations in one process (studies, tests) leaves Brian2 as it found it.
 
 Devices: ``"runtime"`` (Brian2's numpy target: no compiler, slow per step), ``"cpp"``
-(cpp_standalone: the simulation compiled to C++, OpenMP threads) and ``"cuda"`` (brian2cuda's
+(bioconv's own standalone device, `bioconv.simulate.standalone`: Brian2's C++ standalone device with
+the code generation a converted network needs; OpenMP threads) and ``"cuda"`` (brian2cuda's
 cuda_standalone: the simulation compiled to CUDA with nvcc). The standalone devices either build
 and run on ``network.run`` (``build_on_run=True``) or leave the build to the caller, who compiles
 once and runs the binary many times with new values (`bioconv.simulate.runner`).
@@ -22,6 +23,7 @@ import numpy as np
 from brian2 import defaultclock, device, ms, prefs, set_device
 
 from ..errors import ParameterError
+from .standalone import NAME as CPP_DEVICE  # registers bioconv's device with Brian2
 
 DEVICES = ("runtime", "cpp", "cuda")
 
@@ -96,7 +98,7 @@ def simulation_device(kind: str = "cpp", *, dt=None, threads: int | None = None,
                 n = default_threads() if threads is None else int(threads)
                 # One thread is plain serial code: OpenMP with a single thread only adds its overhead.
                 prefs.devices.cpp_standalone.openmp_threads = n if n > 1 else 0
-                set_device("cpp_standalone", directory=str(folder), build_on_run=build_on_run, with_output=False)
+                set_device(CPP_DEVICE, directory=str(folder), build_on_run=build_on_run, with_output=False)
             else:
                 configure_cuda(**(cuda or {}))
                 set_device("cuda_standalone", directory=str(folder), build_on_run=build_on_run, with_output=False)

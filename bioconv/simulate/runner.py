@@ -32,13 +32,11 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from brian2.codegen.cpp_prefs import get_compiler_and_args
 from brian2 import Hz, Network, Synapses, TimedArray, amp, get_device, prefs, second, seed as brian_seed
 
 from ..mapping import MappedNetwork
 from .devices import available_cores, check_device, simulation_device
 from .network import build, input_values, set_inputs
-from .standalone_project import edit_project
 
 # Estimated peak memory per synapse and per neuron of a standalone build. The simulation binary
 # holds about 58 bytes per synapse (indices, weight, delay, spike-queue entries; measured with `ps`
@@ -175,7 +173,7 @@ class CompiledNetwork:
         self.run_seconds = 0.0  # wall time spent in runs (standalone: starting the binary, loading, writing)
         self.sim_seconds = 0.0  # simulation loops (standalone: Brian2's own timer), summed over processes
         self._in_flight = Counter()  # run_args files -> runs of the binary reading them
-        self.project_edits: dict[str, int] = {}  # cpp: what `edit_project` changed in the generated code
+        self.project_edits: dict[str, int] = {}  # cpp: what bioconv's device optimized (`optimizations`)
         self._stack = ExitStack()
         try:
             self.folder = self._stack.enter_context(simulation_device(
@@ -202,9 +200,8 @@ class CompiledNetwork:
         if self.kind != "cpp":
             dev.build(directory=str(self.folder), compile=True, run=False, with_output=False)
             return
-        dev.build(directory=str(self.folder), compile=False, run=False, with_output=False)
-        self.project_edits = edit_project(Path(self.folder), compile_jobs=available_cores())
-        dev.compile_source(str(self.folder), get_compiler_and_args()[0], False, False)
+        dev.build(directory=str(self.folder), compile=True, run=False, with_output=False)
+        self.project_edits = dict(dev.optimizations)
         _release_build_memory(dev)
 
     def __enter__(self):
@@ -325,8 +322,9 @@ class CompiledNetwork:
                 self._in_flight[path] += 1
                 files.append(path)
             cmd.append(f"{name}={string_value}")
+        # Synapses arrays that no code changes during a run are not written back (nobody reads them here)
         env = dict(os.environ, **prefs["devices.cpp_standalone.run_environment_variables"],
-                   **dev.run_environment_variables)
+                   **dev.run_environment_variables, BIOCONV_SKIP_STATIC_OUTPUT="1")
         stdout = open(results / "stdout.txt", "w")
         proc = subprocess.Popen(cmd, cwd=folder, stdout=stdout, stderr=subprocess.STDOUT, env=env)
         return _Launch(proc, results, b, files, stdout)
