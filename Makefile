@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test,torch]'
 	touch $(STAMP)
 
-# pyenv's python3.12 shim refuses to run until a version is selected; without pyenv, a plain python3.12.
-PYTHON312 ?= $(if $(shell command -v pyenv 2>/dev/null),PYENV_VERSION=3.12.1 python3.12,python3.12)
+# pyenv's python3.12 shim refuses to run until a version is selected (pyenv exec: also when its shims
+# are not on PATH); without pyenv, a plain python3.12.
+PYTHON312 ?= $(if $(shell command -v pyenv 2>/dev/null),PYENV_VERSION=3.12.1 pyenv exec python3.12,python3.12)
 VENV312 := .venv312
 STAMP312 := $(VENV312)/.installed
 
