@@ -11,3 +11,7 @@ class ModelError(BioconvError, ValueError):
 
 class ParameterError(BioconvError, ValueError):
     """A physical parameter is missing, unit-less, of the wrong dimension or out of range."""
+
+
+class RunTimeLimitError(BioconvError, TimeoutError):
+    """A launched simulation binary ran past its wall-time limit and was killed."""

@@ -35,6 +35,7 @@ import numpy as np
 from brian2 import Hz, Network, Synapses, TimedArray, amp, get_device, prefs, second, seed as brian_seed
 
 from ..mapping import MappedNetwork
+from . import limits
 from .devices import available_cores, check_device, simulation_device
 from .network import build, input_values, set_inputs
 
@@ -67,6 +68,7 @@ class _Launch:
     b: int
     files: list
     stdout: IO
+    started: float  # time.monotonic() at the launch: the run's wall-time limit counts from here
 
 
 def network_size(net: MappedNetwork) -> tuple[int, int]:
@@ -148,13 +150,17 @@ class CompiledNetwork:
     ``seed`` seeds Brian2's random numbers (Poisson inputs); on the standalone devices it is part of
     the build, so each seed needs its own `CompiledNetwork`. ``presentations``: samples shown one
     after another to each copy per run (standalone devices, spiking encoders, spike readouts).
+    ``run_limit``: wall-time limit of each run of the cpp binary in seconds (None:
+    `limits.default_limit`, $BIOCONV_RUN_LIMIT); a run past it is killed and raises `RunTimeLimitError`.
     """
 
     def __init__(self, net: MappedNetwork, n_copies: int, *, duration, dt, encoder: str = "regular",
                  device: str = "cpp", seed: int = 0, threads: int | None = None, float32: bool = False,
-                 record_output_every=None, directory=None, cuda: dict | None = None, presentations: int = 1):
+                 record_output_every=None, directory=None, cuda: dict | None = None, presentations: int = 1,
+                 run_limit: float | None = None):
         self.net, self.B, self.encoder, self.seed = net, int(n_copies), encoder, seed
         self.K = int(presentations)
+        self.run_limit = limits.check_limit(run_limit, "CompiledNetwork: run_limit")
         if self.K > 1 and (device == "runtime" or encoder == "current" or net.readout == "potential"):
             raise ValueError("presentations > 1 needs a standalone device, a spiking encoder and a spike readout")
         self.steps = int(round(float(duration / dt)))
@@ -278,8 +284,7 @@ class CompiledNetwork:
                 t0 = time.perf_counter()
         finally:
             for launch in pending:  # the caller stopped early, or a run failed: stop the others
-                launch.proc.kill()
-                self._finish(launch)
+                self._finish(launch, stop=True)
 
     def _run_here(self, x_rates) -> BatchOutput:
         """One run through Brian2 itself: runtime (store/restore) or brian2cuda's device.run."""
@@ -326,21 +331,27 @@ class CompiledNetwork:
         env = dict(os.environ, **prefs["devices.cpp_standalone.run_environment_variables"],
                    **dev.run_environment_variables, BIOCONV_SKIP_STATIC_OUTPUT="1")
         stdout = open(results / "stdout.txt", "w")
+        started = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=folder, stdout=stdout, stderr=subprocess.STDOUT, env=env)
-        return _Launch(proc, results, b, files, stdout)
+        return _Launch(proc, results, b, files, stdout, started)
 
-    def _finish(self, launch: "_Launch") -> int:
-        rc = launch.proc.wait()
-        launch.stdout.close()
-        for path in launch.files:  # run_args files: removed once no running process reads them
-            self._in_flight[path] -= 1
-            if self._in_flight[path] == 0:
-                path.unlink(missing_ok=True)
-        return rc
+    def _finish(self, launch: "_Launch", stop: bool = False) -> int:
+        """Wait for a run within its wall-time limit (``stop``: kill it first) and release its files."""
+        try:
+            if stop:
+                launch.proc.kill()
+                return launch.proc.wait()
+            return limits.wait(launch.proc, self.run_limit, self.folder, started=launch.started)
+        finally:
+            launch.stdout.close()
+            for path in launch.files:  # run_args files: removed once no running process reads them
+                self._in_flight[path] -= 1
+                if self._in_flight[path] == 0:
+                    path.unlink(missing_ok=True)
 
     def _collect(self, launch: "_Launch") -> BatchOutput:
-        rc = self._finish(launch)
         try:
+            rc = self._finish(launch)
             if rc:
                 log = (launch.results / "stdout.txt").read_text()[-2000:]
                 raise RuntimeError(f"the compiled network's run failed (exit code {rc}; project "
