@@ -174,7 +174,7 @@ class SNN:
         ``memory_budget`` bytes (default: a quarter of the RAM, at most 8 GiB); when samples run in
         sequence, at most about 32,000 neurons per run (`SEQUENTIAL_NEURONS`). ``presentations``:
         samples shown one after another to each copy within one run of the compiled binary, states
-        reset in between (standalone devices, spiking encoders, spike readouts; None = one run per
+        reset in between (standalone devices; None = one run per
         parallel process and round, `RUN_ROUNDS`, each run's start-up then shared by many samples,
         within the memory budget for records and the clock-alignment limit). ``float32``:
         single-precision state variables. With several ``seeds`` (Poisson encoding) each sample runs
@@ -191,7 +191,7 @@ class SNN:
         if y.ndim != 1 or len(x) != len(y) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_out:
             raise BioconvError(f"SNN.evaluate: labels must be integers in [0, {n_out}) of shape ({len(x)},), got "
                                f"dtype {y.dtype}, shape {y.shape}")
-        sequential = device != "runtime" and encoder != "current" and self.mapped.readout != "potential"
+        sequential = device != "runtime"
         # cpp: the runs go in parallel processes, one per core (Brian2 propagates spikes on one thread
         # whatever the OpenMP setting); each process holds its own network, so each gets a share of
         # the memory budget. OpenMP threads only use the cores that runs leave idle.
@@ -211,27 +211,30 @@ class SNN:
         if presentations is not None and (int(presentations) != presentations or presentations < 1):
             raise ParameterError(f"SNN.evaluate: presentations must be a positive integer, got {presentations!r}")
         if presentations is not None and presentations > 1 and not sequential:
-            raise ParameterError("SNN.evaluate: presentations > 1 needs device 'cpp' or 'cuda', a spiking encoder "
-                                 f"and a spike readout (got {device!r}, {encoder!r}, {self.mapped.readout!r})")
+            raise ParameterError(f"SNN.evaluate: presentations > 1 needs device 'cpp' or 'cuda', got {device!r}")
         t0 = time.perf_counter()
         targets = self.target_rates(x)
         names = [p.name for p in self.mapped.populations]
         n_pres = -(-len(x) // batch)  # presentations needed in all
         auto_presentations = presentations is None
+        sample_every = duration / time_points if self.mapped.readout == "potential" else None
         if auto_presentations:
             # Two rounds of runs per worker: each run of the binary costs a start-up (loading the
             # network), and longer runs came out slower per sample (ConvNet, 1000 digits on 2 cores:
             # 4 runs of 250 samples 33.9 s, 2 runs of 500 35.6 s; bench/README.md).
             presentations = max(1, -(-n_pres // (RUN_ROUNDS * workers))) if sequential else 1
             # Samples in sequence record the output's spikes (about 64 bytes each, binary and Python
-            # side) and every other neuron's count (16 bytes): keep the records of the runs in flight
-            # within half the memory budget.
+            # side), every other neuron's count (16 bytes) and, for the potential readout, the output's
+            # membrane samples (16 bytes): keep the records of the runs in flight within half the
+            # memory budget.
             out_rates = targets.get(names[-1])
             out_spikes = 0.0 if out_rates is None else float(np.sum(out_rates)) / len(x) * float(duration)
             per_sample = out_spikes * 64 + network_size(self.mapped)[0] * 16
+            if self.mapped.readout == "potential":
+                per_sample += n_out * (time_points + 1) * 16
             budget = (default_memory_budget() if memory_budget is None else int(memory_budget)) / 2 / workers
             presentations = max(1, min(presentations, int(budget // max(per_sample * batch, 1.0))))
-            presentations = min(presentations, aligned_presentations(duration, dt, presentations))
+            presentations = min(presentations, aligned_presentations(duration, dt, presentations, sample_every))
         presentations = min(int(presentations), n_pres)
         if presentations > 1:
             runs = -(-len(x) // (batch * presentations))

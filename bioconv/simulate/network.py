@@ -29,12 +29,19 @@ class BuiltNetwork:
     n_copies: int
     output_state: StateMonitor | None = None
     input_vars: dict = None  # population name -> the variable the inputs set ('rate' or 'I_bias')
-    input_table: TimedArray | None = None  # presentations > 1: input rates per presentation (K, B*n_input)
+    # presentations > 1: population name -> TimedArray (K, B*size) of what `input_values` gives for
+    # it, one row per presentation (the input rates, or the first layers' bias currents)
+    input_tables: dict = None
     presentations: int = 1
     # presentations > 1: population name -> StateMonitor of the group's `spike_count` at the start of
     # every presentation, before it is cleared (every population but the output, whose spike times
     # are recorded)
     counters: dict = None
+    # presentations > 1, potential readout: the output's V at the start of every presentation,
+    # before the reset (the previous presentation's final V), and the output_state samples per
+    # presentation
+    final_state: StateMonitor | None = None
+    samples_per_presentation: int = 0
 
 
 def input_group(n: int, encoder: str, rates_hz: np.ndarray | None, name: str,
@@ -101,30 +108,34 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     monitors to read. ``record_times="output"`` records spike times only in the output layer (the
     other monitors keep per-neuron counts, ``monitor.count``: less work and memory per spike).
     ``presentations`` K > 1 presents K samples one after another to every copy in one run, each for
-    ``period``, with every state variable reset to its initial value between them: the input rates
-    then come from ``BuiltNetwork.input_table`` (K, B*n_input; first row ``x_rates``, the rest
-    silent until set), the output's spike times must be split by presentation, and every other
-    population's counts per presentation come from ``BuiltNetwork.counters`` (spiking encoders and
-    spike readouts only). The inputs can change later without rebuilding: `input_values` gives the
-    new values of the variables named in ``BuiltNetwork.input_vars``.
+    ``period``, with every state variable reset to its initial value between them: the inputs then
+    come from ``BuiltNetwork.input_tables`` (K, B*size per population; every row ``x_rates``'s
+    values until set), the output's spike times must be split by presentation, and every other
+    population's counts per presentation come from ``BuiltNetwork.counters``. With the potential
+    readout, ``record_output_every`` must divide ``period``: ``output_state`` then holds
+    ``samples_per_presentation`` samples per presentation and ``final_state`` each presentation's
+    final V. The inputs can change later without rebuilding: `input_values` gives the new values of
+    the variables named in ``BuiltNetwork.input_vars``.
     """
     if encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
     B = len(x_rates)
     K = int(presentations)
-    if K > 1 and (encoder == "current" or net.readout == "potential" or period is None):
-        raise ValueError("presentations > 1 needs a spiking encoder, a spike readout and the period")
+    if K > 1 and period is None:
+        raise ValueError("presentations > 1 needs the period")
+    samples = samples_per_presentation(period, record_output_every) if K > 1 and net.readout == "potential" else 0
     groups, spikes, objects = {}, {}, []
     input_pop = net.populations[0]
     inputs = input_values(net, x_rates, encoder)
     input_vars = {}
-    table = None
+    # One row per presentation, read when a presentation starts (a TimedArray looked up at t = k*period
+    # gives row k): all of a run's inputs travel as one run_args table per population.
+    tables = {name: TimedArray(np.tile(v, (K, 1)) * (amp if encoder == "current" else Hz), dt=period,
+                               name="input_rates" if encoder != "current" else f"input_bias_{_safe(name)}")
+              for name, v in inputs.items()} if K > 1 else {}
+    table = tables.get(input_pop.name)
     resets = []  # (group or synapses, code): run at the start of every presentation when K > 1
     if encoder != "current":
-        if K > 1:
-            values = np.zeros((K, B * input_pop.size))
-            values[0] = inputs[input_pop.name]
-            table = TimedArray(values * Hz, dt=period, name="input_rates")
         groups[input_pop.name] = input_group(B * input_pop.size, encoder, inputs[input_pop.name], "pop_input",
                                              table=table, count_spikes=K > 1)
         input_vars[input_pop.name] = "rate"
@@ -158,7 +169,13 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
                                 fold_static_states=True,
                                 **net.synapse_params, **params)
         groups[p.name] = g
-        resets.append((g, models.rest_state_code(g) + ("\nspike_count = 0" if counting else "")))
+        reset = models.rest_state_code(g) + ("\nspike_count = 0" if counting else "")
+        if p.name in tables and encoder == "current":
+            # The presentation's currents, set once when it starts: cheaper than a table lookup per
+            # neuron and step, and I_bias stays the variable that K = 1 runs set.
+            g.namespace[tables[p.name].name] = tables[p.name]
+            reset += f"\nI_bias = {tables[p.name].name}(t, i)"
+        resets.append((g, reset))
         refractory = bool(np.any(np.asarray(params.get("tau_ref", 1.0)) > 0))
         for k, q in enumerate(p.projections):
             if q.source == input_pop.name and encoder == "current":
@@ -199,15 +216,31 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             spikes[name] = SpikeMonitor(g, record=record_times == "all" or name == out_name,
                                         name=f"spikes_{_safe(name)}")
     objects += list(groups.values()) + list(spikes.values()) + list(counters.values())
-    state = None
+    state = final = None
     if net.readout == "potential":
         out = groups[net.populations[-1].name]
         state = StateMonitor(out, "v", record=True, dt=record_output_every)
         objects.append(state)
+        if K > 1:
+            # Sampled as the counters are, before the reset: the V each presentation ends with.
+            final = StateMonitor(out, "v", record=True, dt=period, when="start", order=-1, name="final_v")
+            objects.append(final)
     if K > 1:
         for k, (obj, code) in enumerate(resets):
             objects.append(obj.run_regularly(code, dt=period, when="start", name=f"rest_{k}_{obj.name}"))
-    return BuiltNetwork(objects, groups, spikes, B, state, input_vars, table, K, counters)
+    return BuiltNetwork(objects, groups, spikes, B, state, input_vars, tables, K, counters, final, samples)
+
+
+def samples_per_presentation(period, every) -> int:
+    """How many membrane samples (one every ``every``) fall in each presentation of ``period``: the
+    samples of a run of presentations can be split by presentation only if ``every`` divides it."""
+    if every is None:
+        raise ValueError("presentations > 1 with the potential readout needs record_output_every")
+    n = int(round(float(period / every)))
+    if n < 1 or abs(n * float(every) - float(period)) > 1e-9 * float(period):
+        raise ValueError(f"presentations > 1 with the potential readout needs record_output_every ({every}) to "
+                         f"divide the presentation's duration ({period})")
+    return n
 
 
 def _maxpool_gate(p, B, groups, objects, count_spikes=False) -> NeuronGroup:

@@ -9,7 +9,8 @@ rewound with ``store``/``restore`` between batches.
 On the standalone devices a run can also present K samples one after another to each of the B
 copies (``presentations=K``), every state reset between them: the binary then starts, loads its
 connectivity and writes its results once per K*B samples instead of once per B, which is most of the
-cost of a run for a large network. The rates of all K presentations travel as one TimedArray.
+cost of a run for a large network. The inputs of all K presentations (rates, or the first layers'
+currents) travel as one TimedArray per population.
 
 On ``cpp``, `CompiledNetwork.run_many` runs several batches at once as separate processes of the
 same binary (Brian2 applies synaptic events on one thread even with OpenMP, so processes are what
@@ -37,7 +38,7 @@ from brian2 import Hz, Network, Synapses, TimedArray, amp, get_device, prefs, se
 from ..mapping import MappedNetwork
 from . import limits
 from .devices import available_cores, check_device, simulation_device
-from .network import build, input_values, set_inputs
+from .network import build, input_values, samples_per_presentation, set_inputs
 
 # Estimated peak memory per synapse and per neuron of a standalone build. The simulation binary
 # holds about 58 bytes per synapse (indices, weight, delay, spike-queue entries; measured with `ps`
@@ -92,14 +93,39 @@ def network_size(net: MappedNetwork) -> tuple[int, int]:
 _CLOCK_EPSILON = 1e-14
 
 
-def aligned_presentations(duration, dt, limit: int = 100_000) -> int:
+def aligned_presentations(duration, dt, limit: int = 100_000, sample_every=None) -> int:
     """The largest K <= ``limit`` for which every presentation start k*duration (k < K) falls in the
-    same scheduling step as step k*steps of the network's clock, in double precision."""
+    same scheduling step as step k*steps of the network's clock, in double precision.
+
+    ``sample_every``: a membrane monitor's interval, which divides ``duration`` (potential readout).
+    Its j-th sample in presentation k must then see the state of the same step, counted from the
+    presentation's start, as its j-th sample in the first presentation."""
     T, step = float(duration), float(dt)
     steps = int(round(T / step))
     k = np.arange(int(limit), dtype=np.int64)
-    bad = np.flatnonzero(np.abs(k * T - (k * steps) * step) > _CLOCK_EPSILON)
+    bad = np.abs(k * T - (k * steps) * step) > _CLOCK_EPSILON
+    if sample_every is not None:
+        every = float(sample_every)
+        n = max(1, int(round(T / every)))
+        j = np.arange(1, n, dtype=np.int64)  # the sample at a presentation's start is not read
+        first = _step_seen(j * every, step)
+        chunk = max(1, 2 ** 20 // n)  # presentations per pass: K x n samples can be many
+        for lo in range(0, len(k), chunk):
+            kk = k[lo:lo + chunk]
+            seen = _step_seen((kk[:, None] * n + j[None, :]) * every, step) - kk[:, None] * steps
+            bad[kk] |= np.any(seen != first[None, :], axis=1)
+    bad = np.flatnonzero(bad)
     return int(bad[0]) if len(bad) else int(limit)
+
+
+def _step_seen(t: np.ndarray, step: float) -> np.ndarray:
+    """The network step whose start state a monitor sampling at times ``t`` (when="start") records:
+    the first step s with s*step >= t - epsilon (cpp_standalone runs clocks within epsilon together,
+    and a clock ahead of the network's by more runs after that step)."""
+    s = np.maximum(np.floor(t / step).astype(np.int64) - 1, 0)
+    for _ in range(3):  # from at most two steps below
+        s += s * step < t - _CLOCK_EPSILON
+    return s
 
 
 def default_memory_budget() -> int:
@@ -149,9 +175,10 @@ class CompiledNetwork:
     Use as a context manager (or call `close`): it holds Brian2's device and its build folder.
     ``seed`` seeds Brian2's random numbers (Poisson inputs); on the standalone devices it is part of
     the build, so each seed needs its own `CompiledNetwork`. ``presentations``: samples shown one
-    after another to each copy per run (standalone devices, spiking encoders, spike readouts).
-    ``run_limit``: wall-time limit of each run of the cpp binary in seconds (None:
-    `limits.default_limit`, $BIOCONV_RUN_LIMIT); a run past it is killed and raises `RunTimeLimitError`.
+    after another to each copy per run (standalone devices; with the potential readout,
+    ``record_output_every`` must divide ``duration``). ``run_limit``: wall-time limit of each run
+    of the cpp binary in seconds (None: `limits.default_limit`, $BIOCONV_RUN_LIMIT); a run past it
+    is killed and raises `RunTimeLimitError`.
     """
 
     def __init__(self, net: MappedNetwork, n_copies: int, *, duration, dt, encoder: str = "regular",
@@ -161,16 +188,20 @@ class CompiledNetwork:
         self.net, self.B, self.encoder, self.seed = net, int(n_copies), encoder, seed
         self.K = int(presentations)
         self.run_limit = limits.check_limit(run_limit, "CompiledNetwork: run_limit")
-        if self.K > 1 and (device == "runtime" or encoder == "current" or net.readout == "potential"):
-            raise ValueError("presentations > 1 needs a standalone device, a spiking encoder and a spike readout")
+        if self.K > 1 and device == "runtime":
+            raise ValueError("presentations > 1 needs a standalone device ('cpp' or 'cuda')")
         self.steps = int(round(float(duration / dt)))
         if self.K > 1 and abs(self.steps * float(dt) - float(duration)) > 1e-9 * float(duration):
             raise ValueError(f"presentations > 1 needs a duration that is a whole number of steps ({duration}, {dt})")
         self.dt = float(dt)
-        aligned = aligned_presentations(duration, dt, self.K) if self.K > 1 else 1
+        sample_every = record_output_every if net.readout == "potential" else None
+        if self.K > 1 and sample_every is not None:
+            samples_per_presentation(duration, sample_every)  # refuses samples that straddle presentations
+        aligned = aligned_presentations(duration, dt, self.K, sample_every) if self.K > 1 else 1
         if self.K > aligned:
-            raise ValueError(f"presentations={self.K}: beyond {aligned} presentations of {duration} at dt = {dt}, the resets between them would drift off "
-                             f"the network's steps (float rounding); use fewer presentations per run")
+            raise ValueError(f"presentations={self.K}: beyond {aligned} presentations of {duration} at dt = {dt}, the resets between them "
+                             f"(or the membrane samples, every {record_output_every}) would drift off the network's steps "
+                             f"(float rounding); use fewer presentations per run")
         self.kind = check_device(device, "CompiledNetwork")
         _claim_device()
         self._claimed = True
@@ -242,9 +273,10 @@ class CompiledNetwork:
 
     def _run_args(self, padded: np.ndarray) -> dict:
         """What a standalone run sets on the command line: the inputs of all copies and presentations."""
-        if self.K > 1:
-            return {self.built.input_table: padded.reshape(self.K, -1) * Hz}
         values = input_values(self.net, padded, self.encoder)
+        if self.K > 1:  # sample s = k*B + copy: row k of each table holds presentation k's B copies
+            unit = amp if self.encoder == "current" else Hz
+            return {table: values[name].reshape(self.K, -1) * unit for name, table in self.built.input_tables.items()}
         return {getattr(self.built.groups[name], var): values[name] * (Hz if var == "rate" else amp)
                 for name, var in self.built.input_vars.items()}
 
@@ -401,7 +433,8 @@ class CompiledNetwork:
 
     def _read_presentations(self, b: int) -> BatchOutput:
         """Split a run of K presentations into samples (s = k*B + copy): counts from each group's
-        spike counter, sampled before every presentation's reset; output spikes by their times."""
+        spike counter, sampled before every presentation's reset; output spikes by their times; the
+        output's membrane samples by presentation, and its final V from the samples before each reset."""
         counts, out = {}, self.net.populations[-1]
         for p in self.net.populations:
             if p.name in self.built.counters:
@@ -414,11 +447,22 @@ class CompiledNetwork:
                 continue
             mon = self.built.spikes[p.name]
             i, t = np.asarray(mon.i), np.asarray(mon.t / second)
-            k = np.rint(t / self.dt).astype(np.int64) // self.steps  # presentation of each spike
+            step = np.rint(t / self.dt).astype(np.int64)
+            k = step // self.steps  # presentation of each spike
             sample = k * self.B + i // p.size
             flat = sample * p.size + i % p.size
             counts[p.name] = np.bincount(flat, minlength=self.capacity * p.size).reshape(self.capacity, p.size)[:b]
             if p is out:
                 keep = sample < b
-                spikes = (sample[keep], (i % p.size)[keep], (t - k * self.steps * self.dt)[keep])
-        return BatchOutput(counts, *spikes, None, None)
+                # times from the presentation's start as a run of its own stamps them: step * dt
+                spikes = (sample[keep], (i % p.size)[keep], ((step - k * self.steps) * self.dt)[keep])
+        out_v = final_v = None
+        if self.built.output_state is not None:
+            n = self.built.samples_per_presentation
+            v = np.asarray(self.built.output_state.v)[:, :self.K * n]  # (B*n_out, K*n), presentation after presentation
+            out_v = v.reshape(self.B, out.size, self.K, n).transpose(2, 0, 1, 3).reshape(self.capacity, out.size, n)[:b]
+            before = np.asarray(self.built.final_state.v)  # (B*n_out, K): at each presentation's start
+            last = np.asarray(self.built.groups[out.name].v)
+            ends = np.concatenate([before[:, 1:self.K], last[:, None]], axis=1)
+            final_v = ends.reshape(self.B, out.size, self.K).transpose(2, 0, 1).reshape(self.capacity, out.size)[:b]
+        return BatchOutput(counts, *spikes, out_v, final_v)
