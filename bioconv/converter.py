@@ -17,7 +17,7 @@ from .optional import require_torch
 from .simulate.devices import check_device, default_threads
 from .simulate.network import ENCODERS
 from .simulate.runner import (BatchOutput, CompiledNetwork, aligned_presentations, batch_for_budget,
-                              default_memory_budget, network_size)
+                              default_memory_budget, network_size, run_steps)
 from .units import check_quantity
 
 
@@ -265,7 +265,7 @@ class SNN:
                 for k, out in zip(starts, compiled.run_many(batches, workers=workers)):
                     for name, c in out.counts.items():
                         counts[s][name].append(c)
-                    readout_scores[s].append(self._scores(out, times))
+                    readout_scores[s].append(self._scores(out, times, step))
                     bar.update(min(per_run, len(x) - k))
                 run_s += compiled.run_seconds
                 sim_s += compiled.sim_seconds
@@ -296,8 +296,9 @@ class SNN:
                 deg += (p.pool_groups >= 0)
         return deg
 
-    def _scores(self, out: BatchOutput, times) -> np.ndarray:
-        """Readout score (b, n_times, n_out): higher wins."""
+    def _scores(self, out: BatchOutput, times, dt) -> np.ndarray:
+        """Readout score (b, n_times, n_out) at each of ``times`` (s), what a run of that duration
+        at step ``dt`` (s) would read: higher wins."""
         n_out = self.mapped.populations[-1].size
         b = len(next(iter(out.counts.values()))) if out.counts else len(out.final_v)
         if self.mapped.readout == "potential":
@@ -305,16 +306,21 @@ class SNN:
             v = np.concatenate([out.out_v[:, :, 1:len(times)], out.final_v[:, :, None]], axis=2)
             return np.transpose(v, (0, 2, 1))
         sample, unit, t = out.out_sample, out.out_unit, out.out_t
+        # A spike is stamped with the start of the step it happened in: a run of duration tk holds
+        # the spikes of its run_steps(tk) steps, those stamped before tk.
+        spike_step = np.rint(t / dt)
+        ends = [run_steps(tk, dt) for tk in times]
         scores = np.zeros((b, len(times), n_out))
         if self.mapped.readout == "count":
-            for k, tk in enumerate(times):
-                sel = t <= tk + 1e-12
+            for k, end in enumerate(ends):
+                sel = spike_step < end
                 np.add.at(scores[:, k], (sample[sel], unit[sel]), 1)
         else:  # first_spike: earlier is better; no spike scores -inf
             first = np.full((b, n_out), np.inf)
             np.minimum.at(first, (sample, unit), t)
-            for k, tk in enumerate(times):
-                scores[:, k] = np.where(first <= tk, -first, -np.inf)
+            first_step = np.rint(first / dt)
+            for k, end in enumerate(ends):
+                scores[:, k] = np.where(first_step < end, -first, -np.inf)
         return scores
 
     def _metrics(self, x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step, scatter_points):

@@ -1,12 +1,13 @@
 """Samples one after another in one run of the compiled binary (presentations K > 1) give what one
-presentation per run gives, for every encoder and readout.
+presentation per run gives, for every encoder and readout; and the readout at time t of a run is
+what a separate run of duration t reads (`SNN.accuracy_vs_time`).
 
 The network is a numpy LayerGraph (tests/networks.py): no torch needed."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from brian2 import Hz, ms
+from brian2 import Hz, ms, second
 
 import networks
 from bioconv.converter import SNN, convert
@@ -90,3 +91,50 @@ def test_evaluate_runs_current_input_and_potential_readout_in_sequence():
     assert seq.settings["presentations"] > 1 and one.settings["presentations"] == 1
     np.testing.assert_array_equal(seq.predictions, one.predictions)
     np.testing.assert_equal(seq.layer_correlation, one.layer_correlation)
+
+
+# --- the readout at time t ------------------------------------------------------------------------
+
+STEP = 1 * ms  # coarse steps: many spikes fall on the time points
+T_SHORT = 8 * ms
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("presentations", [1, 3])
+def test_scores_at_time_t_are_those_of_a_run_of_duration_t(presentations):
+    """Every step is a time point: any output spike before the last step falls on one, where
+    counting spikes stamped at t itself would read one step ahead."""
+    snn = {r: _network(r, rate_max=500 * Hz) for r in ("count", "first_spike")}
+    x = _inputs(snn["count"], 5)
+    n = int(round(float(T_SHORT / STEP)))
+    times = np.linspace(float(T_SHORT) / n, float(T_SHORT), n)
+    if presentations == 1:
+        full = _run(snn["count"], x, device="runtime", batch=len(x), duration=T_SHORT, dt=STEP)
+    else:
+        full = _run(snn["count"], x, batch=2, presentations=presentations, duration=T_SHORT, dt=STEP)
+    steps = np.rint(full.out_t / float(STEP))
+    assert np.any((steps >= 1) & (steps < n)), "no output spike on a time point before the end: the test is blind"
+    for k, tk in enumerate(times[:-1]):
+        alone = _run(snn["count"], x, device="runtime", batch=len(x), duration=tk * second, dt=STEP)
+        for readout, net in snn.items():
+            np.testing.assert_array_equal(net._scores(full, times, float(STEP))[:, k],
+                                          net._scores(alone, [tk], float(STEP))[:, 0],
+                                          err_msg=f"{readout} readout at {tk * 1e3:g} ms")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("readout", ["count", "first_spike"])
+def test_accuracy_vs_time_matches_runs_of_each_duration(readout):
+    snn = _network(readout, rate_max=500 * Hz)
+    x = np.random.default_rng(6).random((6, 1, 8, 8))
+    y = snn.graph.forward(x)[snn.graph.output].reshape(len(x), -1).argmax(1)
+    kw = dict(dt=STEP, progress=False, threads=1)
+    n = int(round(float(T_SHORT / STEP)))  # every step: a decision made by a spike on a time point shows
+    curves = {K: snn.evaluate(x, y, duration=T_SHORT, time_points=n, device="runtime" if K == 1 else "cpp",
+                              batch=len(x) if K == 1 else 2, presentations=K, **kw) for K in (1, 3)}
+    for k, tk in enumerate(curves[1].times):
+        alone = snn.evaluate(x, y, duration=tk * second, time_points=1, device="runtime", batch=len(x), **kw)
+        for K, res in curves.items():
+            np.testing.assert_array_equal(res.predictions[:, k], alone.predictions[:, 0],
+                                          err_msg=f"K={K}, {readout} readout at {tk * 1e3:g} ms")
+            assert res.accuracy_vs_time[k] == alone.accuracy

@@ -34,6 +34,7 @@ from typing import IO
 
 import numpy as np
 from brian2 import Hz, Network, Synapses, TimedArray, amp, get_device, prefs, second, seed as brian_seed
+from brian2.core.clocks import Clock
 
 from ..mapping import MappedNetwork
 from . import limits
@@ -126,6 +127,14 @@ def _step_seen(t: np.ndarray, step: float) -> np.ndarray:
     for _ in range(3):  # from at most two steps below
         s += s * step < t - _CLOCK_EPSILON
     return s
+
+
+def run_steps(duration, dt) -> int:
+    """Steps that Brian2 simulates in a run of ``duration``: a whole number of steps up to its
+    rounding tolerance (Clock.epsilon_dt), else rounded up."""
+    T, step = float(duration), float(dt)
+    n = int(np.round(T / step))
+    return n if abs(n * step - T) <= Clock.epsilon_dt * step else int(np.ceil(T / step))
 
 
 def default_memory_budget() -> int:
