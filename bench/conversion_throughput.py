@@ -8,7 +8,10 @@ Brian2 way and against the ANN in torch, measured side by side in one run.
 - naive: Brian2's runtime (numpy) device, network built once, one sample per run with
   store/restore (`SNN.evaluate(device="runtime", batch=1)`), on the first ``--naive-n`` digits, once
   before and once after the compiled runs (their mean is the reference of the ratios);
-- ANN: the torch model's forward pass on the same ``--n`` digits (CPU).
+- ANN: the torch model's forward pass on the same ``--n`` digits (CPU);
+- ``--spikingjelly``: SpikingJelly 2.0.0's ann2snn (RateCodingRecipe, both max-pool variants) on the same
+  digits at rate_max x T steps (matched spike budget) and T / dt steps (matched time resolution); skipped
+  with a message when SpikingJelly is absent. bench/spikingjelly_compare.py is the full comparison.
 
 Writes bench/results/conversion_throughput.{md,csv} after every row (an interruption loses nothing).
 """
@@ -30,6 +33,7 @@ from bioconv.converter import convert  # noqa: E402
 from bioconv.simulate.devices import available_cores  # noqa: E402
 
 from _report import write  # noqa: E402
+import spikingjelly_compare  # noqa: E402
 
 NETWORKS = {"convnet": zoo.mnist_convnet, "mlp": zoo.mnist_mlp}
 
@@ -47,6 +51,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None,
                     help="cores for cpp: parallel runs, then OpenMP threads (default: all cores)")
     ap.add_argument("--batch", type=int, default=None, help="samples per run (default: from the memory budget)")
+    ap.add_argument("--spikingjelly", action="store_true",
+                    help="add SpikingJelly ann2snn rows (optional dependency, see bench/README.md)")
     args = ap.parse_args(argv)
     logging.getLogger("brian2").setLevel(logging.ERROR)
     naive_n = dict(zip(args.networks, args.naive_n * len(args.networks) if len(args.naive_n) == 1 else args.naive_n))
@@ -115,6 +121,11 @@ def main(argv=None):
         emit(dict(network=name, device="ANN (torch, CPU)", images=args.n, cores=torch.get_num_threads(),
                   batch=args.n, wall_s=ann_s, images_per_s=args.n / ann_s, x_naive=naive_per_image / (ann_s / args.n),
                   accuracy=float(np.mean(ann_pred == y)), convert_s=convert_s))
+        if args.spikingjelly:  # wall_s without the conversion, as above; convert_s is SpikingJelly's
+            for row in spikingjelly_compare.throughput_rows(name, model, split.x_train[:4000], x, y, T_ms=args.T,
+                                                            dt_ms=args.dt, naive_per_image=naive_per_image,
+                                                            threads=threads):
+                emit(row)
 
 
 if __name__ == "__main__":
