@@ -9,6 +9,12 @@ Brian2 way and against the ANN in torch, measured side by side in one run.
   store/restore (`SNN.evaluate(device="runtime", batch=1)`), on the first ``--naive-n`` digits, once
   before and once after the compiled runs (their mean is the reference of the ratios);
 - ANN: the torch model's forward pass on the same ``--n`` digits (CPU);
+- cpp, new process: the same shape evaluated again in a fresh process on half the digits, with Brian2's
+  build and compile replaced by errors: the compiled project must come from the cache (``build_s``);
+- ``--current-potential``: the ConvNet with ``encoder="current"`` and ``readout="potential"``
+  (SpikingJelly's like-for-like settings), as a ratio to the regular/count row;
+- every compiled project starts cold: a new, empty cache folder per run of this script (``--cache-dir``
+  to reuse one);
 - ``--spikingjelly``: SpikingJelly 2.0.0's ann2snn (RateCodingRecipe, both max-pool variants) on the same
   digits at rate_max x T steps (matched spike budget) and T / dt steps (matched time resolution); skipped
   with a message when SpikingJelly is absent. bench/spikingjelly_compare.py is the full comparison.
@@ -18,8 +24,12 @@ Writes bench/results/conversion_throughput.{md,csv} after every row (an interrup
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,7 +63,17 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=None, help="samples per run (default: from the memory budget)")
     ap.add_argument("--spikingjelly", action="store_true",
                     help="add SpikingJelly ann2snn rows (optional dependency, see bench/README.md)")
+    ap.add_argument("--current-potential", action="store_true",
+                    help="add a cpp row with encoder='current' and readout='potential' (ratio to regular/count)")
+    ap.add_argument("--cache-dir", type=Path, default=None,
+                    help="compiled-project cache (default: a new, empty one: every first compile is cold)")
+    ap.add_argument("--probe", default=None, help=argparse.SUPPRESS)  # the second process of the cache row
     args = ap.parse_args(argv)
+    if args.probe:
+        return probe(args)
+    if args.cache_dir is None:
+        args.cache_dir = Path(tempfile.mkdtemp(prefix="bioconv-bench-cache-"))
+    os.environ["BIOCONV_CACHE_DIR"] = str(args.cache_dir)
     logging.getLogger("brian2").setLevel(logging.ERROR)
     naive_n = dict(zip(args.networks, args.naive_n * len(args.networks) if len(args.naive_n) == 1 else args.naive_n))
     threads = available_cores() if args.threads is None else args.threads
@@ -105,13 +125,31 @@ def main(argv=None):
             res = snn.evaluate(x, y, duration=args.T * ms, dt=args.dt * ms, device=device, batch=args.batch,
                                threads=threads, float32=f32, progress=True)
             same = bool(np.array_equal(res.predictions[:m, -1], naive.predictions[:, -1]))
-            emit(dict(network=name, device=device + (" float32" if f32 else ""), images=args.n,
-                      cores=threads if device == "cpp" else 1, batch=res.settings["batch"],
-                      presentations=res.settings["presentations"], parallel_runs=res.settings["parallel_runs"],
-                      openmp_threads=res.settings["openmp_threads"], wall_s=res.wall_s,
-                      build_s=res.build_s, run_s=res.run_s, sim_loop_s=res.sim_s, images_per_s=args.n / res.wall_s,
-                      synaptic_events_per_s=res.synaptic_events / res.wall_s, accuracy=res.accuracy,
-                      agreement=res.agreement, convert_s=convert_s, decisions_equal_naive=same))
+            emit(_row(name, device + (" float32" if f32 else ""), args, res, threads, convert_s,
+                      decisions_equal_naive=same))
+            compiled.append(rows[-1])
+            if device == "cpp" and not f32:
+                regular_count = res
+                # the same shape again, in a new process, with another number of samples
+                half = max(1, args.n // 2)
+                out = subprocess.run([sys.executable, __file__, "--probe", name, "--n", str(half), "--T", str(args.T),
+                                      "--dt", str(args.dt), "--threads", str(threads)]
+                                     + (["--batch", str(args.batch)] if args.batch else []),
+                                     capture_output=True, text=True)
+                if out.returncode:
+                    raise RuntimeError(f"cache probe failed:\n{out.stderr[-3000:]}")
+                got = json.loads(out.stdout.strip().splitlines()[-1])
+                emit(dict(network=name, device=f"cpp, new process, {half} digits (cache hit: {got['cache_hit']})",
+                          images=half, cores=threads, batch=got["batch"], presentations=got["presentations"],
+                          wall_s=got["wall_s"], build_s=got["build_s"], images_per_s=half / got["wall_s"],
+                          accuracy=got["accuracy"], convert_s=got["convert_s"], optimizations="(as above)"))
+                compiled.append(rows[-1])
+        if args.current_potential and "cpp" in args.devices:
+            snn_v = convert(model, split.x_train[:4000], readout="potential")
+            res = snn_v.evaluate(x, y, duration=args.T * ms, dt=args.dt * ms, device="cpp", encoder="current",
+                                 batch=args.batch, threads=threads, progress=True)
+            emit(_row(name, "cpp, current input, potential readout", args, res, threads, convert_s,
+                      x_regular_count=res.wall_s / regular_count.wall_s))
             compiled.append(rows[-1])
         naive_after = run_naive("after")
         naive_per_image = (naive.wall_s + naive_after.wall_s) / (2 * m)
@@ -126,6 +164,43 @@ def main(argv=None):
                                                             dt_ms=args.dt, naive_per_image=naive_per_image,
                                                             threads=threads):
                 emit(row)
+
+
+def _row(name, device, args, res, threads, convert_s, **extra) -> dict:
+    opt = res.settings.get("optimizations") or {}
+    return dict(network=name, device=device, images=len(res.predictions), cores=threads if "cpp" in device else 1,
+                batch=res.settings["batch"], presentations=res.settings["presentations"],
+                parallel_runs=res.settings["parallel_runs"], openmp_threads=res.settings["openmp_threads"],
+                wall_s=res.wall_s, build_s=res.build_s, run_s=res.run_s, sim_loop_s=res.sim_s,
+                images_per_s=len(res.predictions) / res.wall_s,
+                synaptic_events_per_s=res.synaptic_events / res.wall_s, accuracy=res.accuracy,
+                agreement=res.agreement, convert_s=convert_s, cache_hit=any(res.settings.get("cache_hit") or []),
+                optimizations=" ".join(f"{k}={v}" for k, v in opt.items()), **extra)
+
+
+def probe(args):
+    """The second process of the cache row: convert again (deterministic), then evaluate the first
+    ``--n`` digits with Brian2's build and compile replaced by errors (a cache hit needs neither)."""
+    import brian2.devices.cpp_standalone.device as standalone
+
+    def refuse(*a, **k):
+        raise RuntimeError("the cache probe started a build or a compiler: not a cache hit")
+
+    standalone.CPPStandaloneDevice.build = refuse
+    standalone.CPPStandaloneDevice.compile_source = refuse
+    logging.getLogger("brian2").setLevel(logging.ERROR)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")  # shows the cache hit
+    split = data.mnist_subset()
+    t0 = time.perf_counter()
+    snn = convert(NETWORKS[args.probe](), split.x_train[:4000])
+    convert_s = time.perf_counter() - t0
+    x, y = split.x_test[:args.n], split.y_test[:args.n]
+    res = snn.evaluate(x, y, duration=args.T * ms, dt=args.dt * ms, device="cpp", batch=args.batch,
+                       threads=args.threads, progress=False)
+    print(json.dumps(dict(cache_hit=all(res.settings["cache_hit"]), build_s=res.build_s, wall_s=res.wall_s,
+                          accuracy=res.accuracy, batch=res.settings["batch"],
+                          presentations=res.settings["presentations"], convert_s=convert_s)))
+    return 0
 
 
 if __name__ == "__main__":

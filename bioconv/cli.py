@@ -1,9 +1,10 @@
-"""The `bioconv` command line: `bioconv models`, `bioconv study NAME`, `bioconv demo`."""
+"""The `bioconv` command line: `bioconv models`, `bioconv study NAME`, `bioconv demo`, `bioconv cache`."""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 
@@ -39,6 +40,26 @@ def _demo(args) -> int:
     return 0
 
 
+def _cache(args) -> int:
+    """The compiled-project cache: list its entries, clear it, or print its folder."""
+    from .simulate import cache
+    if args.action == "path":
+        print(cache.cache_root())
+        return 0
+    if args.action == "clear":
+        print(f"removed {cache.clear()} compiled project(s) from {cache.cache_root()}")
+        return 0
+    entries = cache.entries()
+    state = "on" if cache.enabled() else "off ($BIOCONV_CACHE)"
+    print(f"{cache.cache_root()}: {len(entries)} compiled project(s), "
+          f"{sum(e.size for e in entries) / 2 ** 20:.1f} MiB of {cache.max_bytes() / 2 ** 20:.0f} MiB; cache {state}")
+    for e in reversed(entries):  # most recently used first
+        m = e.manifest.get("summary", {})
+        print(f"  {e.key}  {e.size / 2 ** 20:7.1f} MiB  last used {time.strftime('%Y-%m-%d %H:%M', time.localtime(e.last_used))}"
+              f"  {m}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bioconv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +84,9 @@ def main(argv=None) -> int:
                        help="cores for the cpp device: that many runs at once, then OpenMP threads for the cores "
                             "left (default: all available cores, or $BIOCONV_THREADS)")
         p.set_defaults(func=fn)
+    p = sub.add_parser("cache", help="the cache of compiled projects: list, clear, path")
+    p.add_argument("action", choices=["list", "clear", "path"], nargs="?", default="list")
+    p.set_defaults(func=_cache)
     args = parser.parse_args(argv)
     # Brian2 reports each integration-method choice at INFO; keep the console for results.
     logging.getLogger("brian2").setLevel(logging.WARNING)

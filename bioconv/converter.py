@@ -128,8 +128,8 @@ class EvaluationResult:
 # per sample (measured on the MNIST ConvNet, 14,654 neurons per copy: 2 copies beat 4, 8 and 32;
 # bench/README.md).
 SEQUENTIAL_NEURONS = 32_000
-# Runs per parallel worker when samples run in sequence (see `SNN.evaluate`).
-RUN_ROUNDS = 2
+# Samples per run of the compiled binary when samples run in sequence (see `SNN.evaluate`).
+SAMPLES_PER_RUN = 256
 
 
 class SNN:
@@ -174,9 +174,11 @@ class SNN:
         ``memory_budget`` bytes (default: a quarter of the RAM, at most 8 GiB); when samples run in
         sequence, at most about 32,000 neurons per run (`SEQUENTIAL_NEURONS`). ``presentations``:
         samples shown one after another to each copy within one run of the compiled binary, states
-        reset in between (standalone devices; None = one run per
-        parallel process and round, `RUN_ROUNDS`, each run's start-up then shared by many samples,
-        within the memory budget for records and the clock-alignment limit). ``float32``:
+        reset in between (standalone devices; None = about `SAMPLES_PER_RUN` samples per run, each
+        run's start-up then shared by many, within the memory budget for records and the
+        clock-alignment limit). On ``cpp`` the compiled project comes from the project cache when a
+        call of the same shape compiled it before (`bioconv.simulate.cache`; copies and presentations
+        do not depend on the number of samples): ``settings['cache_hit']``. ``float32``:
         single-precision state variables. With several ``seeds`` (Poisson encoding) each sample runs
         once per seed, and the error of each layer's rates is split into bias and variance (FORMULAS §6).
         """
@@ -197,8 +199,11 @@ class SNN:
         # the memory budget. OpenMP threads only use the cores that runs leave idle.
         cores = default_threads() if threads is None else max(1, int(threads))
         workers = cores if device == "cpp" else 1
+        auto_batch = batch is None
         if batch is None:
-            batch = max(1, batch_for_budget(self.mapped, len(x), memory_budget) // workers)
+            # In sequence, copies come from the network and the memory budget alone (not from the number
+            # of samples), so that calls with other data reuse the same compiled project.
+            batch = max(1, batch_for_budget(self.mapped, 2 ** 62 if sequential else len(x), memory_budget) // workers)
             if sequential and (presentations is None or presentations > 1):
                 batch = min(batch, max(1, SEQUENTIAL_NEURONS // network_size(self.mapped)[0]))
         if int(batch) != batch or batch < 1 or int(time_points) != time_points or time_points < 1:
@@ -207,7 +212,11 @@ class SNN:
         seeds = tuple(seeds) if np.iterable(seeds) else (seeds,)
         if not seeds:
             raise ParameterError("SNN.evaluate: seeds must name at least one seed")
-        batch, time_points = min(int(batch), len(x)), int(time_points)
+        if sequential and auto_batch:
+            # fewer samples than full runs on every core: the next power of two that covers them (a few
+            # shapes per network, each reused by later calls; at most 2x padding)
+            batch = min(int(batch), 1 << (-(-len(x) // workers) - 1).bit_length())
+        batch, time_points = (int(batch) if sequential else min(int(batch), len(x))), int(time_points)
         if presentations is not None and (int(presentations) != presentations or presentations < 1):
             raise ParameterError(f"SNN.evaluate: presentations must be a positive integer, got {presentations!r}")
         if presentations is not None and presentations > 1 and not sequential:
@@ -218,30 +227,34 @@ class SNN:
         n_pres = -(-len(x) // batch)  # presentations needed in all
         auto_presentations = presentations is None
         sample_every = duration / time_points if self.mapped.readout == "potential" else None
-        if auto_presentations:
-            # Two rounds of runs per worker: each run of the binary costs a start-up (loading the
-            # network), and longer runs came out slower per sample (ConvNet, 1000 digits on 2 cores:
-            # 4 runs of 250 samples 33.9 s, 2 runs of 500 35.6 s; bench/README.md).
-            presentations = max(1, -(-n_pres // (RUN_ROUNDS * workers))) if sequential else 1
+        if auto_presentations and sequential:
+            # A run of the binary costs a start-up (loading the network): about SAMPLES_PER_RUN samples
+            # per run share it (ConvNet, 1000 digits on 2 cores: 4 runs of 250 samples beat 2 of 500;
+            # bench/README.md). B and K depend on the network, duration and memory, not on the data,
+            # so calls with other samples reuse the compiled project; only a call with fewer samples
+            # than one round of full runs takes the next powers of two that cover them.
+            presentations = max(1, SAMPLES_PER_RUN // batch)
+            fewer = -(-len(x) // (batch * workers))  # presentations that hold the data
+            if fewer < presentations:
+                presentations = 1 << (fewer - 1).bit_length()
             # Samples in sequence record the output's spikes (about 64 bytes each, binary and Python
-            # side), every other neuron's count (16 bytes) and, for the potential readout, the output's
-            # membrane samples (16 bytes): keep the records of the runs in flight within half the
-            # memory budget.
-            out_rates = targets.get(names[-1])
-            out_spikes = 0.0 if out_rates is None else float(np.sum(out_rates)) / len(x) * float(duration)
-            per_sample = out_spikes * 64 + network_size(self.mapped)[0] * 16
+            # side; at most rate_max x T per unit), every other neuron's count (16 bytes) and, for
+            # the potential readout, the output's membrane samples (16 bytes): keep the records of
+            # the runs in flight within half the memory budget.
+            per_sample = n_out * float(self.mapped.rate_max) * float(duration) * 64 + network_size(self.mapped)[0] * 16
             if self.mapped.readout == "potential":
                 per_sample += n_out * (time_points + 1) * 16
             budget = (default_memory_budget() if memory_budget is None else int(memory_budget)) / 2 / workers
             presentations = max(1, min(presentations, int(budget // max(per_sample * batch, 1.0))))
             presentations = min(presentations, aligned_presentations(duration, dt, presentations, sample_every))
-        presentations = min(int(presentations), n_pres)
-        if presentations > 1:
-            runs = -(-len(x) // (batch * presentations))
-            if auto_presentations:  # a whole number of rounds of parallel runs: no run alone at the end
-                runs = -(-runs // workers) * workers if runs > workers else runs
-                presentations = -(-n_pres // runs)
-            batch = -(-len(x) // (runs * presentations))  # the samples spread evenly: less silent padding
+        elif auto_presentations:
+            presentations = 1
+        else:  # as asked, within what the data needs, the samples spread evenly over the runs
+            presentations = min(int(presentations), n_pres)
+            if presentations > 1:
+                runs = -(-len(x) // (batch * presentations))
+                batch = -(-len(x) // (runs * presentations))
+        presentations = int(presentations)
         workers = min(workers, -(-len(x) // (batch * presentations)))
         omp_threads = max(1, cores // workers) if device == "cpp" else threads
         logits = self.graph.forward(x)[self.graph.output].reshape(len(x), -1)
@@ -255,12 +268,15 @@ class SNN:
         bar = tqdm(total=len(seeds) * len(x), desc=f"evaluate ({device}, {batch} copies x {presentations}"
                    + (f", {workers} runs at once" if workers > 1 else "") + ")", unit="sample", disable=not progress)
         build_s = run_s = sim_s = 0.0
+        cache_hits, optimizations = [], {}
         for s in seeds:
             tb = time.perf_counter()
             with CompiledNetwork(self.mapped, batch, duration=duration, dt=dt, encoder=encoder, device=device,
                                  seed=s, threads=omp_threads, float32=float32,
                                  record_output_every=duration / time_points, presentations=presentations) as compiled:
                 build_s += time.perf_counter() - tb
+                cache_hits.append(compiled.cache_hit)
+                optimizations = compiled.project_edits
                 batches = (targets[names[0]][k:k + per_run] for k in starts)
                 for k, out in zip(starts, compiled.run_many(batches, workers=workers)):
                     for name, c in out.counts.items():
@@ -277,7 +293,8 @@ class SNN:
                                      for name, c in counts[seeds[0]].items() if c)
         result.settings = dict(encoder=encoder, device=device, batch=batch, presentations=presentations,
                                parallel_runs=workers, openmp_threads=omp_threads if device == "cpp" else None,
-                               seeds=list(seeds), float32=bool(float32),
+                               seeds=list(seeds), float32=bool(float32), cache_hit=cache_hits,
+                               optimizations=optimizations,
                                rate_max_hz=float(self.mapped.rate_max), bias=self.mapped.bias,
                                reset=self.mapped.reset, synapse=self.mapped.synapse, readout=self.mapped.readout,
                                normalization=self.scales.method)

@@ -1,9 +1,22 @@
 """Test-wide settings."""
 import os
+import shutil
+import tempfile
 
 # Tests run in parallel workers (pytest -n 2): one OpenMP thread per simulation unless a test asks
 # for more, so that workers do not spin against each other at OpenMP barriers.
 os.environ.setdefault("BIOCONV_THREADS", "1")
+# Compiled projects go to a cache of this test session (shared by its workers, removed at the end),
+# not to the user's: every session starts from cold, and tests that need a fresh build still find one.
+_CACHE = None
+if "BIOCONV_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="bioconv-test-cache-")
+    os.environ["BIOCONV_CACHE_DIR"] = _CACHE
+
+
+def pytest_unconfigure(config):
+    if _CACHE is not None and not hasattr(config, "workerinput"):  # the controller, after its workers
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -78,7 +78,11 @@ def test_convnet_project_is_optimized_exactly_where_it_should_be():
         # thresholders: one per population (input included) and the bias source
         with CompiledNetwork(snn.mapped, 2, duration=10 * ms, dt=DT, encoder=encoder, device="cpp", threads=1) as net:
             opt = net.project_edits
-            n_pathways = sum(isinstance(o, Synapses) for o in net.network.objects)
+        # as bioconv.simulate.network.build connects them: each projection, one gate per max pool,
+        # and the bias source to every population with a non-zero bias weight
+        n_pathways = sum(1 if p.kind == "maxpool" else len(p.projections)
+                         + int(p.bias_weight is not None and np.any(np.asarray(p.bias_weight) != 0))
+                         for p in pops[1:])
         assert n_pathways >= 6
         assert opt["thresholds"] == len(pops) + 1
         assert opt["thresholds_blocked"] == blocked, (encoder, opt)
@@ -145,12 +149,13 @@ def test_blocked_threshold_gives_brians_spikes(tmp_path):
 
 
 @pytest.mark.slow
-def test_precompiled_header_is_used():
+def test_precompiled_header_is_used(monkeypatch):
     """The headers every generated source includes are compiled once: GCC reports the precompiled file
     as used ('!') when it compiles a code object of the project, and make never scans dependencies
     in a pass of its own (each object writes its .d file as it compiles)."""
     snn = convert(G.load(os.path.join(os.path.dirname(__file__), "data", "small_convnet.npz")),
                   np.random.default_rng(3).random((40, 1, 8, 8)))
+    monkeypatch.setenv("BIOCONV_CACHE", "off")  # built in its folder, not taken from the cache
     with CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=DT, device="cpp", threads=1) as net:
         assert (net.folder / f"{PCH}.gch").exists()
         assert not (net.folder / "make.deps").exists()
@@ -316,3 +321,80 @@ def test_static_synapse_arrays_not_written_by_launches_but_plastic_ones_are(tmp_
         assert not any("plastic_u" in n for n in skipped)
         u = np.fromfile(next(launched.glob("*plastic_u*")), dtype=np.float64)
         np.testing.assert_array_equal(u, [5, 5])
+
+
+def test_a_run_past_its_wall_time_limit_fails_naming_the_project(tmp_path, monkeypatch):
+    """Brian2's own run path (simulation_device with build_on_run) kills a binary that outlives
+    $BIOCONV_RUN_LIMIT and raises an error naming the project, within the limit plus 5 s."""
+    import time
+    from bioconv.errors import RunTimeLimitError
+    folder = tmp_path / "slow"
+    with simulation_device("cpp", dt=DT, threads=1, directory=folder, build_on_run=False):
+        g = NeuronGroup(1000, "dv/dt = -v / (10*ms) : 1", method="exact")
+        Network(g).run(10000 * brian2.second)  # 10^8 steps of 1000 neurons: far longer than the limit
+        dev = get_device()
+        dev.build(directory=str(folder), compile=True, run=False, with_output=False)
+        monkeypatch.setenv("BIOCONV_RUN_LIMIT", "1.5")
+        started = time.monotonic()
+        with pytest.raises(RunTimeLimitError, match=re.escape(str(folder))):
+            dev.run(str(folder), with_output=False)
+        assert time.monotonic() - started < 1.5 + 5
+        assert prefs.devices.cpp_standalone.run_cmd_unix == "./main"  # restored
+
+
+def test_delete_removes_what_the_device_built_and_nothing_is_missing(tmp_path):
+    """Brian2's ``device.delete`` (its test_delete_code_data / test_delete_directory) also deletes what
+    only this device's build writes (per-object .d files, merged units, the precompiled header), and
+    neither misses nor warns about (brian2 >= 2.10) what Brian2's build writes and this one does not
+    (make.deps, the objects of merged code objects): the project folder goes, without a warning."""
+    from brian2.utils.logger import catch_logs
+    for whole_folder in (False, True):
+        folder = tmp_path / f"p{whole_folder}"
+        with simulation_device("cpp", dt=DT, threads=1, directory=folder, build_on_run=False):
+            g = NeuronGroup(10, "dv/dt = (2 - v) / (10*ms) : 1", threshold="v > 1", reset="v = 0", method="exact",
+                            name="g")
+            s = Synapses(g, g, "w : 1", on_pre="v_post += w", name="s")
+            s.connect(j="i")
+            Network(g, s, SpikeMonitor(g)).run(1 * ms)
+            dev = get_device()  # with_output: else Brian2 leaves results/stdout.txt, which it does not delete
+            dev.build(directory=str(folder), compile=True, run=True, with_output=True)
+            opt = dev.optimizations
+            assert opt["code_objects_merged"] > 1 and opt["precompiled_header_includes"] > 0
+            assert (folder / f"{PCH}.gch").exists() and (folder / "code_objects" / f"{UNIT}_0.d").exists()
+            with catch_logs() as logs:
+                dev.delete(code=True, data=True, directory=whole_folder)
+            assert logs == []
+            if whole_folder:
+                assert not folder.exists()
+            else:
+                assert os.listdir(folder / "code_objects") == [] and os.listdir(folder / "results") == []
+                assert not list(folder.glob("*.d")) and not list(folder.glob(f"{PCH}*"))
+
+
+def test_a_launch_reseeds_as_a_build_with_that_seed(tmp_path):
+    """With $BIOCONV_SEED = s, a project built with another seed draws the random numbers of a build
+    seeded with s (one compiled project serves every seed); without it, its own seed's."""
+    def build(folder, seed):
+        with simulation_device("cpp", dt=DT, threads=1, directory=folder, build_on_run=False):
+            g = NeuronGroup(50, "p : 1", threshold="rand() < p", name="g")
+            g.p = 0.05
+            mon = SpikeMonitor(g, name="mon")
+            brian2.seed(seed)
+            Network(g, mon).run(20 * ms)
+            dev = get_device()
+            dev.build(directory=str(folder), compile=True, run=False, with_output=False)
+            return dev.get_array_filename(mon.variables["i"])
+
+    def spikes(folder, name, env_seed=None):
+        out = folder / f"out_{env_seed}"
+        out.mkdir()
+        env = dict(os.environ, **({"BIOCONV_SEED": str(env_seed)} if env_seed is not None else {}))
+        subprocess.run(["./main", "--results_dir", f"{out}/"], cwd=folder, check=True, env=env, capture_output=True)
+        return np.fromfile(out / name, dtype=np.int32)
+
+    name = build(tmp_path / "s0", 0)
+    build(tmp_path / "s5", 5)
+    own5 = spikes(tmp_path / "s5", name)
+    assert len(own5) > 20
+    np.testing.assert_array_equal(spikes(tmp_path / "s0", name, env_seed=5), own5)
+    assert not np.array_equal(spikes(tmp_path / "s0", name), own5)

@@ -109,10 +109,11 @@ def test_compile_once_leaves_nothing_behind(small_convnet, tmp_path, monkeypatch
     rates = snn.target_rates(x[:6])[snn.mapped.populations[0].name]
     with CompiledNetwork(snn.mapped, 2, duration=10 * ms, dt=DT, device="cpp", threads=1) as net:
         folder = net.folder
-        static = set(os.listdir(folder / "static_arrays"))
+        project = sorted(p.relative_to(net.project) for p in net.project.rglob("*"))
         for k in range(0, 6, 2):
             net.run(rates[k:k + 2])
-        assert set(os.listdir(folder / "static_arrays")) == static  # run_args files removed after each run
+        assert sorted(p.relative_to(net.project) for p in net.project.rglob("*")) == project  # no run writes into it
+        assert not any(name.startswith("run-") for name in os.listdir(folder))  # each run's folder removed
         with pytest.raises(ValueError, match="built for 1..2"):
             net.run(rates)
     assert not folder.exists()
@@ -227,12 +228,12 @@ def test_parallel_runs_give_the_same_counts_and_clean_up(small_convnet, tmp_path
     rates = snn.target_rates(x[:14])[snn.mapped.populations[0].name]
     with CompiledNetwork(snn.mapped, 2, duration=T, dt=DT, device="cpp", threads=1, presentations=2) as net:
         batches = [rates[k:k + net.capacity] for k in range(0, len(rates), net.capacity)]  # 4 runs, last one padded
-        static = set(os.listdir(net.folder / "static_arrays"))
+        project = sorted(p.relative_to(net.project) for p in net.project.rglob("*"))
         one_by_one = [net.run(b) for b in batches]
         parallel = list(net.run_many(batches, workers=2))
         assert net.runs == 8 and net.sim_seconds > 0
-        assert set(os.listdir(net.folder / "static_arrays")) == static  # run_args files removed
-        assert not any(name.startswith("results-") for name in os.listdir(net.folder))
+        assert sorted(p.relative_to(net.project) for p in net.project.rglob("*")) == project  # no run writes into it
+        assert not any(name.startswith("run-") for name in os.listdir(net.folder))  # each run's folder removed
     assert len(parallel) == len(one_by_one) == 4
     for a, b in zip(one_by_one, parallel):
         for name in a.counts:

@@ -80,7 +80,7 @@ def test_a_compiled_network_that_outlives_its_limit_raises(monkeypatch):
         monkeypatch.setattr(runner.subprocess, "Popen", popen)
         rates = np.full((1, 6), float(snn.mapped.rate_max))
         t0 = time.monotonic()
-        with pytest.raises(RunTimeLimitError, match=re.escape(str(net.folder))):
+        with pytest.raises(RunTimeLimitError, match=re.escape(str(net.project))):
             net.run(rates)
         assert time.monotonic() - t0 < LIMIT_S + GRACE_S
     assert len(launched) == 1 and launched[0].poll() is not None  # the binary was killed

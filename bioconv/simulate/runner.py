@@ -21,12 +21,14 @@ A last, smaller batch is padded with silent samples (zero rates), whose results 
 from __future__ import annotations
 
 import gc
+import json
+import logging
 import os
 import shutil
 import subprocess
 import tempfile
 import time
-from collections import Counter, deque
+from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +39,12 @@ from brian2 import Hz, Network, Synapses, TimedArray, amp, get_device, prefs, se
 from brian2.core.clocks import Clock
 
 from ..mapping import MappedNetwork
-from . import limits
+from . import cache, limits
+from .project import Results, result_spec, run_arg_spec, shape_parts, write_run_args
 from .devices import available_cores, check_device, simulation_device
 from .network import build, input_values, samples_per_presentation, set_inputs
+
+logger = logging.getLogger(__name__)
 
 # Estimated peak memory per synapse and per neuron of a standalone build. The simulation binary
 # holds about 58 bytes per synapse (indices, weight, delay, spike-queue entries; measured with `ps`
@@ -68,7 +73,6 @@ class _Launch:
     proc: subprocess.Popen
     results: Path
     b: int
-    files: list
     stdout: IO
     started: float  # time.monotonic() at the launch: the run's wall-time limit counts from here
 
@@ -182,8 +186,8 @@ class CompiledNetwork:
     """``net`` built once for ``n_copies`` samples on ``device``; `run` presents one batch.
 
     Use as a context manager (or call `close`): it holds Brian2's device and its build folder.
-    ``seed`` seeds Brian2's random numbers (Poisson inputs); on the standalone devices it is part of
-    the build, so each seed needs its own `CompiledNetwork`. ``presentations``: samples shown one
+    ``seed`` seeds Brian2's random numbers (Poisson inputs); on ``cpp`` each launch sets it, so one
+    compiled project serves every seed; on ``cuda`` it is part of the build. ``presentations``: samples shown one
     after another to each copy per run (standalone devices; with the potential readout,
     ``record_output_every`` must divide ``duration``). ``run_limit``: wall-time limit of each run
     of the cpp binary in seconds (None: `limits.default_limit`, $BIOCONV_RUN_LIMIT); a run past it
@@ -218,37 +222,116 @@ class CompiledNetwork:
         self.runs = 0
         self.run_seconds = 0.0  # wall time spent in runs (standalone: starting the binary, loading, writing)
         self.sim_seconds = 0.0  # simulation loops (standalone: Brian2's own timer), summed over processes
-        self._in_flight = Counter()  # run_args files -> runs of the binary reading them
         self.project_edits: dict[str, int] = {}  # cpp: what bioconv's device optimized (`optimizations`)
+        self.cache_hit = False  # cpp: the compiled project came from the cache (no build, no compile)
+        self.key = None         # cpp: the project's cache key (`project.shape_parts`)
+        self.built = self.network = self.manifest = self.project = None
+        self._record_output_every = record_output_every
         self._stack = ExitStack()
         try:
             self.folder = self._stack.enter_context(simulation_device(
                 device, dt=dt, threads=threads, float32=float32, directory=directory, build_on_run=False, cuda=cuda))
-            n_in = net.populations[0].size
-            self.built = build(net, np.zeros((self.B, n_in)), encoder=encoder, record_output_every=record_output_every,
-                               record_times="output", presentations=self.K,
-                               period=duration)
-            self.network = Network(*self.built.objects)
-            brian_seed(seed)
-            if self.kind == "runtime":
-                self.network.store("initial")
+            if self.kind == "cpp":
+                # the seed is set per launch ($BIOCONV_SEED, see the device's `seed`): not part of the shape
+                parts = shape_parts(net, B=self.B, K=self.K, duration=duration, dt=dt, encoder=encoder, seed="per run",
+                                    record_output_every=record_output_every, float32=float32)
+                self.key = cache.project_key(parts)
+                self._open_project(use_cache=directory is None and cache.enabled())
             else:
-                self.network.run(duration * self.K, namespace={})
-                self._compile()
-                self._static = set(os.listdir(Path(self.folder) / "static_arrays"))
+                self._build()
+                if self.kind == "runtime":
+                    self.network.store("initial")
+                else:
+                    get_device().build(directory=str(self.folder), compile=True, run=False, with_output=False)
+                    self._static = set(os.listdir(Path(self.folder) / "static_arrays"))
         except BaseException:
             self._stack.close()
             self._release()
             raise
 
+    def _build(self):
+        """The Brian2 objects of ``net`` for B copies x K presentations (run once, to generate code)."""
+        n_in = self.net.populations[0].size
+        self.built = build(self.net, np.zeros((self.B, n_in)), encoder=self.encoder,
+                           record_output_every=self._record_output_every, record_times="output",
+                           presentations=self.K, period=self.duration)
+        self.network = Network(*self.built.objects)
+        brian_seed(0 if self.kind == "cpp" else self.seed)  # cpp: each launch sets its seed
+        if self.kind != "runtime":
+            self.network.run(self.duration * self.K, namespace={})
+
+    def _open_project(self, use_cache: bool):
+        """The compiled project for this shape: from the cache if it holds it (nothing is built or
+        compiled), else built and compiled here, then stored in the cache (``use_cache``)."""
+        if not use_cache:
+            self._compile()
+            self.project = Path(self.folder)
+        else:
+            with cache.locked(self.key) as hit:  # one process compiles a shape, the others wait for it
+                if hit is not None:
+                    self.manifest = json.loads((hit / cache.MANIFEST).read_text())
+                    self.project, self.cache_hit = hit, True
+                    cache.touch(hit)
+                    logger.info("compiled project cache hit: %s (%s)", self.key, hit)
+                else:
+                    self._compile()
+                    folder = Path(self.folder)
+                    files = ["main"] + [f"static_arrays/{n}" for n in sorted(os.listdir(folder / "static_arrays"))]
+                    self.project = cache.store(self.key, folder, files, self.manifest)
+                    logger.info("compiled project cached: %s (%s)", self.key, self.project)
+        self.project_edits = dict(self.manifest["optimizations"])
+
     def _compile(self):
+        """Build and compile the project in the build folder and describe it in a manifest; the Brian2
+        objects are dropped afterwards (runs only need the binary and the manifest)."""
+        self._build()
         dev = get_device()
-        if self.kind != "cpp":
-            dev.build(directory=str(self.folder), compile=True, run=False, with_output=False)
-            return
         dev.build(directory=str(self.folder), compile=True, run=False, with_output=False)
-        self.project_edits = dict(dev.optimizations)
+        self.manifest = self._manifest(dev)
         _release_build_memory(dev)
+        self.built = self.network = None
+
+    def _manifest(self, dev) -> dict:
+        """What a run of this project takes (run_args) and gives (results), by name (`_result_owners`)."""
+        summary = {"populations": len(self.net.populations), "neurons_per_copy": network_size(self.net)[0],
+                   "synapses_per_copy": network_size(self.net)[1], "copies": self.B, "presentations": self.K,
+                   "duration_s": float(self.duration), "dt_s": self.dt, "encoder": self.encoder, "seed": self.seed}
+        return {"format": 1, "key": self.key, "binary": "main",
+                "run_args": {name: dict(run_arg_spec(dev, key), unit=str(unit))
+                             for name, (key, unit) in self._run_arg_keys().items()},
+                "results": {name: result_spec(dev, obj, attr) for name, (obj, attr) in self._result_owners().items()},
+                "samples_per_presentation": int(self.built.samples_per_presentation),
+                "optimizations": dict(dev.optimizations), "summary": summary}
+
+    def _run_arg_keys(self) -> dict:
+        """Logical name -> (the Brian2 object a run sets, its unit): the input tables (K > 1) or the
+        input variables."""
+        unit = amp if self.encoder == "current" else Hz
+        if self.K > 1:
+            return {f"input_table/{name}": (table, unit) for name, table in self.built.input_tables.items()}
+        return {f"input/{name}": (getattr(self.built.groups[name], var), Hz if var == "rate" else amp)
+                for name, var in self.built.input_vars.items()}
+
+    def _result_owners(self) -> dict:
+        """Logical name -> (Brian2 object, variable) of everything `_read` uses."""
+        out = self.net.populations[-1].name
+        owners = {}
+        for name, mon in self.built.spikes.items():
+            owners[f"count/{name}"] = (mon, "count")
+            if name == out:
+                owners[f"i/{name}"], owners[f"t/{name}"] = (mon, "i"), (mon, "t")
+        for name, mon in self.built.counters.items():
+            owners[f"counter/{name}"] = (mon, "spike_count")
+            owners[f"group_count/{name}"] = (self.built.groups[name], "spike_count")
+        if self.built.output_state is not None:
+            owners["v/trace"] = (self.built.output_state, "v")
+            owners["v/final"] = (self.built.groups[out], "v")
+        if self.built.final_state is not None:
+            owners["v/starts"] = (self.built.final_state, "v")
+        for name, group in self.built.groups.items():
+            if "v" in group.variables:  # checked for NaN after each run, as Brian2's device.run does
+                owners[f"state/{name}"] = (group, "v")
+        return owners
 
     def __enter__(self):
         return self
@@ -280,14 +363,18 @@ class CompiledNetwork:
         padded[:b] = x_rates
         return padded, b
 
-    def _run_args(self, padded: np.ndarray) -> dict:
-        """What a standalone run sets on the command line: the inputs of all copies and presentations."""
+    def _inputs(self, padded: np.ndarray) -> dict[str, np.ndarray]:
+        """What a standalone run sets on the command line, by logical name (`_run_arg_keys`), in Hz or
+        amp: the inputs of all copies and presentations."""
         values = input_values(self.net, padded, self.encoder)
         if self.K > 1:  # sample s = k*B + copy: row k of each table holds presentation k's B copies
-            unit = amp if self.encoder == "current" else Hz
-            return {table: values[name].reshape(self.K, -1) * unit for name, table in self.built.input_tables.items()}
-        return {getattr(self.built.groups[name], var): values[name] * (Hz if var == "rate" else amp)
-                for name, var in self.built.input_vars.items()}
+            return {f"input_table/{name}": v.reshape(self.K, -1) for name, v in values.items()}
+        return {f"input/{name}": v for name, v in values.items()}
+
+    def _run_args(self, padded: np.ndarray) -> dict:
+        """The inputs as Brian2's ``device.run`` takes them (cuda)."""
+        keys = self._run_arg_keys()
+        return {keys[name][0]: v * keys[name][1] for name, v in self._inputs(padded).items()}
 
     def run(self, x_rates: np.ndarray) -> BatchOutput:
         """Present ``x_rates`` (b <= capacity samples, n_input) in Hz, each for the network's duration.
@@ -345,36 +432,26 @@ class CompiledNetwork:
             self._drop_run_arg_files()
         self.run_seconds += time.perf_counter() - t0
         self.runs += 1
-        return self._read(b)
+        owners = self._result_owners()
+        return self._read(b, lambda name: np.asarray(getattr(*owners[name])))
 
     def _launch(self, x_rates) -> "_Launch":
-        """Start the cpp binary on one batch in a results folder of its own (what Brian2's device.run
-        does, without its process-wide working directory and results folder, so runs can overlap)."""
+        """Start the project's binary on one batch, with its inputs and results in a folder of its own
+        (never in the project, which other runs and processes share)."""
         padded, b = self._padded(x_rates)
-        dev = get_device()
-        folder = Path(self.folder)
-        results = Path(tempfile.mkdtemp(prefix="results-", dir=folder))
+        results = Path(tempfile.mkdtemp(prefix="run-", dir=self.folder))
         run_cmd = prefs.devices.cpp_standalone.run_cmd_unix
         cmd = ([run_cmd] if isinstance(run_cmd, str) else list(run_cmd)) + ["--results_dir", f"{results}{os.sep}"]
-        files = []
-        for key, value in self._run_args(padded).items():
-            prepare = (dev._prepare_timed_array_run_arg if isinstance(key, TimedArray)
-                       else dev._prepare_variableview_run_arg)
-            name, string_value, value_name, value_ar = prepare(key, value)
-            if value_name:
-                path = folder / "static_arrays" / value_name
-                if self._in_flight[path] == 0:
-                    value_ar.tofile(path)
-                self._in_flight[path] += 1
-                files.append(path)
-            cmd.append(f"{name}={string_value}")
+        cmd += write_run_args(self.manifest, self._inputs(padded), results)
         # Synapses arrays that no code changes during a run are not written back (nobody reads them here)
+        # The seed: the random numbers are those of a build seeded with it (None: a fresh one per run)
+        seed = self.seed if self.seed is not None else int(np.random.SeedSequence().entropy % 2 ** 31)
         env = dict(os.environ, **prefs["devices.cpp_standalone.run_environment_variables"],
-                   **dev.run_environment_variables, BIOCONV_SKIP_STATIC_OUTPUT="1")
+                   BIOCONV_SKIP_STATIC_OUTPUT="1", BIOCONV_SEED=str(int(seed)))
         stdout = open(results / "stdout.txt", "w")
         started = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=folder, stdout=stdout, stderr=subprocess.STDOUT, env=env)
-        return _Launch(proc, results, b, files, stdout, started)
+        proc = subprocess.Popen(cmd, cwd=self.project, stdout=stdout, stderr=subprocess.STDOUT, env=env)
+        return _Launch(proc, results, b, stdout, started)
 
     def _finish(self, launch: "_Launch", stop: bool = False) -> int:
         """Wait for a run within its wall-time limit (``stop``: kill it first) and release its files."""
@@ -382,13 +459,9 @@ class CompiledNetwork:
             if stop:
                 launch.proc.kill()
                 return launch.proc.wait()
-            return limits.wait(launch.proc, self.run_limit, self.folder, started=launch.started)
+            return limits.wait(launch.proc, self.run_limit, self.project, started=launch.started)
         finally:
             launch.stdout.close()
-            for path in launch.files:  # run_args files: removed once no running process reads them
-                self._in_flight[path] -= 1
-                if self._in_flight[path] == 0:
-                    path.unlink(missing_ok=True)
 
     def _collect(self, launch: "_Launch") -> BatchOutput:
         try:
@@ -396,15 +469,16 @@ class CompiledNetwork:
             if rc:
                 log = (launch.results / "stdout.txt").read_text()[-2000:]
                 raise RuntimeError(f"the compiled network's run failed (exit code {rc}; project "
-                                   f"{self.folder}):\n{log}")
-            dev = get_device()
-            dev.results_dir, dev.has_been_run = f"{launch.results}{os.sep}", True
+                                   f"{self.project}):\n{log}")
             info = launch.results / "last_run_info.txt"
             if info.exists():
                 self.sim_seconds += float(info.read_text().split()[0])
-            out = self._read(launch.b)
-            for group in self.built.groups.values():
-                group._check_for_invalid_states()  # as Brian2's device.run does: warns on NaN states
+            results = Results(self.manifest, launch.results)
+            out = self._read(launch.b, results.get)
+            for name in self.manifest["results"]:  # as Brian2's device.run does: warn on NaN states
+                if name.startswith("state/") and not np.all(np.isfinite(results.get(name))):
+                    logger.warning("population %s: NaN or infinite membrane potentials after a run (project %s)",
+                                   name[len("state/"):], self.project)
         finally:
             shutil.rmtree(launch.results, ignore_errors=True)
         self.runs += 1
@@ -419,43 +493,45 @@ class CompiledNetwork:
             except OSError:
                 pass
 
-    def _read(self, b: int) -> BatchOutput:
+    def _read(self, b: int, get) -> BatchOutput:
+        """The batch's output from ``get(name)`` (the values of `_result_owners`' variables, from the
+        Brian2 objects or from a run's files)."""
         if self.K > 1:
-            return self._read_presentations(b)
+            return self._read_presentations(b, get)
         counts = {}
         for p in self.net.populations:
-            mon = self.built.spikes.get(p.name)
-            if mon is None:
+            if f"count/{p.name}" not in self._result_names():
                 continue
-            c = np.asarray(mon.count).reshape(self.B, p.size)
-            counts[p.name] = c[:b]
+            counts[p.name] = get(f"count/{p.name}").reshape(self.B, p.size)[:b]
         out = self.net.populations[-1]
-        mon = self.built.spikes[out.name]
-        i, t = np.asarray(mon.i), np.asarray(mon.t / second)
+        i, t = get(f"i/{out.name}"), get(f"t/{out.name}")
         keep = i < b * out.size
         out_v = final_v = None
-        if self.built.output_state is not None:
-            v = np.asarray(self.built.output_state.v)  # (B*n_out, n_recorded)
+        if "v/trace" in self._result_names():
+            v = get("v/trace")  # (B*n_out, n_recorded)
             out_v = v.reshape(self.B, out.size, -1)[:b]
-            final_v = np.asarray(self.built.groups[out.name].v).reshape(self.B, out.size)[:b]
+            final_v = get("v/final").reshape(self.B, out.size)[:b]
         return BatchOutput(counts, i[keep] // out.size, i[keep] % out.size, t[keep], out_v, final_v)
 
-    def _read_presentations(self, b: int) -> BatchOutput:
+    def _result_names(self) -> set:
+        return set(self.manifest["results"]) if self.manifest is not None else set(self._result_owners())
+
+    def _read_presentations(self, b: int, get) -> BatchOutput:
         """Split a run of K presentations into samples (s = k*B + copy): counts from each group's
         spike counter, sampled before every presentation's reset; output spikes by their times; the
         output's membrane samples by presentation, and its final V from the samples before each reset."""
         counts, out = {}, self.net.populations[-1]
+        names = self._result_names()
         for p in self.net.populations:
-            if p.name in self.built.counters:
-                sampled = np.asarray(self.built.counters[p.name].spike_count)  # (B*size, K): before each reset
-                final = np.asarray(self.built.groups[p.name].spike_count)     # the last presentation's
+            if f"counter/{p.name}" in names:
+                sampled = get(f"counter/{p.name}")  # (B*size, K): before each reset
+                final = get(f"group_count/{p.name}")  # the last presentation's
                 per = np.concatenate([sampled[:, 1:self.K], final[:, None]], axis=1)
                 counts[p.name] = per.T.reshape(self.capacity, p.size)[:b]
                 continue
-            if p.name not in self.built.spikes:
+            if f"i/{p.name}" not in names:
                 continue
-            mon = self.built.spikes[p.name]
-            i, t = np.asarray(mon.i), np.asarray(mon.t / second)
+            i, t = get(f"i/{p.name}"), get(f"t/{p.name}")
             step = np.rint(t / self.dt).astype(np.int64)
             k = step // self.steps  # presentation of each spike
             sample = k * self.B + i // p.size
@@ -466,12 +542,12 @@ class CompiledNetwork:
                 # times from the presentation's start as a run of its own stamps them: step * dt
                 spikes = (sample[keep], (i % p.size)[keep], ((step - k * self.steps) * self.dt)[keep])
         out_v = final_v = None
-        if self.built.output_state is not None:
-            n = self.built.samples_per_presentation
-            v = np.asarray(self.built.output_state.v)[:, :self.K * n]  # (B*n_out, K*n), presentation after presentation
+        if "v/trace" in names:
+            n = self.manifest["samples_per_presentation"] if self.manifest else self.built.samples_per_presentation
+            v = get("v/trace")[:, :self.K * n]  # (B*n_out, K*n), presentation after presentation
             out_v = v.reshape(self.B, out.size, self.K, n).transpose(2, 0, 1, 3).reshape(self.capacity, out.size, n)[:b]
-            before = np.asarray(self.built.final_state.v)  # (B*n_out, K): at each presentation's start
-            last = np.asarray(self.built.groups[out.name].v)
+            before = get("v/starts")  # (B*n_out, K): at each presentation's start
+            last = get("v/final")
             ends = np.concatenate([before[:, 1:self.K], last[:, None]], axis=1)
             final_v = ends.reshape(self.B, out.size, self.K).transpose(2, 0, 1).reshape(self.capacity, out.size)[:b]
         return BatchOutput(counts, *spikes, out_v, final_v)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
+import time
 import tomllib
 from pathlib import Path
 
@@ -37,6 +39,8 @@ from brian2.devices.device import all_devices, get_device
 from brian2.synapses.synapses import Synapses
 from brian2.utils.logger import get_logger
 
+from .. import limits
+from ...errors import RunTimeLimitError
 from . import units
 
 logger = get_logger(__name__)
@@ -69,6 +73,12 @@ prefs.register_preferences(
     openmp_simd=BrianPreference(
         default=True, docs="Compile with -fopenmp-simd (honours `omp simd` pragmas only; starts no thread)."),
 )
+
+
+# How Brian2's generated main seeds its random numbers: randomkit states up to brian2 2.7, C++
+# <random> generators from 2.8 on.
+_RANDOMKIT = "_mersenne_twister_states" in (
+    Path(brian2.__file__).parent / "devices" / "cpp_standalone" / "templates" / "objects.cpp").read_text()
 
 
 def _pref(name: str):
@@ -170,6 +180,8 @@ class BioconvStandaloneDevice(CPPStandaloneDevice):
         super().__init__()
         self.optimizations: dict[str, int] = {}
         self._bioconv_static_outputs: set = set()
+        self._bioconv_written: list[str] = []  # files of the project only this device's build writes
+        self._bioconv_unwritten: list[str] = []  # files Brian2's build would write and this one does not
 
     def activate(self, *args, **kwds):
         for problem in drift():
@@ -192,6 +204,43 @@ class BioconvStandaloneDevice(CPPStandaloneDevice):
             else:
                 logger.warn("openmp_simd does not apply with MSVC", "openmp_simd_msvc", once=True)
         return super().build(*args, **kwds)
+
+    def run(self, directory=None, results_directory=None, with_output=True, run_args=None):
+        """Brian2's ``run``, with the binary killed past `limits.default_limit` ($BIOCONV_RUN_LIMIT):
+        `RunTimeLimitError` then names the project instead of a hung caller."""
+        limit = limits.default_limit()
+        timeout = shutil.which("timeout")
+        command = prefs.devices.cpp_standalone.run_cmd_unix
+        if timeout is None or os.name == "nt":
+            logger.warn("no 'timeout' command: the simulation binary runs without a wall-time limit", "no_timeout",
+                        once=True)
+            return super().run(directory, results_directory, with_output, run_args)
+        prefs.devices.cpp_standalone.run_cmd_unix = ([timeout, "-s", "KILL", f"{limit:g}"]
+                                                     + ([command] if isinstance(command, str) else list(command)))
+        started = time.monotonic()
+        try:
+            return super().run(directory, results_directory, with_output, run_args)
+        except RuntimeError as err:
+            if time.monotonic() - started >= limit:
+                raise RunTimeLimitError(
+                    f"the simulation binary of project {str(directory or self.project_dir)!r} ran past its wall-time "
+                    f"limit of {limit:g} s and was killed (raise ${limits.LIMIT_VARIABLE} if the run is just long)"
+                ) from err
+            raise
+        finally:
+            prefs.devices.cpp_standalone.run_cmd_unix = command
+
+    def seed(self, seed=None):
+        """Brian2's ``seed``, after which a launch may reseed at run time: with $BIOCONV_SEED = s the
+        random numbers are those of a build seeded with s, so one compiled project serves every seed."""
+        super().seed(seed)
+        threads = prefs.devices.cpp_standalone.openmp_threads or 1
+        if _RANDOMKIT:  # brian2 < 2.8: randomkit states, seeded as Brian2's main.cpp seeds them
+            reseed = "rk_seed(std::strtoul(_seed, 0, 10) + _i, brian::_mersenne_twister_states[_i]);"
+        else:
+            reseed = "brian::_random_generators[_i].seed(std::strtoull(_seed, 0, 10) + _i);"
+        self.insert_code("main", f'{{ const char* _seed = std::getenv("BIOCONV_SEED"); // bioconv: seed of a launch\n'
+                                 f"  if(_seed) for(int _i=0; _i<{threads}; _i++) {reseed} }}")
 
     def generate_objects_source(self, writer, *args, **kwds):
         self._bioconv_static_outputs = self._static_synapse_arrays() if _pref("skip_static_synapse_output") else set()
@@ -247,7 +296,26 @@ class BioconvStandaloneDevice(CPPStandaloneDevice):
             pch=units.PCH if headers else None,
             low_opt_sources=low_opt)
         writer.write("makefile", makefile)
+        compiled = [s for s in sources if s.endswith(".cpp")]
+        self._bioconv_written = ([units.PCH, f"{units.PCH}.gch"] if headers else []) + [
+            s[:-len(".cpp")] + ext for s in compiled for ext in (".d",) + ((".cpp", ".o") if units.UNIT in s else ())]
+        self._bioconv_unwritten = ["make.deps"] + [s[:-len(".cpp")] + ".o" for s in writer.source_files
+                                                   if s.endswith(".cpp") and s not in sources]
         self.optimizations = self._report(len(headers), merged)
+
+    def delete(self, code=True, data=True, directory=True, force=False, **kwds):
+        """Brian2's ``delete``, which also deletes the files only this device's build writes (dependency
+        files, merged units, the precompiled header) and does not miss, or warn about (brian2 >= 2.10),
+        those Brian2's build would have written and this one does not (make.deps, the objects of merged
+        code objects)."""
+        if code and self.project_dir is not None:
+            folder = Path(self.project_dir)
+            for name in self._bioconv_written:
+                (folder / name).unlink(missing_ok=True)
+            for name in self._bioconv_unwritten:  # Brian2 deletes these by name: let it find them
+                if (folder / name).parent.is_dir() and not (folder / name).exists():
+                    (folder / name).touch()
+        return super().delete(code=code, data=data, directory=directory, force=force, **kwds)
 
     def _report(self, pch_headers: int, merged: int) -> dict[str, int]:
         """What each optimization changed in this project, from the generated code."""

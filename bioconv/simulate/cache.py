@@ -1,0 +1,178 @@
+"""The on-disk cache of compiled projects: one entry per network shape, reused across calls and
+processes.
+
+An entry is a compiled cpp project (binary, static arrays, ``manifest.json``) under `cache_root`,
+named by the hash of everything that shapes its code (`project_key`). Entries are only written
+whole (copied to a temporary folder, then renamed) and never written by a run: runs keep their
+inputs and results in folders of their own, so any number of processes can share an entry. A lock
+per key keeps two processes from compiling the same shape at once. The cache keeps at most
+`max_bytes`; beyond that the least recently used entries go.
+
+Settings (environment): ``BIOCONV_CACHE_DIR`` (default ``$XDG_CACHE_HOME/bioconv/projects`` or
+``~/.cache/bioconv/projects``), ``BIOCONV_CACHE=off`` disables it, ``BIOCONV_CACHE_SIZE`` (bytes,
+or with K/M/G; default 4G). The command line: ``bioconv cache list | clear | path``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+from ..errors import ParameterError
+
+MANIFEST = "manifest.json"
+_LAST_USED = ".last_used"
+DEFAULT_SIZE = 4 * 2 ** 30
+
+
+def cache_root() -> Path:
+    env = os.environ.get("BIOCONV_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "bioconv" / "projects"
+
+
+def enabled() -> bool:
+    return os.environ.get("BIOCONV_CACHE", "on").strip().lower() not in ("0", "off", "false", "no")
+
+
+def max_bytes() -> int:
+    """The cache's size limit in bytes ($BIOCONV_CACHE_SIZE: a number, optionally with K, M or G)."""
+    env = os.environ.get("BIOCONV_CACHE_SIZE", "").strip()
+    if not env:
+        return DEFAULT_SIZE
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMG]?)I?B?", env.upper())
+    if m is None:
+        raise ParameterError(f"$BIOCONV_CACHE_SIZE must be a size such as 500M or 4G, got {env!r}")
+    return int(float(m.group(1)) * {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}[m.group(2)])
+
+
+def project_key(parts: dict) -> str:
+    """sha256 of ``parts`` (JSON-able values and numpy arrays, nested in dicts and lists): the same
+    parts give the same key in any process."""
+    h = hashlib.sha256()
+    _feed(h, parts)
+    return h.hexdigest()[:32]
+
+
+def _feed(h, value):
+    if isinstance(value, dict):
+        h.update(b"{")
+        for k in sorted(value):
+            h.update(json.dumps(str(k)).encode())
+            _feed(h, value[k])
+        h.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        h.update(b"[")
+        for v in value:
+            _feed(h, v)
+        h.update(b"]")
+    elif isinstance(value, np.ndarray) or hasattr(value, "dtype"):
+        arr = np.ascontiguousarray(np.asarray(value))
+        h.update(f"nd{arr.dtype.str}{arr.shape}".encode())
+        h.update(arr.tobytes())
+    else:
+        h.update(json.dumps(value, sort_keys=True, default=str).encode())
+
+
+@dataclass
+class Entry:
+    key: str
+    path: Path
+    size: int
+    last_used: float
+    manifest: dict
+
+
+def _folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def entries() -> list[Entry]:
+    """Every complete entry, least recently used first."""
+    root = cache_root()
+    out = []
+    if not root.is_dir():
+        return out
+    for path in root.iterdir():
+        man = path / MANIFEST
+        if path.is_dir() and man.exists():
+            stamp = path / _LAST_USED
+            used = stamp.stat().st_mtime if stamp.exists() else man.stat().st_mtime
+            try:
+                manifest = json.loads(man.read_text())
+            except (OSError, ValueError):
+                continue
+            out.append(Entry(path.name, path, _folder_size(path), used, manifest))
+    return sorted(out, key=lambda e: e.last_used)
+
+
+@contextmanager
+def locked(key: str, timeout: float = 3600):
+    """Hold the lock of entry ``key`` (other processes wait up to ``timeout`` s): yields the entry's
+    folder if it is complete, else None (the caller compiles and `store`s it under the lock)."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f"{key}.lock"), timeout=timeout):
+        path = root / key
+        yield path if (path / MANIFEST).exists() else None
+
+
+def store(key: str, project: Path, files: list[str], manifest: dict) -> Path:
+    """Copy ``files`` (paths relative to ``project``: the binary, its static arrays) and the manifest
+    into entry ``key``; call under `locked`. Returns the entry's folder."""
+    root = cache_root()
+    final = root / key
+    tmp = root / f".{key}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name in files:
+        src, dst = Path(project) / name, tmp / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(tmp, final)
+    touch(final)
+    evict(keep=key)
+    return final
+
+
+def touch(path: Path):
+    (Path(path) / _LAST_USED).write_text(str(time.time()))
+
+
+def evict(keep: str | None = None, limit: int | None = None) -> list[str]:
+    """Remove least recently used entries until the cache holds at most ``limit`` bytes (default
+    `max_bytes`); never ``keep``. Returns the removed keys."""
+    limit = max_bytes() if limit is None else int(limit)
+    all_entries = entries()
+    total = sum(e.size for e in all_entries)
+    removed = []
+    for e in all_entries:
+        if total <= limit:
+            break
+        if e.key == keep:
+            continue
+        try:
+            with FileLock(str(cache_root() / f"{e.key}.lock"), timeout=0):
+                shutil.rmtree(e.path, ignore_errors=True)
+        except TimeoutError:  # in use by another process: keep it
+            continue
+        total -= e.size
+        removed.append(e.key)
+    return removed
+
+
+def clear() -> int:
+    """Remove every entry that no process holds; returns how many were removed."""
+    return len(evict(limit=0))

@@ -1,0 +1,151 @@
+"""A compiled project as data: its cache key, its manifest, and its launcher.
+
+- `shape_parts` lists everything that shapes a converted network's generated code (the key of the
+  project cache, `bioconv.simulate.cache`).
+- A manifest (``manifest.json``) records what a run of the binary needs and gives: each run_args
+  input (command-line name, dtype, size) and each result (file, dtype, layout). With it, `launch`
+  runs the binary and `Results` reads its output with numpy, without the Brian2 objects that built
+  it: a cached project runs in a fresh process with no build at all.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import brian2
+import numpy as np
+from brian2 import prefs
+from brian2.codegen.cpp_prefs import get_compiler_and_args
+from brian2.core.variables import DynamicArrayVariable
+
+from ..mapping import MappedNetwork
+
+FORMAT = 1
+_PACKAGE = Path(__file__).resolve().parents[1]
+_EQUATIONS = _PACKAGE.parent / "equations"
+
+
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """Hash of bioconv's own sources (Python, templates) and model files: any change of the code that
+    generates a project makes a new key (safer than a version number during development)."""
+    h = hashlib.sha256()
+    for root in (_PACKAGE, _EQUATIONS):
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.suffix in (".py", ".cpp", ".toml", "") and "__pycache__" not in path.parts:
+                h.update(str(path.relative_to(root)).encode())
+                h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def toolchain() -> dict:
+    """The compiler (its version text) and the host CPU's instruction set: Brian2 compiles with
+    -march=native, so a binary is only valid on a CPU with the same features."""
+    compiler = os.environ.get("CXX", "g++")
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        version = "unknown"
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = " ".join(sorted(line.split(":", 1)[1].split()))
+                break
+    except OSError:
+        pass
+    return {"compiler": compiler, "compiler_version": version.splitlines()[0] if version else "",
+            "machine": platform.machine(), "cpu_flags": flags}
+
+
+def shape_parts(net: MappedNetwork, *, B: int, K: int, duration, dt, encoder: str, seed, record_output_every,
+                float32: bool) -> dict:
+    """Everything that shapes the generated code of ``net`` built for ``B`` copies x ``K``
+    presentations: the cache key is their hash. The inputs are not in it (they travel as run_args).
+    The network's parameters are: bioconv builds uniform parameters as shared values and
+    specializes on some of them (tau_ref = 0, bias-free states), and sets the weights at build time."""
+    pops = []
+    for p in net.populations:
+        pops.append({"name": p.name, "kind": p.kind, "shape": list(p.shape), "neuron": p.neuron,
+                     "params": {k: [str(getattr(v, "dim", "")), np.asarray(v)] for k, v in sorted(p.params.items())},
+                     "projections": [[q.source, np.asarray(q.i), np.asarray(q.j), np.asarray(q.w)]
+                                     for q in p.projections],
+                     "bias_weight": None if p.bias_weight is None else np.asarray(p.bias_weight),
+                     "pool_groups": None if p.pool_groups is None else np.asarray(p.pool_groups)})
+    dev_prefs = {name: prefs[name] for name in sorted(prefs) if name.startswith("devices.bioconv_standalone.")}
+    return {
+        "format": FORMAT, "bioconv": source_digest(), "brian2": brian2.__version__, "toolchain": toolchain(),
+        "compile_args": [list(prefs["codegen.cpp.extra_compile_args_gcc"]), list(prefs["codegen.cpp.extra_link_args"]),
+                         list(prefs["codegen.cpp.include_dirs"]), list(prefs["codegen.cpp.library_dirs"]),
+                         [list(m) for m in prefs["codegen.cpp.define_macros"]], get_compiler_and_args()[0]],
+        "prefs": dev_prefs, "openmp_threads": prefs["devices.cpp_standalone.openmp_threads"],
+        "float32": bool(float32),
+        "network": {"populations": pops, "synapse": net.synapse,
+                    "synapse_params": {k: np.asarray(v) for k, v in sorted(net.synapse_params.items())},
+                    "rate_max": float(net.rate_max), "bias": net.bias, "reset": net.reset, "readout": net.readout},
+        "B": int(B), "K": int(K), "duration": float(duration), "dt": float(dt), "encoder": encoder,
+        "seed": seed, "record_output_every": None if record_output_every is None else float(record_output_every),
+    }
+
+
+# ---------------------------------------------------------------------------- manifest
+def result_spec(device, owner, attr: str) -> dict:
+    """Where a run writes ``owner.attr`` (a group's or monitor's variable) and how to read it."""
+    var = owner.variables[attr]
+    spec = {"file": device.get_array_filename(var), "dtype": np.dtype(var.dtype).str}
+    if isinstance(var, DynamicArrayVariable) and var.ndim == 2:
+        # a monitor's record: one row per recorded time, one column per recorded index
+        spec.update(layout="rows", columns=int(len(owner.record)))
+    elif isinstance(var, DynamicArrayVariable):
+        spec["layout"] = "dynamic"
+    else:
+        spec.update(layout="fixed", size=int(var.size))
+    return spec
+
+
+def run_arg_spec(device, key) -> dict:
+    """The command-line name and dtype of a run_args key (a group's variable or a TimedArray)."""
+    from brian2 import TimedArray
+    if isinstance(key, TimedArray):
+        return {"arg": f"{key.name}.values", "dtype": np.dtype(key.values.dtype).str,
+                "shape": list(key.values.shape)}
+    return {"arg": f"{key.group_name}.{key.name}", "dtype": np.dtype(key.dtype).str, "shape": list(key.shape)}
+
+
+def write_run_args(manifest: dict, values: dict[str, np.ndarray], folder: Path) -> list[str]:
+    """Write each run_args value to ``folder`` and return the binary's command-line arguments."""
+    args = []
+    for name, value in values.items():
+        spec = manifest["run_args"][name]
+        arr = np.ascontiguousarray(np.asarray(value, dtype=np.dtype(spec["dtype"])).reshape(-1))
+        if arr.size != int(np.prod(spec["shape"])):
+            raise ValueError(f"run_args {name!r}: {arr.size} values, the project takes {spec['shape']}")
+        path = Path(folder) / f"{name.replace('/', '_')}.dat"
+        arr.tofile(path)
+        args.append(f"{spec['arg']}={path}")
+    return args
+
+
+class Results:
+    """The output of one run, read from its results folder with the manifest's layout. ``get(name)``
+    returns the values as Brian2 would (in SI units; a monitor's 2-D record as (indices, times))."""
+
+    def __init__(self, manifest: dict, folder: Path):
+        self.manifest, self.folder = manifest, Path(folder)
+
+    def get(self, name: str) -> np.ndarray:
+        spec = self.manifest["results"][name]
+        path = self.folder / spec["file"]
+        dtype = np.dtype(spec["dtype"])
+        data = np.fromfile(path, dtype=dtype) if path.exists() else np.zeros(0, dtype)
+        if spec["layout"] == "rows":
+            return data.reshape(-1, spec["columns"]).T
+        if spec["layout"] == "fixed" and data.size != spec["size"]:
+            raise RuntimeError(f"results of {self.folder}: {spec['file']} holds {data.size} values, expected "
+                               f"{spec['size']}")
+        return data
