@@ -129,3 +129,42 @@ def test_another_process_with_other_samples_reuses_the_compiled_project(root, tm
     assert (second["batch"], second["presentations"]) == (first.settings["batch"], first.settings["presentations"])
     assert second["predictions"] == first.predictions[:17, -1].tolist()
     assert len(cache.entries()) == 1
+
+
+def _graph(seed):
+    from bioconv import graph as G
+    rng = np.random.default_rng(seed)
+    return G.sequential((1, 6, 6), [
+        ("conv2d", {"weight": rng.normal(0, 0.5, (2, 1, 3, 3)), "bias": rng.normal(0, 0.1, 2), "padding": 1}), "relu",
+        ("maxpool2d", {"kernel": 2}), "flatten", ("linear", {"weight": rng.normal(0, 0.5, (5, 18)),
+                                                             "bias": rng.normal(0, 0.1, 5)}), "relu",
+        ("linear", {"weight": rng.normal(0, 0.5, (3, 5))})])
+
+
+@pytest.mark.slow
+def test_one_project_serves_other_weights_of_its_shape(root, monkeypatch):
+    """Weights and per-neuron parameters travel as run_args: a network of the same topology with other
+    weights (and so other biases and scales) runs on the cached project, with the counts of a build of
+    its own."""
+    from brian2 import ms
+    from bioconv.converter import convert
+    from bioconv.simulate.runner import CompiledNetwork
+    x = np.random.default_rng(1).random((20, 1, 6, 6))
+    a, b = convert(_graph(1), x, bias="current"), convert(_graph(2), x, bias="current")
+    assert not np.allclose(np.asarray(a.mapped.populations[1].projections[0].w),
+                           np.asarray(b.mapped.populations[1].projections[0].w), rtol=1e-3, atol=0)
+
+    def counts(snn):
+        rates = snn.target_rates(x[:4])[snn.mapped.populations[0].name]
+        with CompiledNetwork(snn.mapped, 2, duration=30 * ms, dt=0.1 * ms, threads=1, presentations=2) as net:
+            out = net.run(rates)
+            return net.cache_hit, net.key, out.counts
+
+    hit_a, key_a, _ = counts(a)
+    hit_b, key_b, got = counts(b)
+    assert (hit_a, hit_b) == (False, True) and key_a == key_b
+    monkeypatch.setenv("BIOCONV_CACHE", "off")
+    _, _, own = counts(b)
+    for name in own:
+        np.testing.assert_array_equal(got[name], own[name], err_msg=name)
+    assert sum(int(c.sum()) for c in own.values()) > 50

@@ -187,9 +187,10 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             order = np.argsort(q.i, kind="stable")
             i = (q.i[order][None, :] + n_src * np.arange(B)[:, None]).ravel()
             j = (q.j[order][None, :] + p.size * np.arange(B)[:, None]).ravel()
-            w = Quantity(np.tile(np.asarray(q.w)[order], B), dim=q.w.dim)
+            name = f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}"
+            w = Quantity(weight_values(net, B, encoder)[name], dim=q.w.dim)
             objects.append(models.synapses(src, g, net.synapse, i=i, j=j, w=w, target_refractory=refractory,
-                                           name=f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}"))
+                                           name=name))
         if p.bias_weight is not None:
             if bias_source is None:
                 bias_source = input_group(1, "regular", np.array([float(net.rate_max)]), "bias_source")
@@ -198,9 +199,10 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             nz = np.flatnonzero(np.asarray(p.bias_weight))
             if len(nz):
                 j = (nz[None, :] + p.size * np.arange(B)[:, None]).ravel()
-                w = Quantity(np.tile(np.asarray(p.bias_weight)[nz], B), dim=p.bias_weight.dim)
+                name = f"syn_bias_to_{_safe(p.name)}"
+                w = Quantity(weight_values(net, B, encoder)[name], dim=p.bias_weight.dim)
                 objects.append(models.synapses(bias_source, g, net.synapse, i=np.zeros(len(j), int), j=j, w=w,
-                                               target_refractory=refractory, name=f"syn_bias_to_{_safe(p.name)}"))
+                                               target_refractory=refractory, name=name))
     if record_times not in ("all", "output"):
         raise ValueError(f"record_times must be 'all' or 'output', got {record_times!r}")
     out_name = net.populations[-1].name
@@ -241,6 +243,65 @@ def samples_per_presentation(period, every) -> int:
         raise ValueError(f"presentations > 1 with the potential readout needs record_output_every ({every}) to "
                          f"divide the presentation's duration ({period})")
     return n
+
+
+def weight_values(net: MappedNetwork, B: int, encoder: str) -> dict[str, np.ndarray]:
+    """The weight of every synapse `build` creates, per Synapses name, in SI units and in the order
+    `build` connects them (source order, copy after copy): `build` sets them, and a launch of a
+    compiled project passes them as run_args, so that the project serves any weights of its topology."""
+    out = {}
+    input_name = net.populations[0].name
+    for p in net.populations[1:]:
+        if p.kind == "maxpool":
+            continue
+        for k, q in enumerate(p.projections):
+            if q.source == input_name and encoder == "current":
+                continue
+            order = np.argsort(q.i, kind="stable")
+            out[f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}"] = np.tile(np.asarray(q.w)[order], B)
+        if p.bias_weight is not None:
+            nz = np.flatnonzero(np.asarray(p.bias_weight))
+            if len(nz):
+                out[f"syn_bias_to_{_safe(p.name)}"] = np.tile(np.asarray(p.bias_weight)[nz], B)
+    return out
+
+
+def parameter_values(net: MappedNetwork, B: int, encoder: str) -> dict[tuple[str, str], np.ndarray]:
+    """The per-neuron parameters `build` sets, as (group name, parameter) -> values in SI units for the
+    B copies: those that vary within their population (uniform ones are shared by the group, and the
+    build specializes on some of their values). The inputs' currents are left out: they change per
+    batch."""
+    inputs = set(input_values(net, np.zeros((1, net.populations[0].size)), encoder)) if encoder == "current" else set()
+    out = {}
+    for p in net.populations[1:]:
+        if p.kind == "maxpool":
+            continue
+        for k, v in p.params.items():
+            if _uniform(v) is None and not (k == "I_bias" and p.name in inputs):
+                out[(f"pop_{_safe(p.name)}", k)] = np.tile(np.asarray(v, dtype=float), B)
+    return out
+
+
+def shape_signature(net: MappedNetwork) -> list:
+    """What of a network's mapped values shapes `build`'s code: the topology, which parameters are
+    uniform and their values (shared by the group, specialized on), and the decisions `build` takes
+    from per-neuron values (a refractory period anywhere, gl = 0 anywhere). Not the weights, nor the
+    per-neuron values themselves: a launch passes them (`weight_values`, `parameter_values`)."""
+    pops = []
+    for p in net.populations:
+        params = {}
+        for k, v in sorted(p.params.items()):
+            u = _uniform(v)
+            params[k] = [str(getattr(v, "dim", "")), np.asarray(u) if u is not None else "per-neuron"]
+        decisions = {"tau_ref>0": bool(np.any(np.asarray(p.params.get("tau_ref", 1.0)) > 0)),
+                     "gl==0": bool(np.any(np.asarray(p.params["gl"]) == 0)) if "gl" in p.params else None}
+        pops.append({"name": p.name, "kind": p.kind, "shape": list(p.shape), "neuron": p.neuron, "params": params,
+                     "decisions": decisions,
+                     "projections": [[q.source, np.asarray(q.i), np.asarray(q.j), str(getattr(q.w, "dim", ""))]
+                                     for q in p.projections],
+                     "bias": None if p.bias_weight is None else np.flatnonzero(np.asarray(p.bias_weight)),
+                     "pool_groups": None if p.pool_groups is None else np.asarray(p.pool_groups)})
+    return pops
 
 
 def _maxpool_gate(p, B, groups, objects, count_spikes=False) -> NeuronGroup:

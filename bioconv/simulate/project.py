@@ -66,17 +66,10 @@ def toolchain() -> dict:
 def shape_parts(net: MappedNetwork, *, B: int, K: int, duration, dt, encoder: str, seed, record_output_every,
                 float32: bool) -> dict:
     """Everything that shapes the generated code of ``net`` built for ``B`` copies x ``K``
-    presentations: the cache key is their hash. The inputs are not in it (they travel as run_args).
-    The network's parameters are: bioconv builds uniform parameters as shared values and
-    specializes on some of them (tau_ref = 0, bias-free states), and sets the weights at build time."""
-    pops = []
-    for p in net.populations:
-        pops.append({"name": p.name, "kind": p.kind, "shape": list(p.shape), "neuron": p.neuron,
-                     "params": {k: [str(getattr(v, "dim", "")), np.asarray(v)] for k, v in sorted(p.params.items())},
-                     "projections": [[q.source, np.asarray(q.i), np.asarray(q.j), np.asarray(q.w)]
-                                     for q in p.projections],
-                     "bias_weight": None if p.bias_weight is None else np.asarray(p.bias_weight),
-                     "pool_groups": None if p.pool_groups is None else np.asarray(p.pool_groups)})
+    presentations: the cache key is their hash. Not in it: what a launch passes as run_args (inputs,
+    weights, per-neuron parameters) and the seed (`network.shape_signature`)."""
+    from .network import shape_signature
+    pops = shape_signature(net)
     dev_prefs = {name: prefs[name] for name in sorted(prefs) if name.startswith("devices.bioconv_standalone.")}
     return {
         "format": FORMAT, "bioconv": source_digest(), "brian2": brian2.__version__, "toolchain": toolchain(),
@@ -108,13 +101,13 @@ def result_spec(device, owner, attr: str) -> dict:
     return spec
 
 
-def run_arg_spec(device, key) -> dict:
-    """The command-line name and dtype of a run_args key (a group's variable or a TimedArray)."""
+def run_arg_spec(key, size: int) -> dict:
+    """The command-line name and dtype of a run_args key (a group's variable or a TimedArray) that
+    takes ``size`` values."""
     from brian2 import TimedArray
     if isinstance(key, TimedArray):
-        return {"arg": f"{key.name}.values", "dtype": np.dtype(key.values.dtype).str,
-                "shape": list(key.values.shape)}
-    return {"arg": f"{key.group_name}.{key.name}", "dtype": np.dtype(key.dtype).str, "shape": list(key.shape)}
+        return {"arg": f"{key.name}.values", "dtype": np.dtype(key.values.dtype).str, "shape": [int(size)]}
+    return {"arg": f"{key.group_name}.{key.name}", "dtype": np.dtype(key.dtype).str, "shape": [int(size)]}
 
 
 def write_run_args(manifest: dict, values: dict[str, np.ndarray], folder: Path) -> list[str]:

@@ -35,14 +35,14 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from brian2 import Hz, Network, Synapses, TimedArray, amp, get_device, prefs, second, seed as brian_seed
+from brian2 import Hz, Network, Quantity, Synapses, amp, get_device, prefs, seed as brian_seed
 from brian2.core.clocks import Clock
 
 from ..mapping import MappedNetwork
 from . import cache, limits
 from .project import Results, result_spec, run_arg_spec, shape_parts, write_run_args
 from .devices import available_cores, check_device, simulation_device
-from .network import build, input_values, samples_per_presentation, set_inputs
+from .network import build, input_values, parameter_values, samples_per_presentation, set_inputs, weight_values
 
 logger = logging.getLogger(__name__)
 
@@ -296,21 +296,41 @@ class CompiledNetwork:
         summary = {"populations": len(self.net.populations), "neurons_per_copy": network_size(self.net)[0],
                    "synapses_per_copy": network_size(self.net)[1], "copies": self.B, "presentations": self.K,
                    "duration_s": float(self.duration), "dt_s": self.dt, "encoder": self.encoder, "seed": self.seed}
+        sizes = {name: np.size(v) for name, v in self._inputs(np.zeros((self.capacity, self.net.populations[0].size)))
+                 .items()} | {name: np.size(v) for name, v in self._fixed_values().items()}
         return {"format": 1, "key": self.key, "binary": "main",
-                "run_args": {name: dict(run_arg_spec(dev, key), unit=str(unit))
-                             for name, (key, unit) in self._run_arg_keys().items()},
+                "run_args": {name: dict(run_arg_spec(key, sizes[name]), unit=str(dim))
+                             for name, (key, dim) in self._run_arg_keys().items()},
                 "results": {name: result_spec(dev, obj, attr) for name, (obj, attr) in self._result_owners().items()},
                 "samples_per_presentation": int(self.built.samples_per_presentation),
                 "optimizations": dict(dev.optimizations), "summary": summary}
 
     def _run_arg_keys(self) -> dict:
-        """Logical name -> (the Brian2 object a run sets, its unit): the input tables (K > 1) or the
-        input variables."""
-        unit = amp if self.encoder == "current" else Hz
+        """Logical name -> (the Brian2 object a run sets, its dimensions): the input tables (K > 1) or
+        the input variables, then every synapse weight and per-neuron parameter (`_fixed_values`)."""
+        unit = (amp if self.encoder == "current" else Hz).dim
         if self.K > 1:
-            return {f"input_table/{name}": (table, unit) for name, table in self.built.input_tables.items()}
-        return {f"input/{name}": (getattr(self.built.groups[name], var), Hz if var == "rate" else amp)
-                for name, var in self.built.input_vars.items()}
+            keys = {f"input_table/{name}": (table, unit) for name, table in self.built.input_tables.items()}
+        else:
+            keys = {f"input/{name}": (getattr(self.built.groups[name], var), (Hz if var == "rate" else amp).dim)
+                    for name, var in self.built.input_vars.items()}
+        objects = {obj.name: obj for obj in self.built.objects}
+        for name in weight_values(self.net, self.B, self.encoder):
+            view = objects[name].w
+            keys[f"w/{name}"] = (view, view.dim)
+        for group, param in parameter_values(self.net, self.B, self.encoder):
+            view = getattr(objects[group], param)
+            keys[f"param/{group}/{param}"] = (view, view.dim)
+        return keys
+
+    def _fixed_values(self) -> dict[str, np.ndarray]:
+        """The network's weights and per-neuron parameters as a launch passes them (SI units): not part
+        of the project, so that one compiled project serves every network of its shape."""
+        if getattr(self, "_fixed", None) is None:
+            self._fixed = {f"w/{name}": v for name, v in weight_values(self.net, self.B, self.encoder).items()}
+            self._fixed.update({f"param/{group}/{param}": v
+                                for (group, param), v in parameter_values(self.net, self.B, self.encoder).items()})
+        return self._fixed
 
     def _result_owners(self) -> dict:
         """Logical name -> (Brian2 object, variable) of everything `_read` uses."""
@@ -372,9 +392,9 @@ class CompiledNetwork:
         return {f"input/{name}": v for name, v in values.items()}
 
     def _run_args(self, padded: np.ndarray) -> dict:
-        """The inputs as Brian2's ``device.run`` takes them (cuda)."""
+        """The inputs as Brian2's ``device.run`` takes them (cuda; the weights are those of its build)."""
         keys = self._run_arg_keys()
-        return {keys[name][0]: v * keys[name][1] for name, v in self._inputs(padded).items()}
+        return {keys[name][0]: Quantity(v, dim=keys[name][1]) for name, v in self._inputs(padded).items()}
 
     def run(self, x_rates: np.ndarray) -> BatchOutput:
         """Present ``x_rates`` (b <= capacity samples, n_input) in Hz, each for the network's duration.
@@ -442,7 +462,11 @@ class CompiledNetwork:
         results = Path(tempfile.mkdtemp(prefix="run-", dir=self.folder))
         run_cmd = prefs.devices.cpp_standalone.run_cmd_unix
         cmd = ([run_cmd] if isinstance(run_cmd, str) else list(run_cmd)) + ["--results_dir", f"{results}{os.sep}"]
-        cmd += write_run_args(self.manifest, self._inputs(padded), results)
+        if getattr(self, "_fixed_args", None) is None:  # weights and parameters: written once, read by every run
+            fixed = Path(self.folder) / "fixed_args"
+            fixed.mkdir(exist_ok=True)
+            self._fixed_args = write_run_args(self.manifest, self._fixed_values(), fixed)
+        cmd += self._fixed_args + write_run_args(self.manifest, self._inputs(padded), results)
         # Synapses arrays that no code changes during a run are not written back (nobody reads them here)
         # The seed: the random numbers are those of a build seeded with it (None: a fresh one per run)
         seed = self.seed if self.seed is not None else int(np.random.SeedSequence().entropy % 2 ** 31)
