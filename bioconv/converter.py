@@ -216,7 +216,8 @@ class SNN:
             # fewer samples than full runs on every core: the next power of two that covers them (a few
             # shapes per network, each reused by later calls; at most 2x padding)
             batch = min(int(batch), 1 << (-(-len(x) // workers) - 1).bit_length())
-        batch, time_points = (int(batch) if sequential else min(int(batch), len(x))), int(time_points)
+        # an automatic batch keeps its planned size (the project's shape); one asked for is cut to the data
+        batch, time_points = (int(batch) if sequential and auto_batch else min(int(batch), len(x))), int(time_points)
         if presentations is not None and (int(presentations) != presentations or presentations < 1):
             raise ParameterError(f"SNN.evaluate: presentations must be a positive integer, got {presentations!r}")
         if presentations is not None and presentations > 1 and not sequential:

@@ -53,13 +53,33 @@ def test_store_then_hit_and_lru_eviction(tmp_path, root, monkeypatch):
     assert cache.clear() == 2 and cache.entries() == []
 
 
-def test_an_entry_in_use_is_not_evicted(tmp_path, root):
+def test_an_entry_in_use_or_being_written_is_not_evicted(tmp_path, root):
     with cache.locked("aa"):
         cache.store("aa", _project(tmp_path, "aa", 100), ["main"], {})
     from filelock import FileLock
-    with FileLock(str(root / "aa.lock")):  # another process holds it
+    with FileLock(str(root / "aa.lock")):  # another process compiles or stores it
         assert cache.evict(limit=0) == []
+    with cache.in_use("aa"):  # another process runs it
+        assert cache.clear() == 0 and (root / "aa" / "main").exists()
     assert cache.evict(limit=0) == ["aa"]
+    assert not any(root.glob(".*"))  # removed whole, nothing left half-deleted
+
+
+def test_an_incomplete_entry_is_not_a_hit(tmp_path, root):
+    """A file of the entry missing or cut short (a crash, a disk full): compiled again, never run."""
+    with cache.locked("aa"):
+        cache.store("aa", _project(tmp_path, "aa", 100), ["main", "static_arrays/a"], {})
+    with cache.locked("aa") as hit:
+        assert hit is not None
+    (root / "aa" / "static_arrays" / "a").write_bytes(b"1")
+    with cache.locked("aa") as hit:
+        assert hit is None
+    (root / "aa" / "static_arrays" / "a").unlink()
+    with cache.locked("aa") as hit:
+        assert hit is None
+        cache.store("aa", _project(tmp_path, "bb", 100), ["main", "static_arrays/a"], {})
+    with cache.locked("aa") as hit:
+        assert hit is not None
 
 
 def test_switches(monkeypatch, tmp_path):
@@ -163,6 +183,14 @@ def test_one_project_serves_other_weights_of_its_shape(root, monkeypatch):
     hit_a, key_a, _ = counts(a)
     hit_b, key_b, got = counts(b)
     assert (hit_a, hit_b) == (False, True) and key_a == key_b
+    # clearing the cache while a network runs on it leaves that project alone
+    rates = b.target_rates(x[:4])[b.mapped.populations[0].name]
+    with CompiledNetwork(b.mapped, 2, duration=30 * ms, dt=0.1 * ms, threads=1, presentations=2) as net:
+        assert net.cache_hit and cache.clear() == 0
+        again = net.run(rates).counts
+    for name in got:
+        np.testing.assert_array_equal(again[name], got[name], err_msg=name)
+    assert cache.clear() == 1
     monkeypatch.setenv("BIOCONV_CACHE", "off")
     _, _, own = counts(b)
     for name in own:

@@ -8,12 +8,18 @@ inputs and results in folders of their own, so any number of processes can share
 per key keeps two processes from compiling the same shape at once. The cache keeps at most
 `max_bytes`; beyond that the least recently used entries go.
 
+A process that uses an entry holds a shared lock on it (`in_use`, as long as its `CompiledNetwork` is
+open): eviction and `clear` take the entry only when nobody holds it, and remove it by renaming it
+away first, so no process ever sees half an entry. A hit checks the entry's files against its
+manifest (names and sizes); an incomplete entry is compiled again.
+
 Settings (environment): ``BIOCONV_CACHE_DIR`` (default ``$XDG_CACHE_HOME/bioconv/projects`` or
 ``~/.cache/bioconv/projects``), ``BIOCONV_CACHE=off`` disables it, ``BIOCONV_CACHE_SIZE`` (bytes,
 or with K/M/G; default 4G). The command line: ``bioconv cache list | clear | path``.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -95,7 +101,14 @@ class Entry:
 
 
 def _folder_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    total = 0
+    for p in path.rglob("*"):
+        try:
+            if p.is_file():
+                total += p.stat().st_size
+        except OSError:  # removed meanwhile by another process
+            pass
+    return total
 
 
 def entries() -> list[Entry]:
@@ -106,15 +119,60 @@ def entries() -> list[Entry]:
         return out
     for path in root.iterdir():
         man = path / MANIFEST
-        if path.is_dir() and man.exists():
+        try:
+            if not (path.is_dir() and man.exists()) or path.name.startswith("."):
+                continue
             stamp = path / _LAST_USED
             used = stamp.stat().st_mtime if stamp.exists() else man.stat().st_mtime
-            try:
-                manifest = json.loads(man.read_text())
-            except (OSError, ValueError):
-                continue
-            out.append(Entry(path.name, path, _folder_size(path), used, manifest))
+            manifest = json.loads(man.read_text())
+        except (OSError, ValueError):  # removed or being written meanwhile
+            continue
+        out.append(Entry(path.name, path, _folder_size(path), used, manifest))
     return sorted(out, key=lambda e: e.last_used)
+
+
+def complete(path: Path, manifest: dict) -> bool:
+    """Whether entry ``path`` holds every file its manifest lists, with its size."""
+    for name, size in manifest.get("files", {}).items():
+        try:
+            if (Path(path) / name).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    return "files" in manifest
+
+
+@contextmanager
+def in_use(key: str):
+    """A shared lock on entry ``key`` while a process runs it: `evict` and `clear` leave it alone."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{key}.use", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_if_unused(key: str) -> bool:
+    """Remove entry ``key`` unless a process uses or writes it: renamed away first (atomic), then deleted."""
+    root = cache_root()
+    try:
+        with FileLock(str(root / f"{key}.lock"), timeout=0), open(root / f"{key}.use", "a") as use:
+            try:
+                fcntl.flock(use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False
+            gone = root / f".{key}.{os.getpid()}.removed"
+            try:
+                os.rename(root / key, gone)
+            except FileNotFoundError:
+                return False
+            shutil.rmtree(gone, ignore_errors=True)
+            return True
+    except TimeoutError:  # being compiled or stored
+        return False
 
 
 @contextmanager
@@ -125,7 +183,11 @@ def locked(key: str, timeout: float = 3600):
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f"{key}.lock"), timeout=timeout):
         path = root / key
-        yield path if (path / MANIFEST).exists() else None
+        try:
+            hit = complete(path, json.loads((path / MANIFEST).read_text()))
+        except (OSError, ValueError):
+            hit = False
+        yield path if hit else None
 
 
 def store(key: str, project: Path, files: list[str], manifest: dict) -> Path:
@@ -135,12 +197,17 @@ def store(key: str, project: Path, files: list[str], manifest: dict) -> Path:
     final = root / key
     tmp = root / f".{key}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    manifest = dict(manifest, files={})
     for name in files:
         src, dst = Path(project) / name, tmp / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)
+        manifest["files"][name] = dst.stat().st_size
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    shutil.rmtree(final, ignore_errors=True)
+    if final.exists():  # an incomplete entry (under this key's lock: nobody runs it)
+        old = root / f".{key}.{os.getpid()}.removed"
+        os.rename(final, old)
+        shutil.rmtree(old, ignore_errors=True)
     os.rename(tmp, final)
     touch(final)
     evict(keep=key)
@@ -161,12 +228,7 @@ def evict(keep: str | None = None, limit: int | None = None) -> list[str]:
     for e in all_entries:
         if total <= limit:
             break
-        if e.key == keep:
-            continue
-        try:
-            with FileLock(str(cache_root() / f"{e.key}.lock"), timeout=0):
-                shutil.rmtree(e.path, ignore_errors=True)
-        except TimeoutError:  # in use by another process: keep it
+        if e.key == keep or not _remove_if_unused(e.key):  # in use by another process: kept
             continue
         total -= e.size
         removed.append(e.key)
@@ -174,5 +236,13 @@ def evict(keep: str | None = None, limit: int | None = None) -> list[str]:
 
 
 def clear() -> int:
-    """Remove every entry that no process holds; returns how many were removed."""
-    return len(evict(limit=0))
+    """Remove every entry that no process uses, and what crashed writers left; returns how many
+    entries were removed."""
+    removed = len(evict(limit=0))
+    root = cache_root()
+    if root.is_dir():
+        for path in root.glob(".*.tmp"):  # a writer that died while copying (its pid is gone)
+            pid = path.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                shutil.rmtree(path, ignore_errors=True)
+    return removed

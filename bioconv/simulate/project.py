@@ -70,12 +70,15 @@ def shape_parts(net: MappedNetwork, *, B: int, K: int, duration, dt, encoder: st
     weights, per-neuron parameters) and the seed (`network.shape_signature`)."""
     from .network import shape_signature
     pops = shape_signature(net)
-    dev_prefs = {name: prefs[name] for name in sorted(prefs) if name.startswith("devices.bioconv_standalone.")}
+    # every preference that can change the generated code or how it is compiled (not those that only
+    # say how a run is launched)
+    launch_only = {"devices.cpp_standalone.run_cmd_unix", "devices.cpp_standalone.run_environment_variables"}
+    dev_prefs = {name: str(prefs[name]) for name in sorted(prefs)
+                 if name.startswith(("codegen.", "core.", "legacy.", "devices.cpp_standalone.",
+                                     "devices.bioconv_standalone.")) and name not in launch_only}
     return {
         "format": FORMAT, "bioconv": source_digest(), "brian2": brian2.__version__, "toolchain": toolchain(),
-        "compile_args": [list(prefs["codegen.cpp.extra_compile_args_gcc"]), list(prefs["codegen.cpp.extra_link_args"]),
-                         list(prefs["codegen.cpp.include_dirs"]), list(prefs["codegen.cpp.library_dirs"]),
-                         [list(m) for m in prefs["codegen.cpp.define_macros"]], get_compiler_and_args()[0]],
+        "compiler_and_args": [str(a) for a in get_compiler_and_args()],
         "prefs": dev_prefs, "openmp_threads": prefs["devices.cpp_standalone.openmp_threads"],
         "float32": bool(float32),
         "network": {"populations": pops, "synapse": net.synapse,
@@ -135,7 +138,9 @@ class Results:
         spec = self.manifest["results"][name]
         path = self.folder / spec["file"]
         dtype = np.dtype(spec["dtype"])
-        data = np.fromfile(path, dtype=dtype) if path.exists() else np.zeros(0, dtype)
+        if not path.exists():  # Brian2's binary writes every result file, empty or not
+            raise RuntimeError(f"results of {self.folder}: no {spec['file']} (for {name!r})")
+        data = np.fromfile(path, dtype=dtype)
         if spec["layout"] == "rows":
             return data.reshape(-1, spec["columns"]).T
         if spec["layout"] == "fixed" and data.size != spec["size"]:

@@ -230,11 +230,13 @@ class CompiledNetwork:
         self._stack = ExitStack()
         try:
             self.folder = self._stack.enter_context(simulation_device(
-                device, dt=dt, threads=threads, float32=float32, directory=directory, build_on_run=False, cuda=cuda))
+                device, dt=dt, threads=threads, float32=float32,
+                directory=None if directory is None else Path(directory).resolve(),  # the binary runs elsewhere
+                build_on_run=False, cuda=cuda))
             if self.kind == "cpp":
                 # the seed is set per launch ($BIOCONV_SEED, see the device's `seed`): not part of the shape
                 parts = shape_parts(net, B=self.B, K=self.K, duration=duration, dt=dt, encoder=encoder, seed="per run",
-                                    record_output_every=record_output_every, float32=float32)
+                                    record_output_every=sample_every, float32=float32)
                 self.key = cache.project_key(parts)
                 self._open_project(use_cache=directory is None and cache.enabled())
             else:
@@ -279,6 +281,8 @@ class CompiledNetwork:
                     files = ["main"] + [f"static_arrays/{n}" for n in sorted(os.listdir(folder / "static_arrays"))]
                     self.project = cache.store(self.key, folder, files, self.manifest)
                     logger.info("compiled project cached: %s (%s)", self.key, self.project)
+                # held while this network is open: no eviction takes the project from under its runs
+                self._stack.enter_context(cache.in_use(self.key))
         self.project_edits = dict(self.manifest["optimizations"])
 
     def _compile(self):
@@ -494,6 +498,12 @@ class CompiledNetwork:
                 log = (launch.results / "stdout.txt").read_text()[-2000:]
                 raise RuntimeError(f"the compiled network's run failed (exit code {rc}; project "
                                    f"{self.project}):\n{log}")
+            log = (launch.results / "stdout.txt").read_text()
+            # Brian2's binary reports a bad input or a missing static array on its output and goes on
+            bad = [line for line in log.splitlines() if line.startswith(("Error", "Could not"))]
+            if bad:
+                raise RuntimeError(f"the compiled network's run reported errors (project {self.project}):\n"
+                                   + "\n".join(bad[:20]))
             info = launch.results / "last_run_info.txt"
             if info.exists():
                 self.sim_seconds += float(info.read_text().split()[0])

@@ -234,13 +234,14 @@ class BioconvStandaloneDevice(CPPStandaloneDevice):
         """Brian2's ``seed``, after which a launch may reseed at run time: with $BIOCONV_SEED = s the
         random numbers are those of a build seeded with s, so one compiled project serves every seed."""
         super().seed(seed)
-        threads = prefs.devices.cpp_standalone.openmp_threads or 1
+        # one state per thread, counted when the binary runs (the thread count is a build setting)
+        states = "brian::_mersenne_twister_states" if _RANDOMKIT else "brian::_random_generators"
         if _RANDOMKIT:  # brian2 < 2.8: randomkit states, seeded as Brian2's main.cpp seeds them
             reseed = "rk_seed(std::strtoul(_seed, 0, 10) + _i, brian::_mersenne_twister_states[_i]);"
         else:
             reseed = "brian::_random_generators[_i].seed(std::strtoull(_seed, 0, 10) + _i);"
         self.insert_code("main", f'{{ const char* _seed = std::getenv("BIOCONV_SEED"); // bioconv: seed of a launch\n'
-                                 f"  if(_seed) for(int _i=0; _i<{threads}; _i++) {reseed} }}")
+                                 f"  if(_seed) for(size_t _i=0; _i<{states}.size(); _i++) {reseed} }}")
 
     def generate_objects_source(self, writer, *args, **kwds):
         self._bioconv_static_outputs = self._static_synapse_arrays() if _pref("skip_static_synapse_output") else set()
