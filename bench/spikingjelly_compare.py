@@ -39,6 +39,7 @@ import copy
 import logging
 import os
 import resource
+import shlex
 import sys
 import tempfile
 import time
@@ -126,7 +127,7 @@ def run_spikingjelly(model, x_cal, x, variant, steps, *, batch, max_s=None, chec
                      workers=1):
     """Convert ``model`` with SpikingJelly's RateCodingRecipe and run it for ``steps`` steps on ``x``.
 
-    Returns dict(convert_s, sim_s, n (digits run), pred (n,), pred_at {step: (n,)} for ``check_steps``).
+    Returns dict(convert_s, batch, sim_s, n (digits run), pred (n,), pred_at {step: (n,)} for ``check_steps``).
     Stops after the batch that would take the simulation past ``max_s`` seconds (at least one batch).
     ``workers`` > 1: the batches go round-robin to that many processes of one torch thread each
     (`_sj_worker.py`, the converted network pickled to them); sim_s then includes their start-up.
@@ -141,7 +142,8 @@ def run_spikingjelly(model, x_cal, x, variant, steps, *, batch, max_s=None, chec
     snn.eval()
     convert_s = time.perf_counter() - t0
     if workers > 1:
-        return dict(convert_s=convert_s, **_run_in_workers(snn, x, steps, batch=batch, max_s=max_s,
+        batch = min(batch, -(-len(x) // workers))  # every worker gets at least one batch
+        return dict(convert_s=convert_s, batch=batch, **_run_in_workers(snn, x, steps, batch=batch, max_s=max_s,
                                                            check_steps=[s for s in check_steps if s < steps],
                                                            workers=workers))
     preds, preds_at = [], {s: [] for s in check_steps if s < steps}
@@ -165,7 +167,7 @@ def run_spikingjelly(model, x_cal, x, variant, steps, *, batch, max_s=None, chec
                       f"the next batch would pass --sj-max-s {max_s:g} s)", flush=True)
                 break
     sim_s = time.perf_counter() - t0
-    return dict(convert_s=convert_s, sim_s=sim_s, n=n, pred=np.concatenate(preds),
+    return dict(convert_s=convert_s, batch=batch, sim_s=sim_s, n=n, pred=np.concatenate(preds),
                 pred_at={s: np.concatenate(p) for s, p in preds_at.items()})
 
 
@@ -317,7 +319,7 @@ def main(argv=None):
     x, y = split.x_test[:args.n], split.y_test[:args.n]
     x_cal = split.x_train[:CALIBRATION]
     T, dt, rmax = args.T, args.dt, args.rate_max
-    cmd = "python bench/spikingjelly_compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "python bench/spikingjelly_compare.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     missing = spikingjelly_missing()
     if missing:
         print(missing, flush=True)
@@ -396,7 +398,7 @@ def main(argv=None):
                 cpu = cpu_seconds() - cpu0
                 m = r["n"]
                 wall = r["convert_s"] + r["sim_s"]
-                note = f"batches of {batch}"
+                note = f"batches of {r['batch']}"
                 if m < len(x):
                     note += f"; only the first {m} digits (time cap {args.sj_max_s:g} s)"
                 if setting == "budget":
