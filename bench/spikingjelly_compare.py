@@ -7,9 +7,9 @@ and the same digits.
 
 The defaults are the acceptance settings of issue 10: rate_max = 200 Hz, T = 320 ms, dt = 0.1 ms.
 - bioconv: `convert` (p99.9 normalization on 4000 training digits) and `SNN.evaluate` with its
-  defaults (device cpp, regular input, count readout) at T and dt, with a cold compile: the bioconv
-  cache folder ($BIOCONV_CACHE) points at an empty temporary folder during the run, so no compiled
-  project can be reused.
+  defaults (device cpp, regular input, count readout) at T and dt, with a cold compile: bioconv's
+  compiled-project cache ($BIOCONV_CACHE_DIR) points at an empty temporary folder during the run, so
+  no compiled project can be reused (the notes column shows ``cache_hit``).
 - SpikingJelly 2.0.0: `ann2snn.Converter(recipe=RateCodingRecipe(loader, mode="99.9%", ...))` on the
   same 4000 digits, then its usual evaluation: the image as a constant analog input every step,
   integrate-and-fire neurons with soft reset (threshold 1), the output layer's values summed over the
@@ -208,18 +208,19 @@ def _run_in_workers(snn, x, steps, *, batch, max_s, check_steps, workers):
 
 @contextlib.contextmanager
 def cold_bioconv_cache():
-    """Point the bioconv cache folder at an empty temporary folder: nothing compiled earlier can be
-    reused (call after the zoo networks are loaded: they live in the same cache folder)."""
-    old = os.environ.get("BIOCONV_CACHE")
+    """Point bioconv's compiled-project cache ($BIOCONV_CACHE_DIR, `bioconv.simulate.cache`) at an empty
+    temporary folder: the run compiles from scratch and nothing compiled earlier can be reused. The
+    switch $BIOCONV_CACHE is left alone (on; the zoo also reads that name, as its folder)."""
+    old = os.environ.get("BIOCONV_CACHE_DIR")
     with tempfile.TemporaryDirectory(prefix="bioconv-cold-cache-") as tmp:
-        os.environ["BIOCONV_CACHE"] = tmp
+        os.environ["BIOCONV_CACHE_DIR"] = tmp
         try:
             yield tmp
         finally:
             if old is None:
-                os.environ.pop("BIOCONV_CACHE", None)
+                os.environ.pop("BIOCONV_CACHE_DIR", None)
             else:
-                os.environ["BIOCONV_CACHE"] = old
+                os.environ["BIOCONV_CACHE_DIR"] = old
 
 
 def cpu_seconds() -> float:
@@ -336,7 +337,7 @@ def main(argv=None):
            f"start-up in sim_s). ")
         + f"bioconv: `convert` (p99.9, {CALIBRATION} training digits, rate_max = {rmax:g} Hz) then `evaluate` "
         f"with its defaults (cpp, regular input, count readout), T = {T:g} ms, dt = {dt:g} ms, cold compile "
-        f"(empty cache folder). SpikingJelly "
+        f"($BIOCONV_CACHE_DIR: an empty folder). SpikingJelly "
         + ("(not installed: rows skipped)" if missing else f"{spikingjelly_version()}")
         + f": `ann2snn.Converter(recipe=RateCodingRecipe(loader, mode={args.sj_mode!r}, ...))` on the same "
         f"{CALIBRATION} digits (batches of {CAL_BATCH}), CPU, the image as a constant analog input every step, "
@@ -381,7 +382,10 @@ def main(argv=None):
                       cpu_speed_vs_bioconv=1.0, load_1min=f"{load0:.1f} -> {load():.1f}",
                       notes=(f"{res.settings['batch']} copies x {res.settings['presentations']} in sequence, "
                              f"{res.settings['parallel_runs']} runs at once"
-                             + "".join(f"; {k}={v}" for k, v in cache.items()))))
+                             + "".join(f"; {k}={v}" for k, v in cache.items())
+                             + ("; WARNING: a cached project was reused, the compile was not cold"
+                                if any(v is True or (isinstance(v, (list, tuple)) and True in v)
+                                       for v in cache.values()) else ""))))
         if missing:
             continue
         budget = steps_for("budget", T, dt, rmax)
