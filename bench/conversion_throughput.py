@@ -73,7 +73,7 @@ def main(argv=None):
         return probe(args)
     if args.cache_dir is None:
         args.cache_dir = Path(tempfile.mkdtemp(prefix="bioconv-bench-cache-"))
-    os.environ["BIOCONV_CACHE_DIR"] = str(args.cache_dir)
+    os.environ["BIOCONV_PROJECT_CACHE_DIR"] = str(args.cache_dir)
     logging.getLogger("brian2").setLevel(logging.ERROR)
     naive_n = dict(zip(args.networks, args.naive_n * len(args.networks) if len(args.naive_n) == 1 else args.naive_n))
     threads = available_cores() if args.threads is None else args.threads

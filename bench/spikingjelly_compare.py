@@ -8,7 +8,7 @@ and the same digits.
 The defaults are the acceptance settings of issue 10: rate_max = 200 Hz, T = 320 ms, dt = 0.1 ms.
 - bioconv: `convert` (p99.9 normalization on 4000 training digits) and `SNN.evaluate` with its
   defaults (device cpp, regular input, count readout) at T and dt, with a cold compile: bioconv's
-  compiled-project cache ($BIOCONV_CACHE_DIR) points at an empty temporary folder during the run, so
+  compiled-project cache ($BIOCONV_PROJECT_CACHE_DIR) points at an empty temporary folder during the run, so
   no compiled project can be reused (the notes column shows ``cache_hit``).
 - SpikingJelly 2.0.0: `ann2snn.Converter(recipe=RateCodingRecipe(loader, mode="99.9%", ...))` on the
   same 4000 digits, then its usual evaluation: the image as a constant analog input every step,
@@ -208,19 +208,19 @@ def _run_in_workers(snn, x, steps, *, batch, max_s, check_steps, workers):
 
 @contextlib.contextmanager
 def cold_bioconv_cache():
-    """Point bioconv's compiled-project cache ($BIOCONV_CACHE_DIR, `bioconv.simulate.cache`) at an empty
-    temporary folder: the run compiles from scratch and nothing compiled earlier can be reused. The
-    switch $BIOCONV_CACHE is left alone (on; the zoo also reads that name, as its folder)."""
-    old = os.environ.get("BIOCONV_CACHE_DIR")
+    """Point bioconv's compiled-project cache ($BIOCONV_PROJECT_CACHE_DIR, `bioconv.simulate.cache`) at an empty
+    temporary folder: the run compiles from scratch and nothing compiled earlier can be reused
+    ($BIOCONV_CACHE, the zoo's folder, is left alone)."""
+    old = os.environ.get("BIOCONV_PROJECT_CACHE_DIR")
     with tempfile.TemporaryDirectory(prefix="bioconv-cold-cache-") as tmp:
-        os.environ["BIOCONV_CACHE_DIR"] = tmp
+        os.environ["BIOCONV_PROJECT_CACHE_DIR"] = tmp
         try:
             yield tmp
         finally:
             if old is None:
-                os.environ.pop("BIOCONV_CACHE_DIR", None)
+                os.environ.pop("BIOCONV_PROJECT_CACHE_DIR", None)
             else:
-                os.environ["BIOCONV_CACHE_DIR"] = old
+                os.environ["BIOCONV_PROJECT_CACHE_DIR"] = old
 
 
 def cpu_seconds() -> float:
@@ -337,7 +337,7 @@ def main(argv=None):
            f"start-up in sim_s). ")
         + f"bioconv: `convert` (p99.9, {CALIBRATION} training digits, rate_max = {rmax:g} Hz) then `evaluate` "
         f"with its defaults (cpp, regular input, count readout), T = {T:g} ms, dt = {dt:g} ms, cold compile "
-        f"($BIOCONV_CACHE_DIR: an empty folder). SpikingJelly "
+        f"($BIOCONV_PROJECT_CACHE_DIR: an empty folder). SpikingJelly "
         + ("(not installed: rows skipped)" if missing else f"{spikingjelly_version()}")
         + f": `ann2snn.Converter(recipe=RateCodingRecipe(loader, mode={args.sj_mode!r}, ...))` on the same "
         f"{CALIBRATION} digits (batches of {CAL_BATCH}), CPU, the image as a constant analog input every step, "

@@ -50,7 +50,7 @@ def _cache(args) -> int:
         print(f"removed {cache.clear()} compiled project(s) from {cache.cache_root()}")
         return 0
     entries = cache.entries()
-    state = "on" if cache.enabled() else "off ($BIOCONV_CACHE)"
+    state = "on" if cache.enabled() else "off ($BIOCONV_PROJECT_CACHE)"
     print(f"{cache.cache_root()}: {len(entries)} compiled project(s), "
           f"{sum(e.size for e in entries) / 2 ** 20:.1f} MiB of {cache.max_bytes() / 2 ** 20:.0f} MiB; cache {state}")
     for e in reversed(entries):  # most recently used first

@@ -9,9 +9,9 @@ os.environ.setdefault("BIOCONV_THREADS", "1")
 # Compiled projects go to a cache of this test session (shared by its workers, removed at the end),
 # not to the user's: every session starts from cold, and tests that need a fresh build still find one.
 _CACHE = None
-if "BIOCONV_CACHE_DIR" not in os.environ:
+if "BIOCONV_PROJECT_CACHE_DIR" not in os.environ:
     _CACHE = tempfile.mkdtemp(prefix="bioconv-test-cache-")
-    os.environ["BIOCONV_CACHE_DIR"] = _CACHE
+    os.environ["BIOCONV_PROJECT_CACHE_DIR"] = _CACHE
 
 
 def pytest_unconfigure(config):

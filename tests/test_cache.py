@@ -14,7 +14,7 @@ from bioconv.simulate import cache
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("BIOCONV_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BIOCONV_PROJECT_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 
@@ -36,7 +36,7 @@ def _project(tmp_path, name, size):
 
 
 def test_store_then_hit_and_lru_eviction(tmp_path, root, monkeypatch):
-    monkeypatch.setenv("BIOCONV_CACHE_SIZE", "2500")
+    monkeypatch.setenv("BIOCONV_PROJECT_CACHE_SIZE", "2500")
     for k, key in enumerate(["aa", "bb", "cc"]):
         with cache.locked(key) as hit:
             assert hit is None
@@ -83,18 +83,18 @@ def test_an_incomplete_entry_is_not_a_hit(tmp_path, root):
 
 
 def test_switches(monkeypatch, tmp_path):
-    monkeypatch.delenv("BIOCONV_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert cache.cache_root() == tmp_path / "bioconv" / "projects"
+    monkeypatch.delenv("BIOCONV_PROJECT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("BIOCONV_CACHE", str(tmp_path))  # the zoo's folder too: projects sit beside it
+    assert cache.cache_root() == tmp_path / "projects"
     for off in ("off", "0", "false", "NO"):
-        monkeypatch.setenv("BIOCONV_CACHE", off)
+        monkeypatch.setenv("BIOCONV_PROJECT_CACHE", off)
         assert not cache.enabled()
-    monkeypatch.setenv("BIOCONV_CACHE", "on")
+    monkeypatch.setenv("BIOCONV_PROJECT_CACHE", "on")
     assert cache.enabled()
-    monkeypatch.setenv("BIOCONV_CACHE_SIZE", "1.5G")
+    monkeypatch.setenv("BIOCONV_PROJECT_CACHE_SIZE", "1.5G")
     assert cache.max_bytes() == int(1.5 * 2 ** 30)
-    monkeypatch.setenv("BIOCONV_CACHE_SIZE", "lots")
-    with pytest.raises(ParameterError, match="BIOCONV_CACHE_SIZE"):
+    monkeypatch.setenv("BIOCONV_PROJECT_CACHE_SIZE", "lots")
+    with pytest.raises(ParameterError, match="BIOCONV_PROJECT_CACHE_SIZE"):
         cache.max_bytes()
 
 
@@ -191,7 +191,7 @@ def test_one_project_serves_other_weights_of_its_shape(root, monkeypatch):
     for name in got:
         np.testing.assert_array_equal(again[name], got[name], err_msg=name)
     assert cache.clear() == 1
-    monkeypatch.setenv("BIOCONV_CACHE", "off")
+    monkeypatch.setenv("BIOCONV_PROJECT_CACHE", "off")
     _, _, own = counts(b)
     for name in own:
         np.testing.assert_array_equal(got[name], own[name], err_msg=name)

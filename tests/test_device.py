@@ -155,7 +155,7 @@ def test_precompiled_header_is_used(monkeypatch):
     in a pass of its own (each object writes its .d file as it compiles)."""
     snn = convert(G.load(os.path.join(os.path.dirname(__file__), "data", "small_convnet.npz")),
                   np.random.default_rng(3).random((40, 1, 8, 8)))
-    monkeypatch.setenv("BIOCONV_CACHE", "off")  # built in its folder, not taken from the cache
+    monkeypatch.setenv("BIOCONV_PROJECT_CACHE", "off")  # built in its folder, not taken from the cache
     with CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=DT, device="cpp", threads=1) as net:
         assert (net.folder / f"{PCH}.gch").exists()
         assert not (net.folder / "make.deps").exists()

@@ -13,9 +13,10 @@ open): eviction and `clear` take the entry only when nobody holds it, and remove
 away first, so no process ever sees half an entry. A hit checks the entry's files against its
 manifest (names and sizes); an incomplete entry is compiled again.
 
-Settings (environment): ``BIOCONV_CACHE_DIR`` (default ``$XDG_CACHE_HOME/bioconv/projects`` or
-``~/.cache/bioconv/projects``), ``BIOCONV_CACHE=off`` disables it, ``BIOCONV_CACHE_SIZE`` (bytes,
-or with K/M/G; default 4G). The command line: ``bioconv cache list | clear | path``.
+Settings (environment): ``BIOCONV_PROJECT_CACHE_DIR`` (default ``$BIOCONV_CACHE/projects``, beside
+the zoo's ``$BIOCONV_CACHE/zoo``; ``$BIOCONV_CACHE`` defaults to ``~/.cache/bioconv``),
+``BIOCONV_PROJECT_CACHE=off`` disables it, ``BIOCONV_PROJECT_CACHE_SIZE`` (bytes, or with K/M/G;
+default 4G). The command line: ``bioconv cache list | clear | path``.
 """
 from __future__ import annotations
 
@@ -41,25 +42,24 @@ DEFAULT_SIZE = 4 * 2 ** 30
 
 
 def cache_root() -> Path:
-    env = os.environ.get("BIOCONV_CACHE_DIR")
+    env = os.environ.get("BIOCONV_PROJECT_CACHE_DIR")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "bioconv" / "projects"
+    return Path(os.environ.get("BIOCONV_CACHE") or Path.home() / ".cache" / "bioconv") / "projects"
 
 
 def enabled() -> bool:
-    return os.environ.get("BIOCONV_CACHE", "on").strip().lower() not in ("0", "off", "false", "no")
+    return os.environ.get("BIOCONV_PROJECT_CACHE", "on").strip().lower() not in ("0", "off", "false", "no")
 
 
 def max_bytes() -> int:
-    """The cache's size limit in bytes ($BIOCONV_CACHE_SIZE: a number, optionally with K, M or G)."""
-    env = os.environ.get("BIOCONV_CACHE_SIZE", "").strip()
+    """The cache's size limit in bytes ($BIOCONV_PROJECT_CACHE_SIZE: a number, optionally with K, M or G)."""
+    env = os.environ.get("BIOCONV_PROJECT_CACHE_SIZE", "").strip()
     if not env:
         return DEFAULT_SIZE
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMG]?)I?B?", env.upper())
     if m is None:
-        raise ParameterError(f"$BIOCONV_CACHE_SIZE must be a size such as 500M or 4G, got {env!r}")
+        raise ParameterError(f"$BIOCONV_PROJECT_CACHE_SIZE must be a size such as 500M or 4G, got {env!r}")
     return int(float(m.group(1)) * {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30}[m.group(2)])
 
 
