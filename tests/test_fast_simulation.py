@@ -155,6 +155,7 @@ def test_float32_runs_in_single_precision_and_stays_close(small_convnet):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # nvcc alone takes 1.5-4 min on 2 idle cores, past 10 min on busy ones
 def test_cuda_project_builds_without_a_gpu(tmp_path):
     """brian2cuda generates and compiles (nvcc) a converted network; nothing runs (no GPU needed)."""
     pytest.importorskip("brian2cuda", reason="brian2cuda is not installed")
