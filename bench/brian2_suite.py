@@ -27,7 +27,6 @@ import argparse
 import datetime
 import inspect
 import os
-import platform
 import sys
 import time
 from collections import Counter, defaultdict
@@ -162,19 +161,10 @@ def check_pytest():
 
 
 def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = ""
-    if hasattr(os, "getloadavg"):
-        load = f", load average at start {os.getloadavg()[0]:.1f}"
-    return f"{cpu}, {cores} cores{load}, Python {platform.python_version()}"
+    """The shared machine description (bench/_report.py), with the load at the start of the run."""
+    from _report import machine as described
+    load = f", load average at start {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return described() + load
 
 
 def main(argv=None) -> int:
