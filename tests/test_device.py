@@ -117,7 +117,8 @@ def test_blocked_threshold_only_where_the_condition_reads_values(tmp_path):
         code = _thresholder_code(folder, "pure")
         assert opt["thresholds"] == 2 and opt["thresholds_blocked"] == (1 if on else 0)
         assert ("reduction(|:_any)" in code and "if(!_any) continue;" in code) == on
-        assert code.count("_count++] = _idx;") == (2 if on else 1)  # blocked: full blocks, then the last one
+        assert code.count("_count++] = _idx;") == 1  # one scan: Brian2's loop, over a block or the whole group
+        assert ("_block_end" in code) == on
         assert "_any" not in _thresholder_code(folder, "rand")
         assert "-fopenmp-simd" in (folder / "makefile").read_text()
 

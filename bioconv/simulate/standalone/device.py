@@ -102,8 +102,8 @@ _CALL = re.compile(r"\b(?!(?:if|while|for|switch)\b)[A-Za-z_]\w*\s*\(")  # a cal
 
 def _threshold_block(vector_code, owner) -> int:
     """Neurons per branch-free block for this thresholder, or 0 for Brian2's loop: the condition must
-    only read values (a function call could draw a random number, which the block test would draw
-    a second time)."""
+    only read values (a function call could draw a random number, and the condition is evaluated
+    again when a block with a spike is scanned)."""
     if not _pref("block_thresholds"):
         return 0
     code = vector_code if isinstance(vector_code, str) else "\n".join(vector_code)  # Brian2 passes lines
