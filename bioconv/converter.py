@@ -86,7 +86,12 @@ def convert(model, calibration, *, input_shape=None, normalization="p99.9", Cm=1
     scales = compute_scales(pops, acts, normalization)
     mapped = map_network(pops, scales, Cm=Cm, v_th=v_th, tau_ref=tau_ref, rate_max=rate_max, synapse=synapse,
                          tau_s=tau_s, bias=bias, reset=reset, leak_rule=leak_rule, readout=readout)
-    return SNN(graph, pops, mapped, acts)
+    snn = SNN(graph, pops, mapped, acts)
+    # what `snn.save` records of how the network was made
+    snn.conversion = dict(normalization=normalization, Cm=Cm, v_th=v_th, tau_ref=tau_ref, rate_max=rate_max,
+                          synapse=synapse, tau_s=tau_s, bias=bias, reset=reset, leak_rule=leak_rule, readout=readout,
+                          n_calibration=len(calibration))
+    return snn
 
 
 @dataclass
@@ -138,10 +143,17 @@ class SNN:
     def __init__(self, graph: G.LayerGraph, pops: list[G.Population], mapped: MappedNetwork, calibration_acts):
         self.graph, self.populations, self.mapped = graph, pops, mapped
         self._calibration_acts = calibration_acts
+        self.conversion: dict = {}  # the settings `convert` was called with (saved with the network)
 
     @property
     def scales(self) -> Scales:
         return self.mapped.scales
+
+    def save(self, path) -> Path:
+        """Write the network to ``path`` (bioconv's open, versioned format: `bioconv.io.save`);
+        `bioconv.load` reads it back, without torch."""
+        from .io import save
+        return save(self, path)
 
     def table(self) -> str:
         """Every layer's mapped parameters with units."""

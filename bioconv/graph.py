@@ -112,6 +112,9 @@ class LayerGraph:
             nodes.append(dict(name=n.name, op=n.op, inputs=list(n.inputs), params=attrs,
                               arrays=[key for key, v in n.params.items() if isinstance(v, np.ndarray)]))
         header = dict(format=GRAPH_FORMAT, output=self.output, input_shape=list(self.input_shape), nodes=nodes)
+        if hasattr(path, "write"):  # a binary file object (bioconv.io puts the graph inside a network file)
+            np.savez(path, __graph__=np.array(json.dumps(header)), **arrays)
+            return path
         path = Path(path)
         with open(path, "wb") as fh:  # a file object: numpy would otherwise append .npz to other names
             np.savez(fh, __graph__=np.array(json.dumps(header)), **arrays)
@@ -226,8 +229,8 @@ def sequential(input_shape, layers) -> LayerGraph:
 
 
 def load(path) -> LayerGraph:
-    """Read a graph written by `LayerGraph.save` (no torch, no pickle)."""
-    path = Path(path)
+    """Read a graph written by `LayerGraph.save` (no torch, no pickle); ``path`` may be a binary file object."""
+    path = path if hasattr(path, "read") else Path(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             header = json.loads(str(f["__graph__"]))
