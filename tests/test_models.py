@@ -24,13 +24,14 @@ def test_library_lists_every_file():
     names = models.available()
     for name in ["conductance_lif", "perfect_integrator", "delta", "exponential", "alpha", "alpha_conductance"]:
         assert name in names
-    assert set(models.available("neuron")) == {"conductance_lif", "perfect_integrator"}
-    assert set(models.available("synapse")) == {"delta", "exponential", "alpha", "alpha_conductance"}
+    assert set(models.available("neuron")) == {"conductance_lif", "perfect_integrator", "relpsp"}
+    assert set(models.available("synapse")) == {"delta", "exponential", "alpha", "alpha_conductance", "step_current"}
 
 
 def test_every_library_model_is_covered_here():
     # A model added to equations/ must get a dynamics test in this file.
-    covered = {"conductance_lif", "perfect_integrator", "delta", "exponential", "alpha", "alpha_conductance"}
+    covered = {"conductance_lif", "perfect_integrator", "delta", "exponential", "alpha", "alpha_conductance",
+               "relpsp", "step_current"}
     assert set(models.available()) == covered
 
 
@@ -206,3 +207,54 @@ def test_input_in_the_spike_step_is_kept_without_refractory_period(tau_ref_ms, k
         Network(G, src, S).run(1.5 * ms, namespace={})
         v_end = float(G.v[0])
     assert v_end == pytest.approx(0.014 if kept else 0.004, abs=1e-12)
+
+
+def _relpsp(options=(), **params):
+    """One ReL-PSP neuron (Cm = 100 pF, v_th = 20 mV) with a step-current input spike at 1 ms."""
+    G = models.neuron_group(1, "relpsp", "step_current", reset="hold", options=options, Cm=100 * pF,
+                            v_th=20 * mV, **params)
+    src = _spike_input(1 * ms)
+    S = models.synapses(src, G, "step_current", i=[0], j=[0], w=400 * pA)  # 4 mV per ms after delivery
+    return G, src, S
+
+
+def test_relpsp_ramp_fires_once_and_keeps_v():
+    # A step current w from the end of the spike's step on: V = w (t - 1 ms - dt) / Cm, a ramp that
+    # crosses 20 mV 5 ms after delivery; the flag keeps it to one spike and V is not reset.
+    with simulation_device("runtime", dt=DT):
+        G, src, S = _relpsp()
+        sm, st = SpikeMonitor(G), StateMonitor(G, ["v", "I_syn"], record=0)
+        Network(G, src, S, sm, st).run(12 * ms)
+        v, t, spikes = st.v[0], st.t, sm.t[:]
+    k = int(round(4 * ms / DT))  # monitor sample at t = 4 ms: V = 4 mV/ms * (3 ms - dt)
+    assert float(v[k]) == pytest.approx(4e-3 / 1e-3 * (3e-3 - float(DT)), rel=1e-9)
+    assert float(st.I_syn[0][-1]) == pytest.approx(400e-12)
+    assert len(spikes) == 1
+    # stamped at the start of the step whose end state crossed: stamp + dt = 1 ms + dt + 5 ms
+    assert float(spikes[0]) + float(DT) == pytest.approx(6e-3 + float(DT), abs=float(DT) * 1.01)
+    assert float(v[-1]) > 0.040  # still rising after the spike
+
+
+def test_relpsp_window_forces_a_spike_at_its_end_and_blocks_early_ones():
+    # The ramp would cross at 6 ms + dt; a window [7, 8) ms blocks that and fires at its start (V
+    # above threshold already); a window [2, 4) ms ends before the crossing and forces the spike at 4 ms.
+    with simulation_device("runtime", dt=DT):
+        late, src, S = _relpsp(("window",), t_on=7 * ms, T_w=1 * ms)
+        early, src2, S2 = _relpsp(("window",), t_on=2 * ms, T_w=2 * ms)
+        m1, m2 = SpikeMonitor(late), SpikeMonitor(early)
+        Network(late, src, S, early, src2, S2, m1, m2).run(12 * ms)
+        t_late, t_early = m1.t[:], m2.t[:]
+    assert len(t_late) == len(t_early) == 1
+    # the state tested in a step is the one at its end: stamp + dt is the state's time
+    assert float(t_late[0]) + float(DT) == pytest.approx(7e-3, abs=1e-12)
+    assert float(t_early[0]) + float(DT) == pytest.approx(4e-3, abs=1e-12)
+
+
+def test_relpsp_readout_never_fires():
+    with simulation_device("runtime", dt=DT):
+        G, src, S = _relpsp(("readout",))
+        sm = SpikeMonitor(G)
+        Network(G, src, S, sm).run(12 * ms)
+        v_end = float(G.v[0])
+    assert sm.num_spikes == 0
+    assert v_end == pytest.approx(4.0 * (11e-3 - float(DT)), rel=1e-9)  # 4 V/s over 11 ms - dt

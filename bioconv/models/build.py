@@ -140,7 +140,10 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     if count_spikes:
         equations += Equations("spike_count : integer")
         reset_code += "\nspike_count += 1"
-    group = NeuronGroup(int(n), equations, threshold=neuron.threshold, reset=reset_code,
+    threshold = neuron.threshold
+    for o in options:
+        threshold = neuron.options[o].threshold or threshold
+    group = NeuronGroup(int(n), equations, threshold=threshold, reset=reset_code,
                         refractory=False if never_refractory else refractory, method=list(methods), **kwargs)
     for pname, q in values.items():
         setattr(group, pname, q.reshape(()) if pname in shared else q)

@@ -32,7 +32,7 @@ LIBRARY_DIR = Path(__file__).resolve().parents[2] / "equations"
 
 NEURON_KINDS = ("neuron",)
 SYNAPSE_KINDS = ("synapse",)
-KERNELS = ("delta", "exponential", "alpha")
+KERNELS = ("delta", "exponential", "alpha", "step")
 CONSTRAINTS = ("", "positive", "nonnegative")
 
 
@@ -63,6 +63,8 @@ class NeuronOption:
     on_spike: str
     initial: MappingProxyType
     parameters: MappingProxyType
+    # A spike condition replacing the model's (e.g. a windowed or an infinite threshold); None: keep it.
+    threshold: str | None = None
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,7 @@ def _neuron_from(f: _Fields, path: Path) -> NeuronModel:
             name=oname, description=o.text("description", ""), seed=o.text("seed", ""),
             equations=o.text("equations", ""), threshold_value=o.text("threshold_value", None),
             on_spike=o.text("on_spike", ""), initial=o.strings("initial", {}),
-            parameters=o.parameters())
+            parameters=o.parameters(), threshold=o.text("threshold", None))
     return NeuronModel(
         name=f.text("name"), path=path, description=f.text("description"), seed=f.text("seed"),
         method=f.methods("method", ("exact",)), equations=f.text("equations"),
@@ -365,7 +367,11 @@ def _check(neuron: NeuronModel, synapse: SynapseModel | None, options, where: st
             continue
         _guard(lambda: check_dimensions(str(eq.expr), expected, variables), where,
                "equations" if synapse is None else "neuron_equations", f"equation of {name!r}")
-    _guard(lambda: check_dimensions(neuron.threshold, DIMENSIONLESS, variables), where, "threshold", "")
+    threshold, threshold_field = neuron.threshold, "threshold"
+    for o in options:
+        if neuron.options[o].threshold is not None:
+            threshold, threshold_field = neuron.options[o].threshold, f"options.{o}.threshold"
+    _guard(lambda: check_dimensions(threshold, DIMENSIONLESS, variables), where, threshold_field, "")
     for mode, code in neuron.resets.items():
         code = "\n".join([code] + [neuron.options[o].on_spike for o in options if neuron.options[o].on_spike])
         _guard(lambda: check_units_statements(code, variables), where, f"reset.{mode}", "")
