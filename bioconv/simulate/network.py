@@ -17,6 +17,7 @@ from brian2 import Hz, NeuronGroup, Quantity, SpikeMonitor, StateMonitor, Synaps
 
 from .. import models
 from ..mapping import MappedNetwork
+from . import sweepable as sw
 
 ENCODERS = ("regular", "poisson", "current")
 
@@ -101,7 +102,7 @@ def set_inputs(built: "BuiltNetwork", values: dict[str, np.ndarray]):
 
 
 def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", record_output_every=None,
-          record_times: str = "all", presentations: int = 1, period=None) -> BuiltNetwork:
+          record_times: str = "all", presentations: int = 1, period=None, sweepable=()) -> BuiltNetwork:
     """Create the Brian2 objects for ``B = len(x_rates)`` samples; ``x_rates`` (B, n_input) in Hz.
 
     Must be called inside `bioconv.simulate.simulation_device`. Returns the objects to run and the
@@ -116,13 +117,20 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     ``samples_per_presentation`` samples per presentation and ``final_state`` each presentation's
     final V. The inputs can change later without rebuilding: `input_values` gives the new values of
     the variables named in ``BuiltNetwork.input_vars``.
+    ``sweepable``: names of `sweepable.SWEEPABLE` the build keeps changeable per neuron and per copy
+    (see `sweepable`): no model variable they move is shared or specialized on, and when a run
+    starts every state is set to its rest value from the variables, which run_args may have
+    changed (needs ``period``).
     """
+    names = sw.check_names(sweepable, "build")
+    swept = sw.swept_variables(net, names)
+    net = sw.sweepable_form(net, names)
     if encoder not in ENCODERS:
         raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
     B = len(x_rates)
     K = int(presentations)
-    if K > 1 and period is None:
-        raise ValueError("presentations > 1 needs the period")
+    if (K > 1 or names) and period is None:
+        raise ValueError("presentations > 1 and sweepable builds need the period")
     samples = samples_per_presentation(period, record_output_every) if K > 1 and net.readout == "potential" else 0
     groups, spikes, objects = {}, {}, []
     input_pop = net.populations[0]
@@ -153,16 +161,17 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
         # Parameters with one value in the whole population are shared by the group: the generated
         # code then reads them once per step instead of once per neuron and step (about a third
         # of a ConvNet's simulation loop).
-        uniform = {k: _uniform(v) for k, v in p.params.items()}
+        # Swept variables stay per neuron: each copy may hold another parameter point.
+        uniform = {k: _uniform(v) if k not in swept[p.name] else None for k, v in p.params.items()}
         params = {k: (u if u is not None else _tile(p.params[k], B, p.size)) for k, u in uniform.items()}
         shared = {k for k, u in uniform.items() if u is not None} | {k for k, v in net.synapse_params.items()
-                                                                     if np.size(v) == 1}
+                                                                     if np.size(v) == 1 and k not in swept[p.name]}
         if p.name in inputs:
             params["I_bias"] = Quantity(inputs[p.name], dim=amp.dim)
             input_vars[p.name] = "I_bias"
             shared.discard("I_bias")  # set per neuron and per batch
         method = None
-        if p.neuron == "conductance_lif" and np.any(np.asarray(params["gl"]) == 0):
+        if p.neuron == "conductance_lif" and (np.any(np.asarray(params["gl"]) == 0) or "gl" in swept[p.name]):
             method = "rk4"  # exact integration of the leaky membrane divides by gl (units with gl = 0 here)
         g = models.neuron_group(B * p.size, p.neuron, net.synapse, reset=net.reset, method=method,
                                 name=f"pop_{_safe(p.name)}", shared=tuple(sorted(shared)), count_spikes=counting,
@@ -176,7 +185,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             g.namespace[tables[p.name].name] = tables[p.name]
             reset += f"\nI_bias = {tables[p.name].name}(t, i)"
         resets.append((g, reset))
-        refractory = bool(np.any(np.asarray(params.get("tau_ref", 1.0)) > 0))
+        refractory = bool(np.any(np.asarray(params.get("tau_ref", 1.0)) > 0)) or "tau_ref" in swept[p.name]
         for k, q in enumerate(p.projections):
             if q.source == input_pop.name and encoder == "current":
                 continue
@@ -192,16 +201,20 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             objects.append(models.synapses(src, g, net.synapse, i=i, j=j, w=w, target_refractory=refractory,
                                            name=name))
         if p.bias_weight is not None:
+            # one source for all copies, or one per copy where each copy may have its own rate_max
+            per_copy = sw.bias_sources_per_copy(net, names)
             if bias_source is None:
-                bias_source = input_group(1, "regular", np.array([float(net.rate_max)]), "bias_source")
+                bias_source = input_group(B if per_copy else 1, "regular", np.full(B if per_copy else 1, float(net.rate_max)),
+                                          "bias_source")
                 objects.append(bias_source)
                 resets.append((bias_source, "phase = 0"))
             nz = np.flatnonzero(np.asarray(p.bias_weight))
             if len(nz):
                 j = (nz[None, :] + p.size * np.arange(B)[:, None]).ravel()
+                i = np.repeat(np.arange(B), len(nz)) if per_copy else np.zeros(len(j), int)
                 name = f"syn_bias_to_{_safe(p.name)}"
                 w = Quantity(weight_values(net, B, encoder)[name], dim=p.bias_weight.dim)
-                objects.append(models.synapses(bias_source, g, net.synapse, i=np.zeros(len(j), int), j=j, w=w,
+                objects.append(models.synapses(bias_source, g, net.synapse, i=i, j=j, w=w,
                                                target_refractory=refractory, name=name))
     if record_times not in ("all", "output"):
         raise ValueError(f"record_times must be 'all' or 'output', got {record_times!r}")
@@ -227,7 +240,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             # Sampled as the counters are, before the reset: the V each presentation ends with.
             final = StateMonitor(out, "v", record=True, dt=period, when="start", order=-1, name="final_v")
             objects.append(final)
-    if K > 1:
+    if K > 1 or names:  # sweepable with K = 1: the rest state from the (run_args) variables at the start
         for k, (obj, code) in enumerate(resets):
             objects.append(obj.run_regularly(code, dt=period, when="start", name=f"rest_{k}_{obj.name}"))
     return BuiltNetwork(objects, groups, spikes, B, state, input_vars, tables, K, counters, final, samples)
@@ -266,35 +279,52 @@ def weight_values(net: MappedNetwork, B: int, encoder: str) -> dict[str, np.ndar
     return out
 
 
-def parameter_values(net: MappedNetwork, B: int, encoder: str) -> dict[tuple[str, str], np.ndarray]:
+def parameter_values(net: MappedNetwork, B: int, encoder: str, sweepable=()) -> dict[tuple[str, str], np.ndarray]:
     """The per-neuron parameters `build` sets, as (group name, parameter) -> values in SI units for the
     B copies: those that vary within their population (uniform ones are shared by the group, and the
     build specializes on some of their values). The inputs' currents are left out: they change per
-    batch."""
+    batch. ``sweepable``: the build's swept variables are passed whether uniform or not (with tau_s
+    per group, and the bias sources' rates where each copy has its own)."""
+    names = sw.check_names(sweepable, "parameter_values")
+    swept = sw.swept_variables(net, names)
+    net = sw.sweepable_form(net, names)
     inputs = set(input_values(net, np.zeros((1, net.populations[0].size)), encoder)) if encoder == "current" else set()
     out = {}
     for p in net.populations[1:]:
         if p.kind == "maxpool":
             continue
         for k, v in p.params.items():
-            if _uniform(v) is None and not (k == "I_bias" and p.name in inputs):
-                out[(f"pop_{_safe(p.name)}", k)] = np.tile(np.asarray(v, dtype=float), B)
+            if (_uniform(v) is None or k in swept.get(p.name, ())) and not (k == "I_bias" and p.name in inputs):
+                out[(f"pop_{_safe(p.name)}", k)] = np.tile(np.broadcast_to(np.asarray(v, dtype=float), (p.size,)), B)
+        if "tau_s" in swept.get(p.name, ()):
+            out[(f"pop_{_safe(p.name)}", "tau_s")] = np.full(B * p.size, float(net.synapse_params["tau_s"]))
+    if sw.bias_sources_per_copy(net, names):
+        out[("bias_source", "rate")] = np.full(B, float(net.rate_max))
     return out
 
 
-def shape_signature(net: MappedNetwork) -> list:
+def shape_signature(net: MappedNetwork, sweepable=()) -> list:
     """What of a network's mapped values shapes `build`'s code: the topology, which parameters are
     uniform and their values (shared by the group, specialized on), and the decisions `build` takes
     from per-neuron values (a refractory period anywhere, gl = 0 anywhere). Not the weights, nor the
-    per-neuron values themselves: a launch passes them (`weight_values`, `parameter_values`)."""
+    per-neuron values themselves: a launch passes them (`weight_values`, `parameter_values`).
+    ``sweepable``: swept variables count as "swept", whatever their values (a launch passes them)."""
+    names = sw.check_names(sweepable, "shape_signature")
+    swept = sw.swept_variables(net, names)
+    net = sw.sweepable_form(net, names)
     pops = []
     for p in net.populations:
         params = {}
+        mine = swept.get(p.name, set())
         for k, v in sorted(p.params.items()):
-            u = _uniform(v)
-            params[k] = [str(getattr(v, "dim", "")), np.asarray(u) if u is not None else "per-neuron"]
-        decisions = {"tau_ref>0": bool(np.any(np.asarray(p.params.get("tau_ref", 1.0)) > 0)),
-                     "gl==0": bool(np.any(np.asarray(p.params["gl"]) == 0)) if "gl" in p.params else None}
+            u = _uniform(v) if k not in mine else None
+            params[k] = [str(getattr(v, "dim", "")), "swept" if k in mine else
+                         np.asarray(u) if u is not None else "per-neuron"]
+        decisions = {"tau_ref>0": "swept" if "tau_ref" in mine else
+                     bool(np.any(np.asarray(p.params.get("tau_ref", 1.0)) > 0)),
+                     "gl==0": "swept" if "gl" in mine else
+                     bool(np.any(np.asarray(p.params["gl"]) == 0)) if "gl" in p.params else None,
+                     "tau_s": "swept" if "tau_s" in mine else None}
         pops.append({"name": p.name, "kind": p.kind, "shape": list(p.shape), "neuron": p.neuron, "params": params,
                      "decisions": decisions,
                      "projections": [[q.source, np.asarray(q.i), np.asarray(q.j), str(getattr(q.w, "dim", ""))]

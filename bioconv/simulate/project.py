@@ -64,12 +64,15 @@ def toolchain() -> dict:
 
 
 def shape_parts(net: MappedNetwork, *, B: int, K: int, duration, dt, encoder: str, seed, record_output_every,
-                float32: bool) -> dict:
+                float32: bool, sweepable=()) -> dict:
     """Everything that shapes the generated code of ``net`` built for ``B`` copies x ``K``
     presentations: the cache key is their hash. Not in it: what a launch passes as run_args (inputs,
-    weights, per-neuron parameters) and the seed (`network.shape_signature`)."""
+    weights, per-neuron parameters) and the seed (`network.shape_signature`). ``sweepable``: the names a
+    sweepable build keeps changeable are in the key, their values are not (a launch passes them)."""
     from .network import shape_signature
-    pops = shape_signature(net)
+    from .sweepable import check_names
+    sweepable = check_names(sweepable, "shape_parts")
+    pops = shape_signature(net, sweepable)
     # every preference that can change the generated code or how it is compiled (not those that only
     # say how a run is launched)
     launch_only = {"devices.cpp_standalone.run_cmd_unix", "devices.cpp_standalone.run_environment_variables"}
@@ -82,8 +85,10 @@ def shape_parts(net: MappedNetwork, *, B: int, K: int, duration, dt, encoder: st
         "prefs": dev_prefs, "openmp_threads": prefs["devices.cpp_standalone.openmp_threads"],
         "float32": bool(float32),
         "network": {"populations": pops, "synapse": net.synapse,
-                    "synapse_params": {k: np.asarray(v) for k, v in sorted(net.synapse_params.items())},
-                    "rate_max": float(net.rate_max), "bias": net.bias, "reset": net.reset, "readout": net.readout},
+                    "synapse_params": {k: "swept" if k in sweepable else np.asarray(v)
+                                       for k, v in sorted(net.synapse_params.items())},
+                    "rate_max": "swept" if "rate_max" in sweepable else float(net.rate_max), "bias": net.bias,
+                    "reset": net.reset, "readout": net.readout, "sweepable": list(sweepable)},
         "B": int(B), "K": int(K), "duration": float(duration), "dt": float(dt), "encoder": encoder,
         "seed": seed, "record_output_every": None if record_output_every is None else float(record_output_every),
     }

@@ -42,7 +42,9 @@ from ..mapping import MappedNetwork
 from . import cache, limits
 from .project import Results, result_spec, run_arg_spec, shape_parts, write_run_args
 from .devices import available_cores, check_device, simulation_device
-from .network import build, input_values, parameter_values, samples_per_presentation, set_inputs, weight_values
+from .network import (_safe, build, input_values, parameter_values, samples_per_presentation, set_inputs,
+                      weight_values)
+from . import sweepable as sw
 
 logger = logging.getLogger(__name__)
 
@@ -191,15 +193,20 @@ class CompiledNetwork:
     after another to each copy per run (standalone devices; with the potential readout,
     ``record_output_every`` must divide ``duration``). ``run_limit``: wall-time limit of each run
     of the cpp binary in seconds (None: `limits.default_limit`, $BIOCONV_RUN_LIMIT); a run past it
-    is killed and raises `RunTimeLimitError`.
+    is killed and raises `RunTimeLimitError`. ``sweepable``: names of `sweepable.SWEEPABLE` that
+    every run may set (``run(..., params=...)``), per copy, without recompiling: the build keeps the
+    variables they move per neuron (`network.build`); the names are part of the cache key, the
+    values are not.
     """
 
     def __init__(self, net: MappedNetwork, n_copies: int, *, duration, dt, encoder: str = "regular",
                  device: str = "cpp", seed: int = 0, threads: int | None = None, float32: bool = False,
                  record_output_every=None, directory=None, cuda: dict | None = None, presentations: int = 1,
-                 run_limit: float | None = None):
+                 run_limit: float | None = None, sweepable=()):
         self.net, self.B, self.encoder, self.seed = net, int(n_copies), encoder, seed
         self.K = int(presentations)
+        self.sweepable = sw.check_names(sweepable, "CompiledNetwork")
+        self._point_cache: dict = {}
         self.run_limit = limits.check_limit(run_limit, "CompiledNetwork: run_limit")
         if self.K > 1 and device == "runtime":
             raise ValueError("presentations > 1 needs a standalone device ('cpp' or 'cuda')")
@@ -236,7 +243,7 @@ class CompiledNetwork:
             if self.kind == "cpp":
                 # the seed is set per launch ($BIOCONV_SEED, see the device's `seed`): not part of the shape
                 parts = shape_parts(net, B=self.B, K=self.K, duration=duration, dt=dt, encoder=encoder, seed="per run",
-                                    record_output_every=sample_every, float32=float32)
+                                    record_output_every=sample_every, float32=float32, sweepable=self.sweepable)
                 self.key = cache.project_key(parts)
                 self._open_project(use_cache=directory is None and cache.enabled())
             else:
@@ -256,7 +263,7 @@ class CompiledNetwork:
         n_in = self.net.populations[0].size
         self.built = build(self.net, np.zeros((self.B, n_in)), encoder=self.encoder,
                            record_output_every=self._record_output_every, record_times="output",
-                           presentations=self.K, period=self.duration)
+                           presentations=self.K, period=self.duration, sweepable=self.sweepable)
         self.network = Network(*self.built.objects)
         brian_seed(0 if self.kind == "cpp" else self.seed)  # cpp: each launch sets its seed
         if self.kind != "runtime":
@@ -322,7 +329,7 @@ class CompiledNetwork:
         for name in weight_values(self.net, self.B, self.encoder):
             view = objects[name].w
             keys[f"w/{name}"] = (view, view.dim)
-        for group, param in parameter_values(self.net, self.B, self.encoder):
+        for group, param in parameter_values(self.net, self.B, self.encoder, self.sweepable):
             view = getattr(objects[group], param)
             keys[f"param/{group}/{param}"] = (view, view.dim)
         return keys
@@ -332,8 +339,8 @@ class CompiledNetwork:
         of the project, so that one compiled project serves every network of its shape."""
         if getattr(self, "_fixed", None) is None:
             self._fixed = {f"w/{name}": v for name, v in weight_values(self.net, self.B, self.encoder).items()}
-            self._fixed.update({f"param/{group}/{param}": v
-                                for (group, param), v in parameter_values(self.net, self.B, self.encoder).items()})
+            self._fixed.update({f"param/{group}/{param}": v for (group, param), v in
+                                parameter_values(self.net, self.B, self.encoder, self.sweepable).items()})
         return self._fixed
 
     def _result_owners(self) -> dict:
@@ -387,34 +394,94 @@ class CompiledNetwork:
         padded[:b] = x_rates
         return padded, b
 
-    def _inputs(self, padded: np.ndarray) -> dict[str, np.ndarray]:
+    def _inputs(self, padded: np.ndarray, points: list | None = None) -> dict[str, np.ndarray]:
         """What a standalone run sets on the command line, by logical name (`_run_arg_keys`), in Hz or
         amp: the inputs of all copies and presentations."""
         values = input_values(self.net, padded, self.encoder)
+        if points is not None and set(values) != {self.net.populations[0].name}:
+            values = self._inputs_per_copy(padded, points)
         if self.K > 1:  # sample s = k*B + copy: row k of each table holds presentation k's B copies
             return {f"input_table/{name}": v.reshape(self.K, -1) for name, v in values.items()}
         return {f"input/{name}": v for name, v in values.items()}
 
-    def _run_args(self, padded: np.ndarray) -> dict:
-        """The inputs as Brian2's ``device.run`` takes them (cuda; the weights are those of its build)."""
+    def _inputs_per_copy(self, padded: np.ndarray, points: list) -> dict[str, np.ndarray]:
+        """Inputs that depend on the network (a non-spiking encoder's currents hold the first layers'
+        biases): each copy's from its own point, laid out as `input_values` lays out all copies."""
+        per = [input_values(self._point_network(pt), padded[b::self.B], self.encoder) for b, pt in enumerate(points)]
+        out = {}
+        for name in per[0]:
+            blocks = [v[name].reshape(self.K, -1) for v in per]  # (K, size) per copy
+            out[name] = np.concatenate(blocks, axis=1).ravel()   # presentation-major, then copy
+        return out
+
+    def _point_network(self, point: dict):
+        key = tuple(sorted((n, float(v)) for n, v in point.items()))
+        if key not in self._point_cache:
+            if len(self._point_cache) >= 16:  # a few points at a time; weights can be large
+                self._point_cache.pop(next(iter(self._point_cache)))
+            self._point_cache[key] = sw.apply_point(self.net, point, self.sweepable)
+        return self._point_cache[key]
+
+    def _swept_keys(self) -> set:
+        """The run_args (logical names) that parameter points change: the swept variables of every
+        group, the bias sources' rates, and the weights where the kernel amplitude or the bias
+        charge moves."""
+        swept = {f"pop_{_safe(pop)}": names for pop, names in sw.swept_variables(self.net, self.sweepable).items()}
+        keys = {f"param/{group}/{param}" for group, param in parameter_values(self.net, 1, self.encoder, self.sweepable)
+                if group == "bias_source" or param in swept.get(group, ())}
+        if "tau_s" in self.sweepable:
+            keys |= {f"w/{name}" for name in weight_values(self.net, 1, self.encoder)}
+        elif "bias_scale" in self.sweepable:
+            keys |= {f"w/{name}" for name in weight_values(self.net, 1, self.encoder) if name.startswith("syn_bias_")}
+        return keys
+
+    def _point_values(self, params) -> tuple[list | None, dict[str, np.ndarray]]:
+        """Per-copy points of ``params`` and the run_args they set (all copies, SI units)."""
+        if not params:
+            return None, {}
+        values = sw.check_point(self.net, params, self.sweepable, where="CompiledNetwork.run")
+        points = sw.copy_points(values, self.B)
+        keys = self._swept_keys()
+        out = {k: [] for k in keys}
+        for pt in points:
+            net = self._point_network(pt)
+            single = {f"param/{g}/{k}": v for (g, k), v in parameter_values(net, 1, self.encoder, self.sweepable).items()}
+            if any(k.startswith("w/") for k in keys):
+                single.update({f"w/{n}": v for n, v in weight_values(net, 1, self.encoder).items()})
+            for k in keys:
+                out[k].append(single[k])
+        return points, {k: np.concatenate(v) for k, v in out.items()}
+
+    def _run_args(self, padded: np.ndarray, params=None) -> dict:
+        """The inputs (and a point's values) as Brian2's ``device.run`` takes them (cuda; the other
+        weights are those of its build)."""
         keys = self._run_arg_keys()
-        return {keys[name][0]: Quantity(v, dim=keys[name][1]) for name, v in self._inputs(padded).items()}
+        points, values = self._point_values(params)
+        values = self._inputs(padded, points) | values
+        return {keys[name][0]: Quantity(v, dim=keys[name][1]) for name, v in values.items()}
 
-    def run(self, x_rates: np.ndarray) -> BatchOutput:
+    def run(self, x_rates: np.ndarray, params=None) -> BatchOutput:
         """Present ``x_rates`` (b <= capacity samples, n_input) in Hz, each for the network's duration.
-        Sample ``s`` runs in presentation ``s // B`` on copy ``s % B``."""
-        return next(iter(self.run_many([x_rates])))
+        Sample ``s`` runs in presentation ``s // B`` on copy ``s % B``. ``params``: values of the
+        sweepable parameters (name -> Quantity, a scalar or one value per copy, shape (B,)): copy ``b``
+        runs the mapped network at its point (`sweepable.apply_point`); the others keep the mapping's."""
+        return next(iter(self.run_many([x_rates], params=params)))
 
-    def run_many(self, batches, workers: int = 1):
+    def run_many(self, batches, workers: int = 1, params=None):
         """Present every batch of ``batches`` (arrays as for `run`); yields their outputs in order.
+        ``params``: as for `run`, for every batch, or a list of such dicts, one per batch.
 
         On ``cpp``, up to ``workers`` runs of the compiled binary go at once, each a process of its own
         with its own results folder: every run is single-threaded within Brian2's synaptic propagation
         (OpenMP leaves it to one thread), so separate processes are what keeps all cores busy.
         """
+        if params is None or isinstance(params, dict):
+            batches = ((x, params) for x in batches)
+        else:
+            batches = zip(batches, params, strict=True)
         if self.kind != "cpp":
-            for x in batches:
-                yield self._run_here(x)
+            for x, pt in batches:
+                yield self._run_here(x, pt)
             return
         pending = deque()
         t0 = time.perf_counter()
@@ -426,8 +493,8 @@ class CompiledNetwork:
             return out
 
         try:
-            for x in batches:
-                pending.append(self._launch(x))
+            for x, pt in batches:
+                pending.append(self._launch(x, pt))
                 if len(pending) >= max(1, int(workers)):
                     yield oldest()
                     t0 = time.perf_counter()
@@ -438,20 +505,25 @@ class CompiledNetwork:
             for launch in pending:  # the caller stopped early, or a run failed: stop the others
                 self._finish(launch, stop=True)
 
-    def _run_here(self, x_rates) -> BatchOutput:
+    def _run_here(self, x_rates, params=None) -> BatchOutput:
         """One run through Brian2 itself: runtime (store/restore) or brian2cuda's device.run."""
         padded, b = self._padded(x_rates)
+        points, values = self._point_values(params)
         t0 = time.perf_counter()
         if self.kind == "runtime":
             self.network.restore("initial")
             brian_seed(self.seed)
-            set_inputs(self.built, input_values(self.net, padded, self.encoder))
+            # runtime runs one presentation per copy (K = 1): the inputs are the "input/<population>" values
+            set_inputs(self.built, {name.split("/", 1)[1]: v for name, v in self._inputs(padded, points).items()})
+            keys = self._run_arg_keys()
+            for name, v in values.items():
+                keys[name][0][:] = Quantity(v, dim=keys[name][1])
             self.network.run(self.duration, namespace={})
             self.sim_seconds += time.perf_counter() - t0
         else:
             dev = get_device()
             dev.run(directory=str(self.folder), results_directory="results", with_output=False,
-                    run_args=self._run_args(padded))
+                    run_args=self._run_args(padded, params))
             self.sim_seconds += float(getattr(dev, "_last_run_time", 0.0) or 0.0)
             self._drop_run_arg_files()
         self.run_seconds += time.perf_counter() - t0
@@ -459,18 +531,22 @@ class CompiledNetwork:
         owners = self._result_owners()
         return self._read(b, lambda name: np.asarray(getattr(*owners[name])))
 
-    def _launch(self, x_rates) -> "_Launch":
+    def _launch(self, x_rates, params=None) -> "_Launch":
         """Start the project's binary on one batch, with its inputs and results in a folder of its own
         (never in the project, which other runs and processes share)."""
         padded, b = self._padded(x_rates)
+        points, values = self._point_values(params)
         results = Path(tempfile.mkdtemp(prefix="run-", dir=self.folder))
         run_cmd = prefs.devices.cpp_standalone.run_cmd_unix
         cmd = ([run_cmd] if isinstance(run_cmd, str) else list(run_cmd)) + ["--results_dir", f"{results}{os.sep}"]
         if getattr(self, "_fixed_args", None) is None:  # weights and parameters: written once, read by every run
             fixed = Path(self.folder) / "fixed_args"
             fixed.mkdir(exist_ok=True)
-            self._fixed_args = write_run_args(self.manifest, self._fixed_values(), fixed)
-        cmd += self._fixed_args + write_run_args(self.manifest, self._inputs(padded), results)
+            fixed_values = self._fixed_values()
+            self._fixed_args = dict(zip(fixed_values, write_run_args(self.manifest, fixed_values, fixed)))
+        # a point's values replace the mapping's (written per run)
+        cmd += [arg for name, arg in self._fixed_args.items() if name not in values]
+        cmd += write_run_args(self.manifest, self._inputs(padded, points) | values, results)
         # Synapses arrays that no code changes during a run are not written back (nobody reads them here)
         # The seed: the random numbers are those of a build seeded with it (None: a fresh one per run)
         seed = self.seed if self.seed is not None else int(np.random.SeedSequence().entropy % 2 ** 31)

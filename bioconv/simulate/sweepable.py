@@ -1,0 +1,343 @@
+"""Sweepable parameters: named physical parameters of a converted network that a compiled project
+takes per run and per copy (run_args), so that one compile serves many parameter points.
+
+Interface (for bioconv.sweep; changes are listed here first):
+- `SWEEPABLE`: name -> `Sweepable` (unit, meaning at a fixed mapping, what is held, valid range).
+- `check_point(net, point, sweepable=None)`: validate one point (name -> Quantity), naming the culprit.
+- `CompiledNetwork(net, B, ..., sweepable=names)`; `.run(x_rates, params=...)`,
+  `.run_many(batches, params=...)`: ``params`` maps a name to a scalar Quantity or one value per copy
+  (shape (B,)); `run_many` also takes a list of such dicts, one per batch.
+- `evaluate_points(snn, x, y, points, duration=..., dt=..., ...)` -> one summary dict per point.
+- Extension: ``gl_scale`` (a factor on the mapped leak, leak-bias networks), beside ``gl`` (siemens,
+  an added uniform leak on every network), so that ``gl`` means the same on every bias strategy.
+
+A point is applied to the *mapped* network (`apply_point`): the mapping (weights as charges, biases
+as currents, scales) stays fixed and only the named values move, as the table says. A sweepable
+build (`bioconv.simulate.network.build(..., sweepable=names)`) keeps every model variable that a
+named parameter moves as a per-neuron variable: no ``shared`` specialization, the refractory
+mechanism kept when tau_ref is swept (a later tau_ref > 0 then acts), no state folded on swept
+values, one membrane model (``conductance_lif``) for every bias strategy when gl or EL is swept,
+integrated with RK4, which is valid for every gl >= 0 (the exact solution divides by gl).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from brian2 import Hz, Quantity, farad, mV, second, siemens, volt
+from brian2.units.fundamentalunits import DIMENSIONLESS, get_dimensions
+
+from ..errors import ParameterError
+from ..mapping import MappedNetwork, MappedPopulation
+
+_OWNER = "bioconv.simulate.sweepable"
+
+
+@dataclass(frozen=True)
+class Sweepable:
+    """One sweepable parameter: its unit, what it means at a fixed mapping, what stays fixed, and
+    its valid range (SI value; ``lower_open``: the bound itself is excluded)."""
+
+    name: str
+    unit: Quantity
+    meaning: str
+    held: str
+    lower: float = -np.inf
+    lower_open: bool = False
+    requires: str = ""  # which networks it applies to ("" = all)
+
+    @property
+    def dim(self):
+        return get_dimensions(self.unit)
+
+    @property
+    def valid_range(self) -> str:
+        if self.lower == -np.inf:
+            text = "any finite value"
+        else:
+            text = f"{'>' if self.lower_open else '>='} {self.lower:g}"
+        return text + (f"; {self.requires}" if self.requires else "")
+
+
+_ONE = Quantity(1.0)
+
+#: The named parameters of a sweepable build (README, "Parameter sweeps").
+SWEEPABLE: dict[str, Sweepable] = {s.name: s for s in [
+    Sweepable("Cm", farad, "membrane capacitance of every spiking population",
+              "synaptic charges (the weights), bias currents, leaks: the slope 1/(v_th Cm) moves, rates scale "
+              "about as Cm_mapped/Cm (seed 003 Fig. 7C)", 0.0, True),
+    Sweepable("gl", siemens, "a uniform leak conductance added to every membrane (towards EL): the whole leak on "
+              "networks with current or neuron bias, added to the mapped bias leaks on networks with leak bias",
+              "charges, bias currents and bias leaks, EL (the mapping's 0 mV = reset); swept, every membrane is "
+              "built as conductance_lif and integrated with RK4", 0.0),
+    Sweepable("gl_scale", _ONE, "factor on the mapped leak conductances (the negative biases of a leak-bias "
+              "network)", "charges, positive bias currents, the added leak gl", 0.0,
+              requires="networks with bias='leak'"),
+    Sweepable("tau_ref", second, "absolute refractory period of every spiking population",
+              "everything else; inputs arriving while refractory are lost (V held)", 0.0,
+              requires="rate_max x tau_ref < 1"),
+    Sweepable("v_th", volt, "spike threshold of every firing population (a potential-readout output keeps its "
+              "unreachable threshold)", "synaptic charges and bias currents: the slope 1/(v_th Cm) moves",
+              requires="v_th > v_reset"),
+    Sweepable("v_reset", volt, "reset target (value reset) or the subtraction's base (linear reset: "
+              "v -= v_th - v_reset)", "v_th, EL; a membrane starts every presentation at its rest state "
+              "(EL for conductance_lif, v_reset for perfect_integrator)", requires="v_reset < v_th"),
+    Sweepable("EL", volt, "leak reversal (rest) potential; every membrane becomes conductance_lif and starts "
+              "each presentation at EL", "gl and everything else (the mapping's EL is 0 mV = reset)"),
+    Sweepable("tau_s", second, "synaptic time constant of the exponential or alpha kernel",
+              "the charge per spike: every kernel amplitude is remapped to q / tau_s", 0.0, True,
+              requires="exponential or alpha synapses; tau_m != tau_s where integrated exactly"),
+    Sweepable("rate_max", Hz, "the rate that codes activation 1: input rates (evaluate_points), bias currents, "
+              "bias leaks and the bias source's rate follow it", "synaptic charges (the weights), the "
+              "normalization; `CompiledNetwork.run` takes input rates in Hz as given", 0.0, True,
+              requires="rate_max x tau_ref < 1"),
+    Sweepable("bias_scale", _ONE, "factor on every ANN bias as mapped: bias currents, bias leaks, bias-source "
+              "charges", "weights, rate_max, every other parameter (1 = the mapping, 0 = no biases)", 0.0),
+]}
+
+# model variables of a membrane that each parameter moves (rate_max and bias_scale: the biases)
+_DIRECT = {"Cm": "Cm", "gl": "gl", "tau_ref": "tau_ref", "v_th": "v_th", "v_reset": "v_reset", "EL": "EL",
+           "tau_s": "tau_s"}
+
+
+def check_names(names, where: str = _OWNER) -> tuple[str, ...]:
+    """The sweepable parameter names as a sorted tuple; an unknown name raises `ParameterError`."""
+    names = (names,) if isinstance(names, str) else tuple(names or ())
+    unknown = [n for n in names if n not in SWEEPABLE]
+    if unknown:
+        raise ParameterError(f"{where}: unknown sweepable parameter(s) {unknown}; sweepable: {sorted(SWEEPABLE)}")
+    return tuple(sorted(set(names)))
+
+
+def membranes(net: MappedNetwork) -> list[MappedPopulation]:
+    """The populations built from a neuron model (not the input, not max-pool gates)."""
+    return [p for p in net.populations[1:] if p.kind != "maxpool" and p.neuron is not None]
+
+
+def _switches_model(names) -> bool:
+    return "gl" in names or "EL" in names
+
+
+def sweepable_form(net: MappedNetwork, names) -> MappedNetwork:
+    """``net`` as a sweepable build over ``names`` holds it: with gl or EL swept every membrane is a
+    ``conductance_lif`` (perfect integrators get gl = 0 and EL = their v_reset, which they start
+    from), so that no bias strategy needs another model; otherwise ``net`` itself."""
+    names = check_names(names)
+    if not _switches_model(names) or all(p.neuron == "conductance_lif" for p in membranes(net)):
+        return net
+    pops = []
+    for p in net.populations:
+        if p in membranes(net) and p.neuron == "perfect_integrator":
+            params = dict(p.params)
+            params.setdefault("gl", 0 * siemens)
+            params.setdefault("EL", params.get("v_reset", 0 * mV))
+            p = dataclasses.replace(p, neuron="conductance_lif", params=params)
+        pops.append(p)
+    return dataclasses.replace(net, populations=pops)
+
+
+def swept_variables(net: MappedNetwork, names) -> dict[str, set[str]]:
+    """Population name -> the model variables (of its group) that ``names`` move: a sweepable build
+    keeps them per-neuron variables (never ``shared``, never specialized on)."""
+    names = check_names(names)
+    out = {}
+    for p in membranes(sweepable_form(net, names)):
+        v = {_DIRECT[n] for n in names if n in _DIRECT and (n != "tau_s" or "tau_s" in net.synapse_params)}
+        if "v_th" in v and _unreachable_threshold(net, p):
+            v.discard("v_th")
+        if {"rate_max", "bias_scale"} & set(names):
+            v.add("I_bias")
+            if net.bias == "leak":
+                v.add("gl")
+        if "gl_scale" in names:
+            v.add("gl")
+        out[p.name] = {x for x in v if x in p.params or x == "tau_s"}
+    return out
+
+
+def bias_sources_per_copy(net: MappedNetwork, names) -> bool:
+    """The neuron bias strategy's source fires at rate_max: swept, each copy needs a source of its own."""
+    return "rate_max" in check_names(names) and any(p.bias_weight is not None for p in net.populations)
+
+
+def exact_populations(net: MappedNetwork, names) -> list[str]:
+    """Membranes a sweepable build over ``names`` integrates exactly (leaky, gl > 0 everywhere and
+    not moved by the sweep): only there do tau_m = tau_s points break the solution."""
+    names = check_names(names)
+    form = sweepable_form(net, names)
+    swept = swept_variables(net, names)
+    return [p.name for p in membranes(form) if p.neuron == "conductance_lif" and "gl" not in swept[p.name]
+            and np.all(np.asarray(p.params["gl"]) > 0)]
+
+
+def _unreachable_threshold(net: MappedNetwork, p: MappedPopulation) -> bool:
+    return net.readout == "potential" and p is net.populations[-1]
+
+
+# ---------------------------------------------------------------------------------------- points
+def _as_value(name: str, value, where: str) -> Quantity:
+    spec = SWEEPABLE[name]
+    if value is None:
+        raise ParameterError(f"{where}: parameter {name!r} has no value")
+    is_q = isinstance(value, Quantity)
+    if spec.dim is not DIMENSIONLESS and not is_q:
+        raise ParameterError(f"{where}: parameter {name!r} needs units of {spec.unit!r}, got the unit-less value "
+                             f"{value!r}")
+    if get_dimensions(value) is not spec.dim:
+        raise ParameterError(f"{where}: parameter {name!r} needs units of "
+                             f"{'1 (dimensionless)' if spec.dim is DIMENSIONLESS else repr(spec.unit)}, got {value!r}")
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{where}: parameter {name!r} is not numeric: {value!r}") from None
+    if arr.ndim > 1:
+        raise ParameterError(f"{where}: parameter {name!r} must be a scalar or one value per copy, got shape "
+                             f"{arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ParameterError(f"{where}: parameter {name!r} must be finite, got {value!r}")
+    bad = arr <= spec.lower if spec.lower_open else arr < spec.lower
+    if np.any(bad):
+        raise ParameterError(f"{where}: parameter {name!r} = {value!r} is out of range (valid: "
+                             f"{spec.valid_range})")
+    return Quantity(arr, dim=spec.dim)
+
+
+def check_point(net: MappedNetwork, point: Mapping, sweepable=None, *, where: str = "check_point") -> dict:
+    """Validate a parameter point for ``net`` (a MappedNetwork): names, units, ranges, and the
+    combinations the build cannot run. Values are scalars, or arrays of one value per copy (checked
+    element by element). ``sweepable``: the names the compiled network was built sweepable over
+    (default: the point's own). Returns name -> Quantity; a problem raises `ParameterError` naming
+    the parameter (and the population)."""
+    if not isinstance(point, Mapping):
+        raise ParameterError(f"{where}: a point is a dict of parameter name -> value, got {type(point).__name__}")
+    names = check_names(point, where)
+    built = check_names(point if sweepable is None else sweepable, where)
+    missing = [n for n in names if n not in built]
+    if missing:
+        raise ParameterError(f"{where}: parameter(s) {missing} were not built sweepable (sweepable: {list(built)})")
+    values = {n: _as_value(n, point[n], where) for n in names}
+    if "tau_s" in values and "tau_s" not in net.synapse_params:
+        raise ParameterError(f"{where}: parameter 'tau_s' needs exponential or alpha synapses; the network has "
+                             f"{net.synapse!r}")
+    if "gl_scale" in values and net.bias != "leak":
+        raise ParameterError(f"{where}: parameter 'gl_scale' scales the leak of a network with bias='leak'; this "
+                             f"network has bias={net.bias!r} (no mapped leak): sweep 'gl' instead")
+    sizes = {np.size(v) for v in values.values()} - {1}
+    if len(sizes) > 1:
+        raise ParameterError(f"{where}: per-copy values must all have the same length, got "
+                             f"{ {n: np.size(v) for n, v in values.items()} }")
+    _check_combinations(net, values, built, where)
+    return values
+
+
+def _check_combinations(net, values, built, where):
+    rate_max = np.asarray(values.get("rate_max", net.rate_max), dtype=float)
+    form = sweepable_form(net, built)
+    for p in membranes(form):
+        tau_ref = np.asarray(values["tau_ref"] if "tau_ref" in values else p.params.get("tau_ref", 0 * second),
+                             dtype=float)
+        if np.any(rate_max * tau_ref >= 1):
+            raise ParameterError(f"{where}: rate_max x tau_ref >= 1 in population {p.name!r} (rate_max "
+                                 f"{_show(rate_max, Hz)}, tau_ref {_show(tau_ref, second)}): activation 1 would "
+                                 f"ask for a rate at or above the refractory limit 1/tau_ref")
+        if not _unreachable_threshold(net, p):
+            v_th = np.asarray(values["v_th"] if "v_th" in values else p.params["v_th"], dtype=float)
+            v_reset = np.asarray(values["v_reset"] if "v_reset" in values else p.params["v_reset"], dtype=float)
+            if np.any(v_th <= v_reset):
+                raise ParameterError(f"{where}: v_th must lie above v_reset in population {p.name!r} (v_th "
+                                     f"{_show(v_th, volt)}, v_reset {_show(v_reset, volt)})")
+    if "tau_s" in net.synapse_params and ({"Cm", "tau_s"} & set(values)):
+        exact = set(exact_populations(net, built))
+        tau_s = np.asarray(values.get("tau_s", net.synapse_params["tau_s"]), dtype=float)
+        for p in membranes(form):
+            if p.name not in exact:
+                continue
+            cm = np.asarray(values.get("Cm", p.params["Cm"]), dtype=float)
+            gl = np.asarray(p.params["gl"], dtype=float)
+            tau_m = cm[..., None] / gl if cm.ndim else cm / gl
+            tau = tau_s[..., None] if tau_s.ndim else tau_s
+            if np.any(np.abs(tau_m - tau) <= 1e-6 * tau):
+                raise ParameterError(f"{where}: tau_m = Cm/gl equals tau_s in population {p.name!r} "
+                                     f"(tau_s {_show(tau_s, second)}), which is integrated exactly: the exact "
+                                     f"solution divides by tau_m - tau_s")
+
+
+def _show(arr, unit) -> str:
+    arr = np.asarray(arr)
+    if arr.size == 1:
+        return str(Quantity(float(arr.flat[0]), dim=get_dimensions(unit)))
+    return f"[{Quantity(arr.min(), dim=get_dimensions(unit))}, {Quantity(arr.max(), dim=get_dimensions(unit))}]"
+
+
+def apply_point(net: MappedNetwork, point: Mapping, sweepable=None) -> MappedNetwork:
+    """The mapped network at ``point`` (scalar values), in the form a sweepable build over
+    ``sweepable`` (default: the point's names) holds it: what a fresh sweepable build with those
+    values is built from. The mapping stays fixed (see `SWEEPABLE` for what each name holds)."""
+    built = check_names(point if sweepable is None else sweepable)
+    values = check_point(net, point, built, where="apply_point")
+    if any(np.size(v) != 1 for v in values.values()):
+        raise ParameterError("apply_point: a point has one value per parameter (per-copy values are for "
+                             "CompiledNetwork.run)")
+    values = {n: Quantity(float(np.asarray(v).reshape(())), dim=get_dimensions(v)) for n, v in values.items()}
+    form = sweepable_form(net, built)
+    rate_ratio = float(values["rate_max"] / net.rate_max) if "rate_max" in values else 1.0
+    bias_factor = float(values.get("bias_scale", 1.0)) * rate_ratio
+    tau_s_ratio = (float(net.synapse_params["tau_s"] / values["tau_s"]) if "tau_s" in values else 1.0)
+    pops = []
+    for p in form.populations:
+        if p not in membranes(form):
+            pops.append(p)
+            continue
+        params = dict(p.params)
+        for name in ("Cm", "tau_ref", "v_reset", "EL"):
+            if name in values and name in params:
+                params[name] = values[name]
+        if "v_th" in values and not _unreachable_threshold(form, p):
+            params["v_th"] = values["v_th"]
+        if "I_bias" in params and bias_factor != 1.0:
+            params["I_bias"] = params["I_bias"] * bias_factor
+        if "gl" in params:
+            gl = params["gl"]
+            if form.bias == "leak":  # the mapped leak holds the negative biases
+                gl = gl * (bias_factor * float(values.get("gl_scale", 1.0)))
+            if "gl" in values:
+                gl = gl + values["gl"]
+            params["gl"] = gl
+        projections = p.projections
+        bias_weight = p.bias_weight
+        if tau_s_ratio != 1.0:  # the charge per spike held: amplitude q / tau_s
+            projections = [dataclasses.replace(q, w=q.w * tau_s_ratio) for q in p.projections]
+        if bias_weight is not None:
+            # the bias source's charge is I / rate_max: it follows the bias scale, not rate_max
+            bias_weight = bias_weight * (tau_s_ratio * float(values.get("bias_scale", 1.0)))
+        pops.append(dataclasses.replace(p, params=params, projections=projections, bias_weight=bias_weight))
+    syn = dict(form.synapse_params)
+    if "tau_s" in values:
+        syn["tau_s"] = values["tau_s"]
+    return dataclasses.replace(form, populations=pops, synapse_params=syn,
+                               rate_max=values.get("rate_max", form.rate_max))
+
+
+def copy_points(params: Mapping | None, n_copies: int) -> list[dict]:
+    """Per-copy points from run parameters (each value a scalar or one per copy)."""
+    if not params:
+        return [{} for _ in range(n_copies)]
+    out = [{} for _ in range(n_copies)]
+    for name, v in params.items():
+        arr = np.asarray(v, dtype=float)
+        if arr.ndim == 1 and len(arr) != n_copies:
+            raise ParameterError(f"CompiledNetwork.run: parameter {name!r} has {len(arr)} values; give a scalar or "
+                                 f"one per copy ({n_copies})")
+        flat = np.broadcast_to(arr, (n_copies,))
+        for b in range(n_copies):
+            out[b][name] = Quantity(float(flat[b]), dim=get_dimensions(v))
+    return out
+
+
+def as_points(points: Iterable[Mapping]) -> list[dict]:
+    points = list(points)
+    if not points:
+        raise ParameterError("evaluate_points: no points given")
+    return points
