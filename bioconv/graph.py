@@ -26,6 +26,10 @@ class UnsupportedLayerError(BioconvError, TypeError):
     """A network contains a layer or operation the converter does not support."""
 
 
+class ShapeError(UnsupportedLayerError):
+    """A layer's parameters do not fit the shape of its input."""
+
+
 @dataclass
 class Node:
     """One operation: ``op`` in OPS, inputs by node name, numpy parameters, output shape (no batch)."""
@@ -254,21 +258,21 @@ def _output_shape(n: Node, inputs: list[tuple], where: str) -> tuple:
     if n.op == "linear":
         w = p["weight"]
         if w.ndim != 2 or len(s) != 1 or s[0] != w.shape[1]:
-            raise UnsupportedLayerError(f"{where}: weight {w.shape} (out, in) does not fit its input of shape {s} "
+            raise ShapeError(f"{where}: weight {w.shape} (out, in) does not fit its input of shape {s} "
                                         f"(a linear layer takes a flat input: flatten first)")
         if "bias" in p and p["bias"].shape != (w.shape[0],):
-            raise UnsupportedLayerError(f"{where}: bias {p['bias'].shape} does not fit weight {w.shape}")
+            raise ShapeError(f"{where}: bias {p['bias'].shape} does not fit weight {w.shape}")
         return (w.shape[0],)
     if n.op in ("conv2d", "avgpool2d", "maxpool2d"):
         if len(s) != 3:
-            raise UnsupportedLayerError(f"{where}: needs an input of shape (C, H, W), got {s}")
+            raise ShapeError(f"{where}: needs an input of shape (C, H, W), got {s}")
         if n.op == "conv2d":
             w = p["weight"]
             if w.ndim != 4 or w.shape[1] != s[0]:
-                raise UnsupportedLayerError(f"{where}: weight {w.shape} (C_out, C_in, kh, kw) does not fit its "
+                raise ShapeError(f"{where}: weight {w.shape} (C_out, C_in, kh, kw) does not fit its "
                                             f"input of shape {s}")
             if "bias" in p and p["bias"].shape != (w.shape[0],):
-                raise UnsupportedLayerError(f"{where}: bias {p['bias'].shape} does not fit weight {w.shape}")
+                raise ShapeError(f"{where}: bias {p['bias'].shape} does not fit weight {w.shape}")
             channels, kernel = w.shape[0], w.shape[2:]
         else:
             channels, kernel = s[0], p["kernel"]
@@ -277,13 +281,13 @@ def _output_shape(n: Node, inputs: list[tuple], where: str) -> tuple:
         pad_max = [k // 2 for k in kernel] if n.op != "conv2d" else [np.inf, np.inf]
         if (min(kernel) < 1 or min(p["stride"]) < 1 or min(p["padding"]) < 0 or min(size) < 1
                 or any(pd > m for pd, m in zip(p["padding"], pad_max))):
-            raise UnsupportedLayerError(f"{where}: kernel {tuple(kernel)}, stride {p['stride']} and padding "
+            raise ShapeError(f"{where}: kernel {tuple(kernel)}, stride {p['stride']} and padding "
                                         f"{p['padding']} do not fit an input of shape {s}")
         return (channels, *size)
     if n.op == "flatten":
         return (int(np.prod(s)),)
     if n.op == "add" and inputs[0] != inputs[1]:
-        raise UnsupportedLayerError(f"{where}: adds inputs of different shapes {inputs[0]} and {inputs[1]}")
+        raise ShapeError(f"{where}: adds inputs of different shapes {inputs[0]} and {inputs[1]}")
     return s
 
 

@@ -77,3 +77,20 @@ def _dim_str(dim: Dimension) -> str:
     if dim is DIMENSIONLESS:
         return "1 (dimensionless)"
     return f"{get_unit(dim)!r} ({dim})"
+
+
+def check_duration(duration, dt, owner: str) -> int:
+    """The number of time steps of a run of ``duration`` at step ``dt`` (both checked quantities):
+    at least one, and a whole number up to Brian2's clock tolerance. Brian2 itself would round a
+    shorter or fractional duration up to whole steps without a word, so that the network would run
+    longer than asked."""
+    from brian2 import Clock
+
+    steps = float(duration) / float(dt)
+    n = int(np.round(steps))
+    if steps < 1 - Clock.epsilon_dt:
+        raise ParameterError(f"{owner}: duration ({duration}) is shorter than one time step dt ({dt})")
+    if abs(n * float(dt) - float(duration)) > Clock.epsilon_dt * float(dt):
+        raise ParameterError(f"{owner}: duration ({duration}) is not a whole number of time steps dt ({dt}): "
+                             f"{steps:.6g} steps; choose a duration of {n} dt ({n * dt})")
+    return n
