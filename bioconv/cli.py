@@ -1,4 +1,5 @@
-"""The `bioconv` command line: `bioconv models`, `bioconv study NAME`, `bioconv demo`, `bioconv cache`."""
+"""The `bioconv` command line: `bioconv models`, `bioconv study NAME`, `bioconv demo`, `bioconv sweep CONFIG`,
+`bioconv cache`."""
 from __future__ import annotations
 
 import argparse
@@ -60,6 +61,33 @@ def _cache(args) -> int:
     return 0
 
 
+def _sweep(args) -> int:
+    """A parameter sweep from a TOML config, on a Dask LocalCluster or an existing scheduler; a re-run
+    (or --resume) continues where the last one stopped."""
+    from . import sweep
+    try:
+        spec = sweep.Spec.from_toml(args.config)
+    except sweep.SweepSpecError as err:
+        print(f"bioconv sweep: {err}", file=sys.stderr)
+        return 2
+    out = args.out or Path("results") / spec.name
+    if args.resume and not (out / sweep.store.ROWS).is_dir():
+        print(f"bioconv sweep --resume: no sweep store at {out.resolve()}", file=sys.stderr)
+        return 2
+    print(f"sweep {spec.name!r}: {len(spec)} point(s), level {spec.level!r}, store {out.resolve()}")
+    try:
+        df = sweep.run(spec, out, scheduler=args.scheduler, workers=args.workers)
+    except sweep.SchedulerError as err:
+        print(f"bioconv sweep: {err}", file=sys.stderr)
+        return 2
+    errors = df[df.status != "ok"]
+    print(f"sweep {spec.name!r}: {len(df) - len(errors)} point(s) done, {len(errors)} error row(s); "
+          f"load with bioconv.sweep.load({str(out.resolve())!r})")
+    for msg, n in errors.error.value_counts().head(5).items():
+        print(f"  {n} x {msg[:300]}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="bioconv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +112,15 @@ def main(argv=None) -> int:
                        help="cores for the cpp device: that many runs at once, then OpenMP threads for the cores "
                             "left (default: all available cores, or $BIOCONV_THREADS)")
         p.set_defaults(func=fn)
+    p = sub.add_parser("sweep", help="a parameter sweep from a TOML config, on Dask (resumable)")
+    p.add_argument("config", type=Path, help="sweep config, e.g. studies/sweep_membrane/config.toml")
+    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler (default: a LocalCluster)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="LocalCluster workers, one thread each (default: the available cores)")
+    p.add_argument("--out", type=Path, default=None, help="results store (default results/NAME)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep in an existing store (a plain re-run continues too)")
+    p.set_defaults(func=_sweep)
     p = sub.add_parser("cache", help="the cache of compiled projects: list, clear, path")
     p.add_argument("action", choices=["list", "clear", "path"], nargs="?", default="list")
     p.set_defaults(func=_cache)

@@ -146,9 +146,9 @@ def _compile(structure: dict, model, values: dict, folder: Path, key: str) -> di
     rec = NeuronGroup(n, _RECORDER, name="isi_recorder")
     syn = Synapses(g, rec, on_pre=_ON_SPIKE, name="isi_pathway")
     syn.connect(j="i")
-    Network(g, rec, syn).run(float(structure["T"]) * second, namespace={})
     dev = get_device()
     with catch_logs() as logs:
+        Network(g, rec, syn).run(float(structure["T"]) * second, namespace={})
         dev.build(directory=str(folder), compile=True, run=False, with_output=False)
     for level, name, message in logs:
         # the recorder's in-place updates read and write one target per synapse (one-to-one): no ordering issue
