@@ -124,6 +124,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("cache", help="the cache of compiled projects: list, clear, path")
     p.add_argument("action", choices=["list", "clear", "path"], nargs="?", default="list")
     p.set_defaults(func=_cache)
+    from .cli_network import add_commands
+    add_commands(sub)  # convert, evaluate, inspect: a user's own network and data
     args = parser.parse_args(argv)
     # Brian2 reports each integration-method choice at INFO; keep the console for results.
     logging.getLogger("brian2").setLevel(logging.WARNING)
@@ -133,7 +135,12 @@ def main(argv=None) -> int:
     # Brian2 warns on every OpenMP build that its OpenMP code is "not yet well tested"; bioconv's
     # tests check that counts do not depend on the number of threads (tests/test_fast_simulation.py).
     BrianLogger.suppress_name("openmp")
-    return args.func(args)
+    from .errors import BioconvError
+    try:
+        return args.func(args)
+    except BioconvError as err:  # the user's input is at fault and the message names it: no traceback
+        print(f"bioconv {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

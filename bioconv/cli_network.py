@@ -1,0 +1,170 @@
+"""`bioconv convert`, `bioconv evaluate` and `bioconv inspect`: a user's own network and data from the
+command line.
+
+The flags carry the Python API's names and defaults, read from one source: the signatures of
+`bioconv.convert` and `SNN.evaluate` (and a coding scheme's declared parameters once `convert`
+takes them through ``**params``). A physical value is a number with its unit, e.g. ``--Cm 100pF``,
+``--duration "200 ms"``, ``--dt 0.1*ms``.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+from pathlib import Path
+
+import numpy as np
+
+#: Parameters whose default is None, by the type of value they take.
+_NONE_DEFAULTS = {"duration": "quantity", "dt": "quantity", "steps": int, "encoder": str, "batch": int,
+                  "memory_budget": int, "presentations": int, "threads": int}
+#: evaluate's parameters the command line sets itself (or that make no sense there).
+_EVALUATE_OWN = {"x", "y", "progress", "self"}
+_NUMBER_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*?\s*(.*?)\s*$")
+
+
+def parse_quantity(text: str):
+    """'100pF', '200 ms', '0.1*ms' -> a Brian2 quantity; a unit is required (Brian2 checks dimensions later)."""
+    from .units import parse_unit
+    m = _NUMBER_UNIT.match(str(text))
+    if not m or not m.group(2):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number with a unit (e.g. 100pF, '200 ms', 0.1*ms)")
+    try:
+        return float(m.group(1)) * parse_unit(m.group(2))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
+
+
+def _convert_parameters() -> dict:
+    """name -> default of the conversion's parameters, from the API itself."""
+    from .converter import convert
+    sig = inspect.signature(convert)
+    params = {n: p.default for n, p in sig.parameters.items()
+              if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and n not in ("input_shape", "coding")}
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):  # the scheme declares them
+        from . import coding
+        params.update({n: spec.default for n, spec in coding.schemes["rate"].PARAMETERS.items()})
+    return params
+
+
+def _evaluate_parameters() -> dict:
+    from .converter import SNN
+    return {n: p.default for n, p in inspect.signature(SNN.evaluate).parameters.items()
+            if n not in _EVALUATE_OWN and p.default is not p.empty}
+
+
+def _add_flag(p: argparse.ArgumentParser, name: str, default, help_: str = ""):
+    """A flag ``--name`` taking what the API's default shows; the default itself stays the API's."""
+    flag = f"--{name}"
+    if isinstance(default, bool):
+        p.add_argument(flag, action="store_true", default=default, help=f"{help_} (default: {default})")
+    elif hasattr(default, "dim") or _NONE_DEFAULTS.get(name) == "quantity":
+        p.add_argument(flag, type=parse_quantity, default=default,
+                       help=f"{help_} number with unit (default: {default if default is not None else 'the scheme’s'})")
+    elif isinstance(default, tuple):
+        p.add_argument(flag, type=int, nargs="+", default=default, help=f"{help_} (default: {' '.join(map(str, default))})")
+    elif isinstance(default, (int, float)) or _NONE_DEFAULTS.get(name) in (int,):
+        kind = int if isinstance(default, int) or _NONE_DEFAULTS.get(name) is int else float
+        p.add_argument(flag, type=kind, default=default, help=f"{help_} (default: {default})")
+    else:
+        p.add_argument(flag, type=str, default=default, help=f"{help_} (default: {default})")
+
+
+def add_commands(sub) -> None:
+    """Register convert, evaluate and inspect on the CLI's subparsers."""
+    p = sub.add_parser("convert", help="convert a torch network (factory + weights) and save it as a network file")
+    p.add_argument("model", help="package.module:factory or path/to/file.py:factory, called without arguments")
+    p.add_argument("--weights", type=Path, help="state dict or {'state_dict': ...} checkpoint, read with "
+                                                "torch.load(weights_only=True)")
+    p.add_argument("--calibration", type=Path, required=True, help="calibration inputs: .npz (x), .npy or IDX")
+    p.add_argument("--limit", type=int, default=None, help="use the first N calibration samples")
+    p.add_argument("-o", "--output", type=Path, required=True, help="network file to write (e.g. net.bioconv)")
+    for name, default in _convert_parameters().items():
+        _add_flag(p, name, default, "convert's")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("evaluate", help="simulate a saved network on a data set; tables, figures, summary")
+    p.add_argument("network", type=Path, help="network file written by bioconv convert or SNN.save")
+    p.add_argument("--data", type=Path, required=True, help=".npz (x, y), .npy (x only: agreement with the ANN "
+                                                            "only) or an MNIST IDX images file")
+    p.add_argument("--limit", type=int, default=None, help="use the first N samples")
+    p.add_argument("--out", type=Path, default=Path("results/evaluate"), help="output folder (default: %(default)s)")
+    for name, default in _evaluate_parameters().items():
+        _add_flag(p, name, default, "SNN.evaluate's")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("inspect", help="populations, sizes, parameters with units, synapses and memory of a network file")
+    p.add_argument("network", type=Path)
+    p.set_defaults(func=_inspect)
+
+
+def _api_values(args, names) -> dict:
+    return {n: getattr(args, n) for n in names}
+
+
+def _convert(args) -> int:
+    from . import convert, load_weights
+    from .io import datasets
+    from .io.factory import load_model
+
+    model = load_model(args.model)
+    if args.weights is not None:
+        load_weights(model, args.weights)
+    cal = datasets.read(args.calibration, args.limit)
+    params = _api_values(args, _convert_parameters())
+    snn = convert(model, cal.x, **params)
+    print(snn.table())
+    dt = _evaluate_parameters().get("dt")
+    dt = dt if dt is not None else _scheme_default("dt")
+    print(f"\nSaturation at dt = {dt} (fraction of units whose calibration target rate comes within 10 % of the "
+          f"highest rate the membrane can fire):")
+    for name, frac in snn.saturation(dt).items():
+        print(f"  {name:14s} {100 * frac:6.2f} %")
+    path = snn.save(args.output)
+    print(f"\nnetwork saved to {path.resolve()} ({path.stat().st_size / 1024:.1f} KiB)")
+    return 0
+
+
+def _scheme_default(name: str):
+    from . import coding
+    return coding.schemes["rate"]().evaluation_defaults()[name]
+
+
+def _evaluate(args) -> int:
+    from . import evaluation_report, load
+    from .errors import BioconvError
+    from .io import datasets
+
+    snn = load(args.network)
+    data = datasets.read(args.data, args.limit)
+    if tuple(data.x.shape[1:]) != tuple(snn.graph.input_shape):
+        raise BioconvError(f"data file {data.source!r}: inputs have shape {tuple(data.x.shape[1:])} per sample; "
+                           f"network {str(args.network)!r} expects {tuple(snn.graph.input_shape)}")
+    labelled = data.y is not None
+    # Without labels, the ANN's own decisions stand in: accuracy is then agreement, and is not reported.
+    y = data.y if labelled else snn.graph.forward(np.asarray(data.x, dtype=np.float64))[snn.graph.output] \
+        .reshape(len(data.x), -1).argmax(1)
+    kwargs = _api_values(args, _evaluate_parameters())
+    res = snn.evaluate(data.x, y, progress=True, **kwargs)
+    files = evaluation_report.write(res, args.out, network=str(args.network), data=data.source, labelled=labelled)
+    print(files["summary_md"].read_text())
+    print(f"results in {Path(args.out).resolve()}:")
+    for role, path in files.items():
+        print(f"  {role:15s} {path.name}")
+    return 0
+
+
+def _inspect(args) -> int:
+    from . import load
+    from .simulate.runner import BYTES_PER_NEURON, BYTES_PER_SYNAPSE, network_size
+
+    snn = load(args.network)
+    print(f"{args.network}: input shape {snn.graph.input_shape}, coding {snn.coding_record.get('name')}\n")
+    print(snn.table())
+    neurons, synapses = network_size(snn.mapped)
+    per_copy = BYTES_PER_NEURON * neurons + BYTES_PER_SYNAPSE * synapses
+    print(f"\n{neurons:,} neurons, {synapses:,} synapses per copy; about {per_copy / 2 ** 20:.2f} MiB per copy "
+          f"simulated (at {BYTES_PER_SYNAPSE} bytes per synapse, {BYTES_PER_NEURON} per neuron)")
+    settings = ", ".join(f"{k}={v}" for k, v in snn.conversion.items())
+    print(f"converted with: {settings}")
+    return 0

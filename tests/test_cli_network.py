@@ -1,0 +1,159 @@
+"""`bioconv convert / evaluate / inspect` as a new user meets them: a torch model in the user's own file,
+a weights file and an .npz data set, end to end; and the errors such a user makes, each named."""
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+from brian2 import ms, pF
+
+import bioconv
+import networks
+from bioconv import cli
+from bioconv.io import datasets
+
+USER_MODEL = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    def build():
+        return nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
+    """)
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch is not installed: this test converts a user's torch model")
+
+
+@pytest.fixture
+def user_files(tmp_path):
+    """What a user brings: a model file with a factory, trained weights, an .npz data set."""
+    torch = _torch()
+    (tmp_path / "my_model.py").write_text(USER_MODEL)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    x = np.random.default_rng(0).random((40, 1, 4, 4)).astype(np.float32)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x)).argmax(1).numpy().astype(np.int64)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    return tmp_path, model
+
+
+@pytest.mark.slow
+def test_convert_then_evaluate_from_the_command_line(user_files, capsys):
+    d, _ = user_files
+    net, out = d / "net.bioconv", d / "results"
+    assert cli.main(["convert", f"{d / 'my_model.py'}:build", "--weights", str(d / "weights.pt"),
+                     "--calibration", str(d / "data.npz"), "--Cm", "200pF", "-o", str(net)]) == 0
+    printed = capsys.readouterr().out
+    assert "Cm=200. pF" in printed and "Saturation" in printed and net.is_file()
+    assert bioconv.load(net).conversion["Cm"] == 200 * pF
+    assert cli.main(["evaluate", str(net), "--data", str(d / "data.npz"), "--limit", "8", "--duration", "20ms",
+                     "--dt", "0.5 ms", "--out", str(out)]) == 0
+    for name in ("vs_time.csv", "layers.csv", "summary.json", "summary.md", "vs_time.png", "layers.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples"] == 8 and summary["duration_ms"] == pytest.approx(20)
+    # the command line ran what the API runs with the same settings
+    res = bioconv.load(net).evaluate(np.load(d / "data.npz")["x"][:8], np.load(d / "data.npz")["y"][:8],
+                                     duration=20 * ms, dt=0.5 * ms, progress=False)
+    assert summary["accuracy"] == res.accuracy and summary["agreement"] == res.agreement
+    vs_time = pd.read_csv(out / "vs_time.csv")
+    assert list(vs_time.columns) == ["time_ms", "accuracy", "agreement"]
+    assert vs_time.accuracy.iloc[-1] == res.accuracy
+    assert "nan" not in (out / "summary.md").read_text()
+    assert cli.main(["inspect", str(net)]) == 0
+    assert "synapses per copy" in capsys.readouterr().out
+
+
+def test_user_errors_are_named(user_files, capsys):
+    torch = _torch()
+    d, model = user_files
+    cal = ["--calibration", str(d / "data.npz"), "-o", str(d / "n.bioconv")]
+    cases = [
+        (["convert", f"{d / 'missing.py'}:build", *cal], "missing.py' does not exist"),
+        (["convert", f"{d / 'my_model.py'}:biuld", *cal], "has no 'biuld'; callables there: .*build"),
+        (["convert", "my_model_without_factory", *cal], "MODEL must be 'package.module:factory'"),
+        (["convert", "no_such_package.models:build", *cal], "cannot import module 'no_such_package.models'"),
+    ]
+    torch.save(model, d / "pickled_module.pt")  # a whole pickled module, not a state dict
+    cases.append((["convert", f"{d / 'my_model.py'}:build", "--weights", str(d / "pickled_module.pt"), *cal],
+                  "pickled_module.pt' cannot be loaded as weights only"))
+    np.savez(d / "wrong.npz", x=np.random.default_rng(0).random((5, 1, 5, 5)))
+    cases.append((["convert", f"{d / 'my_model.py'}:build", "--calibration", str(d / "wrong.npz"), "-o",
+                   str(d / "n.bioconv")], r"calibration data's shape per sample \(1, 5, 5\) does not fit"))
+    cases.append((["convert", f"{d / 'my_model.py'}:build", *cal, "--bias", "sideways"], "bias must be one of"))
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert re.search(message, err), (argv, err)
+    with pytest.raises(SystemExit):  # argparse: a value without its unit
+        cli.main(["convert", f"{d / 'my_model.py'}:build", *cal, "--Cm", "200"])
+    assert "not a number with a unit" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def saved_net(tmp_path_factory):
+    d = tmp_path_factory.mktemp("net")
+    snn = bioconv.convert(networks.graph("single_linear"), np.random.default_rng(0).random((20, 6)))
+    return snn.save(d / "net.bioconv")
+
+
+@pytest.mark.slow
+def test_evaluate_without_labels_reports_agreement_only(saved_net, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).random((6, 6)))
+    out = tmp_path / "out"
+    assert cli.main(["evaluate", str(saved_net), "--data", str(tmp_path / "x.npy"), "--duration", "20ms",
+                     "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["accuracy"] is None and 0 <= summary["agreement"] <= 1
+    assert "accuracy" not in pd.read_csv(out / "vs_time.csv").columns
+    assert "no labels" in (out / "summary.md").read_text()
+
+
+def test_evaluate_refuses_bad_files_and_settings(saved_net, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).random((6, 6)))
+    np.save(tmp_path / "wide.npy", np.random.default_rng(1).random((6, 7)))
+    cut = tmp_path / "cut.bioconv"
+    cut.write_bytes(saved_net.read_bytes()[:-100])
+    cases = [
+        (["evaluate", str(cut), "--data", str(tmp_path / "x.npy")], "cut.bioconv"),
+        (["evaluate", str(saved_net), "--data", str(tmp_path / "wide.npy")], r"shape \(7,\) per sample.*\(6,\)"),
+        (["evaluate", str(saved_net), "--data", str(tmp_path / "x.npy"), "--duration", "1ms", "--dt", "2ms"],
+         "shorter than one time step"),
+        (["evaluate", str(saved_net), "--data", str(tmp_path / "nothing.npz")], "nothing.npz' does not exist"),
+    ]
+    for argv, message in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert re.search(message, err), (argv, err)
+
+
+def test_data_files_npz_npy_and_idx(tmp_path):
+    x = np.random.default_rng(0).random((4, 1, 3, 3))
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(4))
+    got = datasets.read(tmp_path / "d.npz", limit=3)
+    assert np.array_equal(got.x, x[:3]) and np.array_equal(got.y, np.arange(3))
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(bioconv.BioconvError, match="objects.npz.*allow_pickle=False"):
+        datasets.read(tmp_path / "objects.npz")
+    np.savez(tmp_path / "nox.npz", inputs=x)
+    with pytest.raises(bioconv.BioconvError, match=r"holds \['inputs'\]; it needs the inputs under 'x'"):
+        datasets.read(tmp_path / "nox.npz")
+    np.savez(tmp_path / "floaty.npz", x=x, y=np.zeros(4))
+    with pytest.raises(bioconv.BioconvError, match="labels 'y' must be integers"):
+        datasets.read(tmp_path / "floaty.npz")
+    # MNIST IDX: images (uint8, N x H x W) and their labels beside them
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 4, 4), dtype=np.uint8)
+    labels = np.arange(5, dtype=np.uint8)
+    (tmp_path / "t-images-idx3-ubyte").write_bytes(bytes([0, 0, 8, 3]) + b"".join(
+        int(n).to_bytes(4, "big") for n in pixels.shape) + pixels.tobytes())
+    (tmp_path / "t-labels-idx1-ubyte").write_bytes(bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big") + labels.tobytes())
+    got = datasets.read(tmp_path / "t-images-idx3-ubyte")
+    assert got.x.shape == (5, 1, 4, 4) and np.allclose(got.x[:, 0], pixels / 255.0)
+    assert np.array_equal(got.y, labels)
