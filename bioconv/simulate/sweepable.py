@@ -22,6 +22,7 @@ integrated with RK4, which is valid for every gl >= 0 (the exact solution divide
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -341,3 +342,165 @@ def as_points(points: Iterable[Mapping]) -> list[dict]:
     if not points:
         raise ParameterError("evaluate_points: no points given")
     return points
+
+
+def mapped_values(net: MappedNetwork, names=None) -> dict[str, Quantity]:
+    """The value of each sweepable parameter (or of ``names``) at which `apply_point` leaves ``net``
+    as mapped: the point that changes nothing (gl: no added leak; the factors: 1). Parameters that
+    do not apply to ``net`` (tau_s without a kernel time constant, gl_scale without bias leaks) are
+    left out."""
+    names = check_names(SWEEPABLE if names is None else names)
+    first = membranes(net)[0] if membranes(net) else None
+    firing = next((p for p in membranes(net) if not _unreachable_threshold(net, p)), first)
+    out = {}
+    for n in names:
+        if n in ("Cm", "tau_ref", "v_reset") and first is not None:
+            out[n] = _scalar(first.params[n], n)
+        elif n == "v_th" and firing is not None:
+            out[n] = _scalar(firing.params["v_th"], n)
+        elif n == "EL" and first is not None:
+            out[n] = _scalar(first.params.get("EL", first.params["v_reset"]), n)
+        elif n == "gl":
+            out[n] = 0 * siemens
+        elif n in ("bias_scale",) or (n == "gl_scale" and net.bias == "leak"):
+            out[n] = Quantity(1.0)
+        elif n == "tau_s" and "tau_s" in net.synapse_params:
+            out[n] = _scalar(net.synapse_params["tau_s"], n)
+        elif n == "rate_max":
+            out[n] = net.rate_max
+    return out
+
+
+def _scalar(q, name) -> Quantity:
+    arr = np.asarray(q)
+    if arr.size != 1 and not np.all(arr == arr.flat[0]):
+        raise ParameterError(f"{_OWNER}: parameter {name!r} varies across the mapped network; a sweep sets one "
+                             f"value for all")
+    return Quantity(float(arr.flat[0]), dim=get_dimensions(q))
+
+
+# ------------------------------------------------------------------------------ evaluate_points
+def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encoder: str = "regular",
+                    device: str = "cpp", sweepable=None, batch: int | None = None, presentations: int | None = None,
+                    threads: int | None = None, float32: bool = False, time_points: int = 20,
+                    scatter_points: int = 0) -> list[dict]:
+    """Evaluate every parameter point on the same samples ``x`` (N, *input_shape) with labels ``y``,
+    as copies of one compiled project (a sweepable build over ``sweepable``, default: every name the
+    points use): each run holds ``batch`` copies x ``presentations`` samples, and every copy runs
+    one (point, chunk of samples) task, so no point needs a compile of its own.
+
+    Returns one dict per point, in order: the point's values (SI floats, under their names), and
+    what `SNN.evaluate`'s summary holds for that point (accuracy, agreement with the ANN, the lowest
+    per-layer correlation, synaptic events, undecided fraction), with ``layer_correlation`` per
+    population and ``accuracy_vs_time``. A point's values do not depend on the copy or run that
+    computed it: the inputs are deterministic (``regular``, ``current``) and every state is reset
+    between presentations; Poisson input is refused (its random numbers are shared by the copies of
+    a run). ``rate_max`` points scale the input rates from the mapping's.
+    """
+    from ..converter import SAMPLES_PER_RUN, SEQUENTIAL_NEURONS  # the plan of SNN.evaluate
+    from ..units import check_quantity
+    from .devices import check_device, default_threads
+    from .runner import CompiledNetwork, aligned_presentations, network_size
+
+    where = "evaluate_points"
+    duration = check_quantity(duration, second.dim, "duration", where, positive=True)
+    dt = check_quantity(dt, second.dim, "dt", where, positive=True)
+    if encoder == "poisson":
+        raise ParameterError(f"{where}: Poisson input draws its spikes from one random stream per run, shared by "
+                             f"the copies, so a point's result would depend on the copy and run that computed it; "
+                             f"use encoder='regular' or 'current'")
+    check_device(device, where)
+    points = [dict(p) for p in points]
+    if not points:
+        raise ParameterError(f"{where}: no points given")
+    names = check_names(set().union(*points) if sweepable is None else sweepable, where)
+    net = snn.mapped
+    for i, p in enumerate(points):
+        check_point(net, p, names, where=f"{where} (point {i})")
+        if any(np.size(v) != 1 for v in p.values()):
+            raise ParameterError(f"{where} (point {i}): each parameter takes one value per point")
+    full = [mapped_values(net, names) | {n: Quantity(float(np.asarray(v)), dim=get_dimensions(v))
+                                         for n, v in p.items()} for p in points]
+    targets = snn.target_rates(x)  # checks x
+    N = len(next(iter(targets.values())))
+    y = np.asarray(y)
+    n_out = net.populations[-1].size
+    if y.shape != (N,) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_out:
+        raise ParameterError(f"{where}: labels must be integers in [0, {n_out}) of shape ({N},), got dtype "
+                             f"{y.dtype}, shape {y.shape}")
+    t0 = time.perf_counter()
+    # the plan: samples one after another in a run (K), copies (B) holding (point, chunk) tasks
+    sequential = device != "runtime"
+    neurons = network_size(net)[0]
+    cores = default_threads() if threads is None else max(1, int(threads))
+    workers = cores if device == "cpp" else 1
+    K = presentations or (min(_pow2_at_least(N), max(1, SAMPLES_PER_RUN // max(1, SEQUENTIAL_NEURONS // neurons)))
+                          if sequential else 1)
+    K = int(K)
+    if K > 1:
+        K = min(K, aligned_presentations(duration, dt, K, duration / time_points if net.readout == "potential"
+                                         else None))
+    chunks = [np.arange(k, min(k + K, N)) for k in range(0, N, K)]
+    tasks = [(i, c) for i in range(len(points)) for c in chunks]
+    B = int(batch or min(_pow2_at_least(-(-len(tasks) // workers)), max(1, SEQUENTIAL_NEURONS // neurons)))
+    n_in = net.populations[0].size
+    input_name = net.populations[0].name
+    x_in = targets[input_name].reshape(N, n_in)
+    runs, run_params = [], []
+    for r in range(0, len(tasks), B):
+        mine = tasks[r:r + B]
+        xr = np.zeros((B * K, n_in))
+        for b, (i, c) in enumerate(mine):
+            ratio = float(full[i]["rate_max"] / net.rate_max) if "rate_max" in full[i] else 1.0
+            xr[np.arange(len(c)) * B + b] = x_in[c] * ratio
+        pad = [mine[0][0]] * (B - len(mine))  # silent copies run the first task's point
+        which = [i for i, _ in mine] + pad
+        run_params.append({n: Quantity(np.array([float(full[i][n]) for i in which]), dim=SWEEPABLE[n].dim)
+                           for n in names if n in full[0]})
+        runs.append((mine, xr))
+    times = np.linspace(float(duration) / time_points, float(duration), time_points)
+    step = float(dt)
+    pops = [p.name for p in net.populations]
+    counts = [{n: np.zeros((N, p.size), dtype=np.int64) for n, p in zip(pops, net.populations)} for _ in points]
+    scores = [np.zeros((N, time_points, n_out)) for _ in points]
+    seen_counts = set()
+    with CompiledNetwork(net, B, duration=duration, dt=dt, encoder=encoder, device=device, threads=max(
+            1, cores // workers) if device == "cpp" else threads, float32=float32,
+            record_output_every=duration / time_points, presentations=K, sweepable=names) as compiled:
+        build_s = time.perf_counter() - t0
+        outs = compiled.run_many((xr for _, xr in runs), workers=workers, params=run_params)
+        for (mine, _), out in zip(runs, outs):
+            sc = snn._scores(out, times, step)  # (B*K, n_times, n_out), sample s = k*B + copy
+            for b, (i, c) in enumerate(mine):
+                rows = np.arange(len(c)) * B + b
+                scores[i][c] = sc[rows]
+                for name, arr in out.counts.items():
+                    counts[i][name][c] = arr[rows]
+                    seen_counts.add(name)
+        settings = dict(encoder=encoder, device=device, batch=B, presentations=K, parallel_runs=workers,
+                        sweepable=list(names), cache_hit=[compiled.cache_hit], float32=bool(float32),
+                        call_runs=compiled.runs, call_build_s=build_s, call_run_s=compiled.run_seconds,
+                        call_sim_s=compiled.sim_seconds)
+    logits = snn.graph.forward(np.asarray(x, dtype=np.float64))  # x was checked by target_rates
+    ann_pred = logits[snn.graph.output].reshape(N, -1).argmax(1)
+    T = float(duration)
+    rows = []
+    for i, p in enumerate(points):
+        ratio = float(full[i]["rate_max"] / net.rate_max) if "rate_max" in full[i] else 1.0
+        tgt = {n: v * ratio for n, v in targets.items()}
+        c = {0: {n: [counts[i][n]] for n in pops if n in seen_counts}}
+        res = snn._metrics(np.asarray(x), y, ann_pred, tgt, c, {0: [scores[i]]}, (0,), times, T, step,
+                           scatter_points)
+        res.synaptic_events = sum(int(np.dot(counts[i][n].sum(0), snn._out_degree(n))) for n in seen_counts)
+        res.settings = dict(settings, call_wall_s=time.perf_counter() - t0)
+        summary = res.summary()
+        for key in ("wall_s", "build_s", "run_s", "sim_s"):
+            summary.pop(key, None)  # per call, not per point: in call_*
+        rows.append({**{n: float(v) for n, v in full[i].items()}, **summary,
+                     "layer_correlation": dict(res.layer_correlation),
+                     "accuracy_vs_time": res.accuracy_vs_time.tolist(), "point_index": i})
+    return rows
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
