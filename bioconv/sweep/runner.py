@@ -77,7 +77,9 @@ def _client(scheduler, workers, connect_timeout):
     n = workers or available_cores()
     # One thread per worker process, and one OpenMP thread per simulation: the workers are the parallelism.
     env = {"BIOCONV_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    # The scheduler's HTTP server (health checks) always starts: on a free port, without the dashboard.
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
                       env=env, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
 
@@ -88,7 +90,10 @@ def _submit_and_wait(client, tasks: list[Task], store, *, total: int, left: int,
     store = str(os.path.abspath(store))
     futures = {}
     for task in tasks:
-        fut = client.submit(run_task, task.level, task.structure, task.configs, task.hashes, task.size,
+        configs, hashes = task.configs, task.hashes
+        if len(configs) > 1000:  # large tasks travel as data of their own, not inside the task graph
+            [configs, hashes] = client.scatter([configs, hashes])
+        fut = client.submit(run_task, task.level, task.structure, configs, hashes, task.size,
                             task.task_id, store, key=f"bioconv-sweep-{task.task_id}", pure=False)
         futures[fut] = task
     bar = tqdm(total=total, initial=total - left, unit="point", desc=f"sweep {name}", disable=not progress)

@@ -1,0 +1,189 @@
+"""Running sweeps: the Parquet store (round trip, provenance, skip finished, error rows), the Dask
+runner (LocalCluster, an unreachable scheduler, resuming), kill -9 of the client and of a worker
+mid-sweep, and the neuron level against the analytic LIF rate.
+
+The machinery tests use a cheap deterministic level of their own (tests/sweep_fake.py), run in
+subprocesses with timeouts where something is killed; every LocalCluster is closed by `run`."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from brian2 import mV, ms, nS, pA, pF, second
+
+from bioconv import analysis, sweep
+from bioconv.sweep import runner, store
+
+import sweep_fake
+
+FAKE = "sweep_fake:LEVEL"
+TESTS = Path(__file__).resolve().parent
+
+
+def _fake_spec(xs_mV, **kw):
+    return sweep.Spec(level=FAKE, grid={"x": list(xs_mV) * mV, "mode": ["a", "b"]}, **kw)
+
+
+def _run_tasks_here(spec, path):
+    """Every task of ``spec`` through `runner.run_task`, in this process (what a worker does)."""
+    for t in spec.tasks(store.finished(path, errors=True)):
+        runner.run_task(t.level, t.structure, t.configs, t.hashes, t.size, t.task_id, str(path))
+
+
+def test_store_round_trip_with_provenance_units_and_error_rows(tmp_path):
+    spec = _fake_spec([1, 2, 13, 4], points_per_task=4)
+    _run_tasks_here(spec, tmp_path)
+    df = sweep.load(tmp_path)
+    assert sorted(df.config_hash) == sorted(spec.hashes)
+    ok, bad = df[df.status == "ok"], df[df.status == "error"]
+    # the bad point (x = 13 mV) failed alone: the other points of its task have their values
+    assert len(bad) == 2 and np.allclose(bad.x, sweep_fake.BAD_X)
+    assert bad.error.str.contains("ValueError: x = 0.013 V is the bad value").all()
+    expected = ok.x * ok.gain + np.where(ok["mode"] == "b", 10.0, 0.0)
+    assert np.allclose(ok.y, expected)
+    assert df.attrs["units"]["x"] == "V"
+    for col in ("bioconv_version", "brian2_version", "python_version", "pin", "host", "git_commit", "task_id"):
+        assert col in df.columns
+    assert (df.brian2_version == __import__("brian2").__version__).all()
+    assert len(list((tmp_path / "rows").glob("task-*.parquet"))) == 2  # one file per task (two shapes)
+    assert not list((tmp_path / "rows").glob(".*tmp"))
+
+
+def test_finished_points_are_skipped_and_error_rows_retried_and_load_keeps_one_row_each(tmp_path):
+    spec = _fake_spec([1, 13], points_per_task=1)
+    _run_tasks_here(spec, tmp_path)
+    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "rows").glob("task-*.parquet")}
+    assert len(store.finished(tmp_path)) == 2 and len(store.finished(tmp_path, errors=True)) == 4
+    assert spec.tasks(store.finished(tmp_path, errors=True)) == []
+    left = spec.tasks(store.finished(tmp_path))  # the error points, to retry
+    assert sorted(h for t in left for h in t.hashes) == sorted(sweep.load(tmp_path).query("status == 'error'").config_hash)
+    assert {p: p.stat().st_mtime_ns for p in files} == files  # nothing rewritten
+
+
+@pytest.mark.slow
+def test_dask_sweep_resumes_and_gives_one_row_per_point(tmp_path):
+    spec = _fake_spec([1, 2, 3, 13], points_per_task=2)
+    df = sweep.run(spec, tmp_path, workers=2, progress=False)
+    assert len(df) == 8 and set(df.config_hash) == set(spec.hashes)
+    assert (df.status == "error").sum() == 2
+    assert df.worker_pid.nunique() >= 1 and (df.worker_pid != os.getpid()).all()  # ran on the workers
+    before = {p.name for p in (tmp_path / "rows").glob("task-*.parquet")}
+    again = sweep.run(spec, tmp_path, workers=1, progress=False, retry_errors=False)  # nothing left: no cluster
+    assert {p.name for p in (tmp_path / "rows").glob("task-*.parquet")} == before
+    pd.testing.assert_frame_equal(again, df)
+
+
+def test_an_unreachable_scheduler_is_named_within_the_timeout(tmp_path):
+    spec = _fake_spec([1])
+    t0 = time.monotonic()
+    with pytest.raises(sweep.SchedulerError, match=r"cannot reach the Dask scheduler at 'tcp://127.0.0.1:9' within 2 s"):
+        sweep.run(spec, tmp_path, scheduler="tcp://127.0.0.1:9", connect_timeout=2)
+    assert time.monotonic() - t0 < 30
+
+
+# ---------------------------------------------------------------------------- kill -9 mid-sweep
+_CONFIG = """
+level = "sweep_fake:LEVEL"
+points_per_task = 1
+[grid]
+x = [{xs}]
+mode = ["a", "b"]
+"""
+
+
+def _cli(config, out, env, workers):
+    return subprocess.Popen([sys.executable, "-m", "bioconv.cli", "sweep", str(config), "--out", str(out),
+                             "--workers", str(workers)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _env(tmp_path, delay):
+    env = dict(os.environ, SWEEP_FAKE_DELAY=str(delay), SWEEP_FAKE_LOG=str(tmp_path / "pids.log"),
+               PYTHONPATH=os.pathsep.join([str(TESTS)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    return env
+
+
+def _wait_rows(out, n, proc, timeout=120):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if len(list((Path(out) / "rows").glob("task-*.parquet"))) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended before {n} rows:\n{proc.stdout.read().decode()[-3000:]}")
+        time.sleep(0.2)
+    raise AssertionError(f"no {n} rows within {timeout} s")
+
+
+def _finish(proc, timeout=180):
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return proc.returncode, out.decode()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("victim", ["client", "worker"])
+def test_kill_9_mid_sweep_then_rerun_gives_one_row_per_point_with_uninterrupted_values(tmp_path, victim):
+    xs = [1, 2, 3, 4, 5, 6, 7, 8]
+    config = tmp_path / "config.toml"
+    config.write_text(_CONFIG.format(xs=", ".join(f'"{x} mV"' for x in xs)))
+    spec = sweep.Spec.from_toml(config)
+    out = tmp_path / "store"
+    proc = _cli(config, out, _env(tmp_path, 0.4), workers=2)
+    try:
+        _wait_rows(out, 3, proc)
+        if victim == "client":
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        else:  # a worker process in the middle of a task: it logged its pid when the task began
+            pids = {int(p) for p in (tmp_path / "pids.log").read_text().split()}
+            os.kill(max(pids), signal.SIGKILL)
+            rc, log = _finish(proc)
+            assert rc == 0, log
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    first = len(list((out / "rows").glob("task-*.parquet")))
+    assert first < len(spec) or victim == "worker"
+    rc, log = _finish(_cli(config, out, _env(tmp_path, 0.0), workers=1))
+    assert rc == 0, log
+    df = sweep.load(out)
+    assert sorted(df.config_hash) == sorted(spec.hashes)  # exactly one row per point
+    raw = pd.concat([pd.read_parquet(p) for p in (out / "rows").glob("task-*.parquet")])
+    assert raw.config_hash.is_unique  # and no duplicate in the files either
+    # the values of an uninterrupted sweep: the level's own function of each point
+    ref = pd.DataFrame(sweep_fake.LEVEL.evaluate({"mode": "a"}, [c for c in spec.configs if c["mode"] == "a"]) +
+                       sweep_fake.LEVEL.evaluate({"mode": "b"}, [c for c in spec.configs if c["mode"] == "b"]))
+    ref["config_hash"] = [h for c, h in zip(spec.configs, spec.hashes) if c["mode"] == "a"] + \
+                         [h for c, h in zip(spec.configs, spec.hashes) if c["mode"] == "b"]
+    got = df.set_index("config_hash").y.sort_index()
+    assert (df.status == "ok").all()
+    assert np.array_equal(got.values, ref.set_index("config_hash").y.sort_index().values)
+
+
+# ---------------------------------------------------------------------------- the neuron level
+@pytest.mark.slow
+def test_neuron_sweep_rates_match_lif_rate_and_tasks_share_one_compiled_project(tmp_path):
+    spec = sweep.Spec(level="neuron", grid={"Cm": [100, 200] * pF, "gl": [5, 10] * nS, "tau_ref": [1, 2] * ms,
+                                            "I_bias": [300, 1000] * pA},
+                      fixed={"dt": 0.01 * ms, "T": 0.5 * second}, points_per_task=8)
+    df = sweep.run(spec, tmp_path, workers=1, progress=False)
+    assert (df.status == "ok").all() and len(df) == 16
+    assert df.task_id.nunique() == 2 and df.cache_hit.sum() == 8  # the second task reused the first one's project
+    expected = analysis.lif_rate(df.I_bias.values * 1e12 * pA, df.Cm.values * 1e12 * pF, df.gl.values * 1e9 * nS,
+                                 -70 * mV, -50 * mV, -70 * mV, df.tau_ref.values * 1e3 * ms)
+    assert np.allclose(df.analytic_rate_Hz, np.asarray(expected))
+    many = df[df.n_spikes >= 20]
+    assert len(many) >= 12
+    assert (many.isi_rate_Hz / many.analytic_rate_Hz - 1).abs().max() < 0.01
