@@ -282,7 +282,10 @@ def _resolve(spec: Spec, level: levels.Level, design: str):
         sub = {}
         idx_arr = np.asarray(idx)
         for name, param in params.items():
-            default = canonical(param, parse_value(param, param.default, f"{shape_where}: default"))
+            if param.default is None and name not in given:
+                continue  # the level's own value (e.g. the mapping's), not part of the config
+            default = None if param.default is None else canonical(
+                param, parse_value(param, param.default, f"{shape_where}: default"))
             if name in given:
                 full = cols.setdefault(("point", name), column(name, param))
                 vals = full[idx_arr]
@@ -290,7 +293,7 @@ def _resolve(spec: Spec, level: levels.Level, design: str):
             else:
                 vals = np.array([default] * len(idx), dtype=object)
             sub[name] = vals
-        arrays = {name: np.asarray(list(v)) for name, v in sub.items()}
+        arrays = {name: np.asarray(list(v)) for name, v in sub.items() if not any(x is None for x in v)}
         bad = level.check(structure, arrays)
         if bad is not None and np.any(bad):
             first = int(np.flatnonzero(bad)[0])
@@ -301,7 +304,7 @@ def _resolve(spec: Spec, level: levels.Level, design: str):
         for j, k in enumerate(idx):
             c = {"level": spec.level}
             c.update(structure)
-            c.update({name: _plain(sub[name][j]) for name in params})
+            c.update({name: _plain(sub[name][j]) for name in sub if sub[name][j] is not None})
             configs[k] = c
         out_structures.append((structure, idx))
     if n_points == 0:

@@ -1,0 +1,130 @@
+"""The network-level sweep: every point is a converted network evaluated on the same test digits, one
+row per point (accuracy, agreement with the ANN, per-layer correlation, synaptic events, ...).
+
+Structural values (the network, the conversion settings, dt, T, the encoder, the number of digits)
+decide the compiled shape; the sweepable parameters of `bioconv.simulate.sweepable` (Cm, gl,
+tau_ref, v_th, v_reset, EL, tau_s, rate_max, bias_scale, gl_scale) are per-point values, passed as
+run_args to copies of one compiled project (`sweepable.evaluate_points`). A worker converts each
+structure once per process and keeps it; compiled projects are shared through the project cache.
+
+A point sets only the parameters it names; the others keep the mapping's values, which the
+structure decides, so the canonical config holds only the named ones.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from brian2 import Quantity, second
+
+from .level import Level
+from .params import Param
+
+NETWORKS = ("mlp", "convnet")
+
+
+class NetworkLevel(Level):
+    """Converted zoo networks on MNIST test digits; see the module's docstring.
+
+    ``evaluate_points`` and ``load_network`` replace `sweepable.evaluate_points` and the zoo + data
+    loader (``structure -> (snn, x, y)``): another back end, or a test's stand-in."""
+
+    name = "network"
+
+    def __init__(self, evaluate_points=None, load_network=None):
+        self._evaluate_points = evaluate_points
+        self._load_network = load_network
+
+    def structural(self) -> dict[str, Param]:
+        def choice(name, choices, default, text):
+            return Param(name, "choice", choices=tuple(choices), structural=True, default=default, description=text)
+
+        def count(name, default, text):
+            return Param(name, "int", structural=True, constraint="positive", default=default, description=text)
+        return {
+            "network": choice("network", NETWORKS, "mlp", "reference network of bioconv.zoo"),
+            "n_test": count("n_test", 300, "held-out MNIST digits evaluated per point (the first ones)"),
+            "n_calibration": count("n_calibration", 1000, "training digits for data-based normalization"),
+            "normalization": choice("normalization", ("max", "p99", "p99.9", "p99.99"), "p99.9",
+                                    "normalization percentile"),
+            "bias": choice("bias", ("current", "neuron", "leak"), "current", "bias strategy"),
+            "reset": choice("reset", ("linear", "value"), "linear", "reset mode"),
+            "synapse": choice("synapse", ("delta", "exponential", "alpha"), "delta", "synaptic kernel"),
+            "encoder": choice("encoder", ("regular", "current"), "regular",
+                              "input encoding (Poisson is refused: its random stream is shared by a run's copies)"),
+            "dt": Param("dt", "quantity", dim=second.dim, structural=True, constraint="positive", default="0.1 ms"),
+            "T": Param("T", "quantity", dim=second.dim, structural=True, constraint="positive", default="200 ms",
+                       description="presentation time per digit"),
+        }
+
+    def parameters(self, structure: dict) -> dict[str, Param]:
+        from ..simulate.sweepable import SWEEPABLE
+        out = {}
+        for name, s in SWEEPABLE.items():
+            constraint = None
+            if s.lower == 0:
+                constraint = "positive" if s.lower_open else "nonnegative"
+            # default None: a point that does not name it keeps the mapping's value
+            out[name] = Param(name, "quantity", dim=s.dim, constraint=constraint, default=None, description=s.meaning)
+        return out
+
+    def _rules(self, structure, c):
+        n = len(next(iter(c.values()))) if c else 0
+        rules = []
+        if "rate_max" in c and "tau_ref" in c:
+            rules.append((c["rate_max"] * c["tau_ref"] >= 1, "rate_max x tau_ref must stay below 1"))
+        if "v_th" in c and "v_reset" in c:
+            rules.append((c["v_reset"] >= c["v_th"], "v_reset must lie below v_th"))
+        if "tau_s" in c and structure["synapse"] == "delta":
+            rules.append((np.ones(n, bool), "tau_s needs exponential or alpha synapses, not 'delta'"))
+        if "gl_scale" in c and structure["bias"] != "leak":
+            rules.append((np.ones(n, bool), "gl_scale applies to networks with bias = 'leak' only"))
+        if structure["dt"] >= structure["T"]:
+            rules.append((np.ones(n, bool), f"dt = {structure['dt']} s is not below T = {structure['T']} s"))
+        return rules
+
+    def check(self, structure, columns):
+        if not columns:
+            return None
+        bad = np.zeros(len(next(iter(columns.values()))), bool)
+        for mask, _ in self._rules(structure, columns):
+            bad |= np.asarray(mask, bool)
+        return bad
+
+    def reason(self, structure, columns):
+        return "; ".join(text for mask, text in self._rules(structure, columns) if np.any(mask))
+
+    def evaluate(self, structure: dict, points: list[dict], *, size: int | None = None) -> list[dict]:
+        from ..simulate.sweepable import SWEEPABLE
+        evaluate_points = self._evaluate_points
+        if evaluate_points is None:
+            from ..simulate.sweepable import evaluate_points
+        load = self._load_network or load_network
+        snn, x, y = load(**{k: structure[k] for k in ("network", "n_test", "n_calibration", "normalization", "bias",
+                                                       "reset", "synapse")})
+        pts = [{name: Quantity(p[name], dim=SWEEPABLE[name].dim) for name in SWEEPABLE if name in p} for p in points]
+        got = evaluate_points(snn, x, y, pts, duration=float(structure["T"]) * second,
+                              dt=float(structure["dt"]) * second, encoder=structure["encoder"], device="cpp", threads=1)
+        rows = []
+        for r in got:
+            r = dict(r)
+            for pop, corr in (r.pop("layer_correlation", None) or {}).items():
+                r[f"corr/{pop}"] = float(corr)
+            avt = r.pop("accuracy_vs_time", None)
+            if avt is not None:
+                r["accuracy_vs_time"] = [float(v) for v in np.ravel(avt)]
+            rows.append({k: v for k, v in r.items() if k not in SWEEPABLE})  # the point's own values: in its config
+        return rows
+
+
+@functools.lru_cache(maxsize=4)
+def load_network(*, network, n_test, n_calibration, normalization, bias, reset, synapse):
+    """(snn, x_test, y_test): a zoo network converted with these settings, and the first ``n_test``
+    held-out digits; kept per worker process, so that a worker converts each structure once."""
+    from .. import data, zoo
+    from ..converter import convert
+    split = data.mnist_subset()
+    model = {"mlp": zoo.mnist_mlp, "convnet": zoo.mnist_convnet}[network]()
+    snn = convert(model, split.x_train[:n_calibration], normalization=normalization, bias=bias, reset=reset,
+                  synapse=synapse)
+    return snn, split.x_test[:n_test], split.y_test[:n_test]
