@@ -3,6 +3,8 @@
 - ``mnist_mlp``: 784-256-128-10 with biases, batch norm after each hidden linear layer, dropout.
 - ``mnist_convnet``: seed 003 Table V: conv 12@5x5, max-pool 2, conv 64@5x5, max-pool 2, FC 100,
   FC 10, no biases.
+- ``mnist_mlp_ttfs``: 784-256-128-10 with ReLU1, no batch norm, no hidden biases, trained under the
+  LC-TTFS constraints (seed 004; `bioconv.ttfs_train`).
 
 The cache lives in $BIOCONV_CACHE (default ~/.cache/bioconv)/zoo; a model is a state dict loaded
 with ``torch.load(..., weights_only=True)`` plus a JSON file with its training record.
@@ -52,8 +54,23 @@ def convnet() -> nn.Module:
     )
 
 
+def mlp_ttfs() -> nn.Module:
+    """The MLP for TTFS conversion (seed 004): ReLU1, no batch norm, no hidden biases (the output
+    bias is exact as the output membrane's initial potential)."""
+    nn = require_torch("bioconv.zoo.mlp_ttfs").nn
+    from .ttfs_train import ReLU1
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 256, bias=False), ReLU1(), nn.Dropout(0.2),
+        nn.Linear(256, 128, bias=False), ReLU1(), nn.Dropout(0.2),
+        nn.Linear(128, 10),
+    )
+
+
 _ARCHS = {"mnist_mlp": (mlp, dict(epochs=30, lr=1e-3, weight_decay=1e-4)),
-          "mnist_convnet": (convnet, dict(epochs=30, lr=1e-3, weight_decay=1e-4))}
+          "mnist_convnet": (convnet, dict(epochs=30, lr=1e-3, weight_decay=1e-4)),
+          # trained under the LC-TTFS constraints (bioconv.ttfs_train.train), same recipe otherwise
+          "mnist_mlp_ttfs": (mlp_ttfs, dict(epochs=30, lr=1e-3, weight_decay=1e-4))}
 
 
 def mnist_mlp(retrain: bool = False) -> nn.Module:
@@ -62,6 +79,12 @@ def mnist_mlp(retrain: bool = False) -> nn.Module:
 
 def mnist_convnet(retrain: bool = False) -> nn.Module:
     return _get("mnist_convnet", retrain)
+
+
+def mnist_mlp_ttfs(retrain: bool = False) -> nn.Module:
+    """The MNIST MLP trained for TTFS conversion: weight sums 1 (penalty and projection),
+    pre-activation normalization, ReLU1 (`bioconv.ttfs_train`)."""
+    return _get("mnist_mlp_ttfs", retrain)
 
 
 def record(name: str) -> dict:
@@ -78,7 +101,10 @@ def _get(name: str, retrain: bool) -> nn.Module:
     if weights.exists() and not retrain:
         model.load_state_dict(torch.load(weights, weights_only=True))
         return model.eval()
-    rec = train(model, data.mnist_subset(), seed=0, **hyper)
+    trainer = train
+    if name.endswith("_ttfs"):
+        from .ttfs_train import train as trainer
+    rec = trainer(model, data.mnist_subset(), seed=0, **hyper)
     tmp = weights.with_suffix(".tmp")
     torch.save(model.state_dict(), tmp)
     tmp.replace(weights)  # atomic: a concurrent reader never sees half a file
