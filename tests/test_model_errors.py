@@ -430,3 +430,11 @@ def test_synapses_kernel_mismatch_is_caught_at_build(source):
     post = models.neuron_group(1, "conductance_lif", "alpha_conductance")
     with pytest.raises(ModelError, match=r"synapse model 'exponential'"):
         models.synapses(source, post, "exponential", i=[0], j=[0], w=10 * pA)
+
+
+def test_option_threshold_with_wrong_units_names_the_option_field(tmp_path):
+    # the windowed threshold of relpsp compares times: a voltage there is named by its option's field
+    path = variant(tmp_path, "relpsp", "relpsp_bad_window",
+                   ("timestep(t + dt, dt) >= timestep(t_on, dt) and", "t + v >= t_on and"))
+    with pytest.raises(ModelError, match=culprit("relpsp_bad_window", "options.window.threshold")):
+        models.load(path)
