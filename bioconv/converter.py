@@ -6,19 +6,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from brian2 import Hz, ms, pF, mV, second
+from brian2 import ms
 from tqdm.auto import tqdm
 
 from . import graph as G
 from .errors import BioconvError, ParameterError
-from .mapping import MappedNetwork, check_parameters, map_network
-from .normalize import Scales, activations, compute_scales, saturation
+from .coding import CodingScheme, RateCoding, scheme as coding_scheme
+from .mapping import MappedNetwork
+from .normalize import Scales
 from .optional import require_torch
 from .simulate.devices import check_device, default_threads
-from .simulate.network import ENCODERS
-from .simulate.runner import (BatchOutput, CompiledNetwork, aligned_presentations, batch_for_budget,
-                              default_memory_budget, network_size, run_steps)
-from .units import check_duration, check_quantity
+from .simulate.runner import (CompiledNetwork, aligned_presentations, batch_for_budget, default_memory_budget,
+                              network_size)
+from .units import check_duration
 
 
 def load_weights(model, path):
@@ -45,52 +45,41 @@ def load_weights(model, path):
     return model.eval()
 
 
-def _check_inputs(x, shape, where) -> np.ndarray:
-    """Inputs as float64 of the graph's input shape; rate coding has no negative rates, so refuse them."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim < 2 or len(x) == 0:
-        raise BioconvError(f"{where}: inputs must be a non-empty batch (N, ...), got shape {x.shape}")
-    if shape and tuple(x.shape[1:]) != tuple(shape):
-        raise BioconvError(f"{where}: inputs have shape {x.shape[1:]} per sample, the network expects {tuple(shape)}")
-    if not np.all(np.isfinite(x)):
-        raise BioconvError(f"{where}: inputs hold NaN or infinite values")
-    if np.any(x < 0):
-        raise BioconvError(f"{where}: inputs hold negative values (min {x.min():.3g}); rate-coded inputs must be "
-                           f">= 0: rescale them (e.g. to [0, 1]) and train the ANN on that range")
-    return x
-
-
-def convert(model, calibration, *, input_shape=None, normalization="p99.9", Cm=100 * pF, v_th=20 * mV,
-            tau_ref=0 * ms, rate_max=200 * Hz, synapse="delta", tau_s=5 * ms, bias="current", reset="linear",
-            leak_rule="mean_potential", readout="count") -> "SNN":
-    """Convert a ReLU network into a spiking network of LIF membranes.
+def convert(model, calibration=None, *, input_shape=None, coding="rate", **params) -> "SNN":
+    """Convert a trained network into a spiking network under the coding scheme ``coding``.
 
     ``model``: a torch module (imported by `bioconv.graph.from_torch`, which needs torch) or a
     `bioconv.graph.LayerGraph` (e.g. built from numpy arrays by `bioconv.graph.sequential`, or read by
     `bioconv.graph.load`; no torch needed). The graph is not changed, so it can be converted again.
-    ``calibration``: inputs (N, *input_shape) for data-based normalization. ``normalization``: 'max',
-    'pXX.X' (default p99.9), a number, or a dict of per-population scales. The physical parameters
-    and strategies are described in `bioconv.mapping`.
+    ``calibration``: inputs (N, *input_shape) for data-based normalization (needed by rate coding).
+    ``coding``: a registered scheme (`bioconv.coding.schemes`). ``params``: the scheme's parameters,
+    validated by it before any work on the data; a parameter of another scheme is refused by name.
+
+    Rate coding (``coding="rate"``, `bioconv.coding.RateCoding`) takes ``normalization`` ('max',
+    'pXX.X' (default p99.9), a number, or a dict of per-population scales), ``Cm``, ``v_th``,
+    ``tau_ref``, ``rate_max``, ``synapse``, ``tau_s``, ``bias``, ``reset``, ``leak_rule`` and
+    ``readout``, described in `bioconv.mapping`.
     """
-    check_parameters(Cm=Cm, v_th=v_th, tau_ref=tau_ref, rate_max=rate_max, synapse=synapse, tau_s=tau_s, bias=bias,
-                     reset=reset, leak_rule=leak_rule, readout=readout)  # before any work on the data
+    scheme = coding_scheme(coding, **params)  # before any work on the data
     if isinstance(model, G.LayerGraph):
         if input_shape is not None and tuple(input_shape) != model.input_shape:
             raise BioconvError(f"convert: input_shape {tuple(input_shape)} is not the graph's input shape "
                                f"{model.input_shape}")
         input_shape = model.input_shape
-    calibration = _check_inputs(calibration, input_shape, "convert (calibration data)")
+    if calibration is None:
+        if scheme.needs_calibration:
+            raise BioconvError(f"convert: coding {scheme.name!r} normalizes with calibration data; pass calibration "
+                               f"inputs (N, *input_shape)")
+        if input_shape is None and not isinstance(model, G.LayerGraph):
+            raise BioconvError("convert: without calibration data, a torch model needs input_shape")
+    else:
+        calibration = scheme.check_inputs(calibration, input_shape, "convert (calibration data)")
     graph = model if isinstance(model, G.LayerGraph) else _import_torch(model, input_shape, calibration)
     pops = G.populations(graph)
-    acts = activations(graph, pops, calibration)
-    scales = compute_scales(pops, acts, normalization)
-    mapped = map_network(pops, scales, Cm=Cm, v_th=v_th, tau_ref=tau_ref, rate_max=rate_max, synapse=synapse,
-                         tau_s=tau_s, bias=bias, reset=reset, leak_rule=leak_rule, readout=readout)
-    snn = SNN(graph, pops, mapped, acts)
+    mapped, acts = scheme.map(graph, pops, calibration)
+    snn = SNN(graph, pops, mapped, acts, coding=scheme)
     # what `snn.save` records of how the network was made
-    snn.conversion = dict(normalization=normalization, Cm=Cm, v_th=v_th, tau_ref=tau_ref, rate_max=rate_max,
-                          synapse=synapse, tau_s=tau_s, bias=bias, reset=reset, leak_rule=leak_rule, readout=readout,
-                          n_calibration=len(calibration))
+    snn.conversion = dict(scheme.values, n_calibration=0 if calibration is None else len(calibration))
     return snn
 
 
@@ -107,7 +96,9 @@ def _import_torch(model, input_shape, calibration) -> G.LayerGraph:
 
 @dataclass
 class EvaluationResult:
-    """What `SNN.evaluate` measured. Rates in Hz, times in seconds."""
+    """What `SNN.evaluate` measured. Rates in Hz, times in seconds. ``settings['coding']`` and
+    ``settings['coding_params']`` name the coding scheme and its parameters; which metrics apply to
+    it: ``bioconv.coding.schemes[settings['coding']].metric_names``."""
 
     accuracy: float
     ann_accuracy: float
@@ -151,9 +142,11 @@ SAMPLES_PER_RUN = 256
 class SNN:
     """A converted network: the imported graph, its populations and their mapped physical parameters."""
 
-    def __init__(self, graph: G.LayerGraph, pops: list[G.Population], mapped: MappedNetwork, calibration_acts):
+    def __init__(self, graph: G.LayerGraph, pops: list[G.Population], mapped: MappedNetwork, calibration_acts,
+                 coding: CodingScheme | None = None):
         self.graph, self.populations, self.mapped = graph, pops, mapped
         self._calibration_acts = calibration_acts
+        self._coding = coding
         self.conversion: dict = {}  # the settings `convert` was called with (saved with the network)
 
     @property
@@ -170,24 +163,52 @@ class SNN:
         """Every layer's mapped parameters with units."""
         return self.mapped.table()
 
+    @property
+    def coding(self) -> CodingScheme:
+        """The coding scheme the network was converted under, with its parameters (``coding.name``,
+        ``coding.params()``: a JSON-able dict; `bioconv.coding.from_params` reads it back).
+
+        A network made without one (``SNN(..., coding=None)``) is rate coded, with the parameters in
+        ``conversion`` where set (what `convert` recorded), else those its mapped network holds."""
+        if self._coding is None:
+            recorded = {k: v for k, v in (self.conversion or {}).items() if k in RateCoding.PARAMETERS}
+            if not recorded:
+                m = self.mapped
+                recorded = dict(rate_max=m.rate_max, bias=m.bias, reset=m.reset, readout=m.readout,
+                                synapse=m.synapse, **m.synapse_params)
+            self._coding = RateCoding(**recorded)
+        return self._coding
+
     def saturation(self, dt=0.1 * ms) -> dict[str, float]:
         """Fraction of units per population whose calibration target rate comes within 10 % of the
-        lower of 1/tau_ref and 1/dt."""
-        tau_ref = float(self.mapped.populations[-1].params.get("tau_ref", 0 * ms))
-        cap = min(1 / tau_ref if tau_ref > 0 else np.inf, 1 / float(dt))
-        return saturation(self.populations, self._calibration_acts, self.scales, float(self.mapped.rate_max), cap)
+        lower of 1/tau_ref and 1/dt (rate coding)."""
+        if not hasattr(self.coding, "saturation"):
+            raise ParameterError(f"SNN.saturation: a rate-coding measure; this network is coded {self.coding.name!r}")
+        return self.coding.saturation(self, dt)
+
+    def targets(self, x) -> dict[str, np.ndarray]:
+        """What each unit should produce for inputs ``x`` (N, *input_shape), per population (N, units),
+        in the coding scheme's decoded quantity (rate coding: Hz)."""
+        return self.coding.targets(self, self.coding.check_inputs(x, self.graph.input_shape, "SNN"))
 
     def target_rates(self, x) -> dict[str, np.ndarray]:
-        """The rate (Hz) each unit should fire at for inputs ``x``: normalized ANN activation x rate_max."""
-        x = _check_inputs(x, self.graph.input_shape, "SNN")
-        acts = activations(self.graph, self.populations, x)
-        r = float(self.mapped.rate_max)
-        return {name: np.maximum(a, 0) / self.scales.values[name] * r for name, a in acts.items()}
+        """The rate (Hz) each unit should fire at for inputs ``x``: normalized ANN activation x rate_max
+        (rate coding; `targets` for any scheme)."""
+        if self.coding.name != "rate":
+            raise ParameterError(f"SNN.target_rates: rate coding's targets; this network is coded "
+                                 f"{self.coding.name!r}: use SNN.targets")
+        return self.targets(x)
 
-    def evaluate(self, x, y, *, duration=200 * ms, dt=0.1 * ms, encoder="regular", device="cpp", batch=None,
+    def evaluate(self, x, y, *, duration=None, dt=None, steps=None, encoder=None, device="cpp", batch=None,
                  memory_budget=None, presentations=None, seeds=(0,), time_points=20, threads=None, float32=False,
                  progress=True, scatter_points=2000) -> EvaluationResult:
         """Simulate the SNN on inputs ``x`` (N, *input_shape) with labels ``y`` (N,).
+
+        ``duration``, ``dt``, ``encoder``: None takes the coding scheme's defaults
+        (``snn.coding.evaluation_defaults()``; rate coding: 200 ms, 0.1 ms, 'regular'). ``steps``: the
+        scheme's coding steps (rate coding: the duration as a number of steps of dt, so steps x dt;
+        not together with ``duration``). Inputs are encoded by the scheme (`CodingScheme.encode`) and
+        enter through the encoder (`bioconv.coding.encoders`); the scheme decodes and scores the output.
 
         The network is built (and on ``device="cpp"``/``"cuda"`` compiled) once for ``batch`` samples
         as disjoint copies, then run for every batch with new inputs. ``threads``: cores to use on
@@ -205,13 +226,13 @@ class SNN:
         single-precision state variables. With several ``seeds`` (Poisson encoding) each sample runs
         once per seed, and the error of each layer's rates is split into bias and variance (FORMULAS §6).
         """
-        duration = check_quantity(duration, second.dim, "duration", "SNN.evaluate", positive=True)
-        dt = check_quantity(dt, second.dim, "dt", "SNN.evaluate", positive=True)
+        coding = self.coding
+        duration, dt = coding.timing(duration, dt, steps, "SNN.evaluate")
         check_duration(duration, dt, "SNN.evaluate")
-        if encoder not in ENCODERS:
-            raise ParameterError(f"SNN.evaluate: encoder must be one of {ENCODERS}, got {encoder!r}")
+        encoder = coding.check_encoder(coding.evaluation_defaults()["encoder"] if encoder is None else encoder,
+                                       "SNN.evaluate")
         check_device(device, "SNN.evaluate")
-        x = _check_inputs(x, self.graph.input_shape, "SNN.evaluate")
+        x = coding.check_inputs(x, self.graph.input_shape, "SNN.evaluate")
         y = np.asarray(y)
         n_out = self.mapped.populations[-1].size
         if y.ndim != 1 or len(x) != len(y) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_out:
@@ -247,7 +268,8 @@ class SNN:
         if presentations is not None and presentations > 1 and not sequential:
             raise ParameterError(f"SNN.evaluate: presentations > 1 needs device 'cpp' or 'cuda', got {device!r}")
         t0 = time.perf_counter()
-        targets = self.target_rates(x)
+        targets = coding.targets(self, x)
+        inputs = coding.encode(self, x, targets)  # (N, n_input) in the encoder's value unit
         names = [p.name for p in self.mapped.populations]
         n_pres = -(-len(x) // batch)  # presentations needed in all
         auto_presentations = presentations is None
@@ -263,10 +285,10 @@ class SNN:
             if fewer < presentations:
                 presentations = 1 << (fewer - 1).bit_length()
             # Samples in sequence record the output's spikes (about 64 bytes each, binary and Python
-            # side; at most rate_max x T per unit), every other neuron's count (16 bytes) and, for
+            # side; at most what the scheme says, rate_max x T per unit for rate coding), every other neuron's count (16 bytes) and, for
             # the potential readout, the output's membrane samples (16 bytes): keep the records of
             # the runs in flight within half the memory budget.
-            per_sample = n_out * float(self.mapped.rate_max) * float(duration) * 64 + network_size(self.mapped)[0] * 16
+            per_sample = coding.max_output_spikes(self.mapped, duration) * 64 + network_size(self.mapped)[0] * 16
             if self.mapped.readout == "potential":
                 per_sample += n_out * (time_points + 1) * 16
             budget = (default_memory_budget() if memory_budget is None else int(memory_budget)) / 2 / workers
@@ -302,30 +324,33 @@ class SNN:
                 build_s += time.perf_counter() - tb
                 cache_hits.append(compiled.cache_hit)
                 optimizations = compiled.project_edits
-                batches = (targets[names[0]][k:k + per_run] for k in starts)
+                batches = (inputs[k:k + per_run] for k in starts)
                 for k, out in zip(starts, compiled.run_many(batches, workers=workers)):
                     for name, c in out.counts.items():
                         counts[s][name].append(c)
-                    readout_scores[s].append(self._scores(out, times, step))
+                    readout_scores[s].append(coding.score(self.mapped, out, times, step))
                     bar.update(min(per_run, len(x) - k))
                 run_s += compiled.run_seconds
                 sim_s += compiled.sim_seconds
         bar.close()
-        result = self._metrics(x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step,
-                               scatter_points)
+        result = EvaluationResult(**coding.metrics(
+            x=x, y=y, ann_pred=ann_pred, targets=targets, counts=counts, scores=readout_scores, seeds=seeds,
+            times=times, duration=T, dt=step, scatter_points=scatter_points))
         # events of one presentation of the data set: each unit's spikes times its out-degree
         result.synaptic_events = sum(int(np.dot(np.concatenate(c).sum(0), self._out_degree(name)))
                                      for name, c in counts[seeds[0]].items() if c)
         result.settings = dict(encoder=encoder, device=device, batch=batch, presentations=presentations,
                                parallel_runs=workers, openmp_threads=omp_threads if device == "cpp" else None,
                                seeds=list(seeds), float32=bool(float32), cache_hit=cache_hits,
-                               optimizations=optimizations,
-                               rate_max_hz=float(self.mapped.rate_max), bias=self.mapped.bias,
-                               reset=self.mapped.reset, synapse=self.mapped.synapse, readout=self.mapped.readout,
-                               normalization=self.scales.method)
+                               optimizations=optimizations, **coding.settings(self.mapped),
+                               coding=coding.name, coding_params=coding.params())
         result.wall_s = time.perf_counter() - t0
         result.build_s, result.run_s, result.sim_s = build_s, run_s, sim_s
         return result
+
+    def _scores(self, out, times, dt) -> np.ndarray:
+        """The coding scheme's readout scores of one run's output (`CodingScheme.score`)."""
+        return self.coding.score(self.mapped, out, times, dt)
 
     def _out_degree(self, name: str) -> np.ndarray:
         n = next(p.size for p in self.mapped.populations if p.name == name)
@@ -337,67 +362,3 @@ class SNN:
             if p.kind == "maxpool" and p.projections[0].source == name:
                 deg += (p.pool_groups >= 0)
         return deg
-
-    def _scores(self, out: BatchOutput, times, dt) -> np.ndarray:
-        """Readout score (b, n_times, n_out) at each of ``times`` (s), what a run of that duration
-        at step ``dt`` (s) would read: higher wins."""
-        n_out = self.mapped.populations[-1].size
-        b = len(next(iter(out.counts.values()))) if out.counts else len(out.final_v)
-        if self.mapped.readout == "potential":
-            # The monitor samples V at 0, T/n, ..., (n-1) T/n; the value at T is read from the group.
-            v = np.concatenate([out.out_v[:, :, 1:len(times)], out.final_v[:, :, None]], axis=2)
-            return np.transpose(v, (0, 2, 1))
-        sample, unit, t = out.out_sample, out.out_unit, out.out_t
-        # A spike is stamped with the start of the step it happened in: a run of duration tk holds
-        # the spikes of its run_steps(tk) steps, those stamped before tk.
-        spike_step = np.rint(t / dt)
-        ends = [run_steps(tk, dt) for tk in times]
-        scores = np.zeros((b, len(times), n_out))
-        if self.mapped.readout == "count":
-            for k, end in enumerate(ends):
-                sel = spike_step < end
-                np.add.at(scores[:, k], (sample[sel], unit[sel]), 1)
-        else:  # first_spike: earlier is better; no spike scores -inf
-            first = np.full((b, n_out), np.inf)
-            np.minimum.at(first, (sample, unit), t)
-            first_step = np.rint(first / dt)
-            for k, end in enumerate(ends):
-                scores[:, k] = np.where(first_step < end, -first, -np.inf)
-        return scores
-
-    def _metrics(self, x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step, scatter_points):
-        s0 = seeds[0]
-        scores = np.concatenate(readout_scores[s0])
-        # A decision needs a unique winner: ties (including "no output spike yet") count as undecided
-        # (-1), never as class 0, so early-time accuracy is not inflated.
-        top = scores.max(axis=2, keepdims=True)
-        unique = (scores == top).sum(axis=2) == 1
-        pred_t = np.where(unique, scores.argmax(2), -1)
-        pred = pred_t[:, -1]
-        rates = {s: {n: np.concatenate(c) / T for n, c in counts[s].items() if c} for s in seeds}
-        corr, scatter = {}, {}
-        rng = np.random.default_rng(0)
-        for name, r in rates[s0].items():
-            tgt = targets[name].reshape(r.shape) if name in targets else None
-            if tgt is None:
-                continue
-            a, b = tgt.ravel(), r.ravel()
-            corr[name] = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
-            pick = rng.choice(len(a), size=min(scatter_points, len(a)), replace=False)
-            scatter[name] = (a[pick], b[pick])
-        terms = None
-        if len(seeds) > 1:
-            terms = {}
-            for name in rates[s0]:
-                stack = np.stack([rates[s][name] for s in seeds])  # (seeds, N, units)
-                tgt = targets[name].reshape(stack.shape[1:])
-                var = stack.var(0, ddof=1)
-                # (mean over S seeds - target)^2 carries var/S of noise: remove it for an unbiased bias^2.
-                terms[name] = dict(bias2=float(np.mean((stack.mean(0) - tgt) ** 2 - var / len(seeds))),
-                                   variance=float(np.mean(var)))
-        return EvaluationResult(
-            accuracy=float(np.mean(pred == y)), ann_accuracy=float(np.mean(ann_pred == y)),
-            agreement=float(np.mean(pred == ann_pred)), layer_correlation=corr, scatter=scatter, times=times,
-            accuracy_vs_time=(pred_t == y[:, None]).mean(0), agreement_vs_time=(pred_t == ann_pred[:, None]).mean(0),
-            synaptic_events=0, undecided_fraction=float(np.mean(pred == -1)), n_samples=len(x), duration=T, dt=step,
-            error_terms=terms, predictions=pred_t, ann_predictions=ann_pred)

@@ -7,19 +7,21 @@ Max pooling is a spiking gate (Rueckauer et al. 2017): every source unit of a po
 its spikes; a spike passes to the window's gate neuron only if its unit's count is the window's
 highest so far, and the gate relays it (one step later) to the next layer. The gate's rate therefore
 follows the most active input, which is what max pooling of rates asks for.
+
+The inputs come through the encoder registry (`bioconv.coding.encoders`): the encoder builds the
+input group, gives the values a run sets, and its part of the reset between presentations.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from brian2 import Hz, NeuronGroup, Quantity, SpikeMonitor, StateMonitor, Synapses, TimedArray, amp
+from brian2 import NeuronGroup, Quantity, SpikeMonitor, StateMonitor, Synapses, TimedArray
 
 from .. import models
+from ..coding.encoders import encoders, spike_counter
 from ..mapping import MappedNetwork
 from . import sweepable as sw
-
-ENCODERS = ("regular", "poisson", "current")
 
 
 @dataclass
@@ -29,7 +31,7 @@ class BuiltNetwork:
     spikes: dict        # population name -> SpikeMonitor
     n_copies: int
     output_state: StateMonitor | None = None
-    input_vars: dict = None  # population name -> the variable the inputs set ('rate' or 'I_bias')
+    input_vars: dict = None  # population name -> the variable the inputs set (the encoder's: 'rate', 'I_bias')
     # presentations > 1: population name -> TimedArray (K, B*size) of what `input_values` gives for
     # it, one row per presentation (the input rates, or the first layers' bias currents)
     input_tables: dict = None
@@ -43,67 +45,27 @@ class BuiltNetwork:
     # presentation
     final_state: StateMonitor | None = None
     samples_per_presentation: int = 0
+    input_units: dict = None  # population name -> the unit of its input variable (Hz, amp)
 
 
-def input_group(n: int, encoder: str, rates_hz: np.ndarray | None, name: str,
-                table: TimedArray | None = None, count_spikes: bool = False) -> NeuronGroup:
-    """Input spike sources with per-unit rates (Hz): regular (seed 003 eq. 15) or Poisson.
-
-    With ``table`` (a TimedArray of shape (presentations, n)) the rates change from one presentation
-    to the next; otherwise they are the constants ``rates_hz``. ``count_spikes``: as in
-    `models.neuron_group`."""
-    rate = f"rate = {table.name}(t, i) : Hz" if table is not None else "rate : Hz (constant)"
-    namespace = {table.name: table} if table is not None else None
-    count, counting = _spike_counter(count_spikes)
-    if encoder == "regular":
-        # A phase oscillator fires at j / rate for j = 1, 2, ...: exact regular trains on the grid.
-        g = NeuronGroup(n, f"{rate}\ndphase/dt = rate : 1{count}", threshold="phase >= 1",
-                        reset="phase -= 1" + counting, method="euler", name=name, namespace=namespace)
-    elif encoder == "poisson":
-        g = NeuronGroup(n, rate + count, threshold="rand() < rate*dt", reset=counting.strip() or None, name=name,
-                        namespace=namespace)
-    else:
-        raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
-    if table is None:
-        g.rate = rates_hz * Hz
-    return g
-
-
-def input_values(net: MappedNetwork, x_rates: np.ndarray, encoder: str) -> dict[str, np.ndarray]:
-    """What the inputs set, per population name, for ``B = len(x_rates)`` samples (Hz, (B, n_input)).
-
-    Spiking encoders set the input group's ``rate`` (Hz, B*n_input values). The ``current`` encoder has
-    no input spikes: each first-layer unit receives the mean current its inputs would bring, added to
-    its ``I_bias`` (amp, B*size values).
-    """
-    x_rates = np.asarray(x_rates, dtype=float)
-    input_pop = net.populations[0]
-    if encoder != "current":
-        return {input_pop.name: x_rates.ravel()}
-    syn_model = models.load(net.synapse)
-    B = len(x_rates)
-    out = {}
-    for p in net.populations:
-        for q in p.projections:
-            if q.source == input_pop.name:
-                charge = np.asarray(q.w) * (1.0 if syn_model.kernel == "delta" else float(net.synapse_params["tau_s"]))
-                cur = np.zeros((B, p.size))
-                np.add.at(cur, (slice(None), q.j), charge * x_rates[:, q.i])  # all samples at once
-                base = np.broadcast_to(np.asarray(p.params.get("I_bias", 0 * amp), dtype=float), (p.size,))
-                out[p.name] = out.get(p.name, base[None, :]) + cur
-    return {name: v.ravel() for name, v in out.items()}
+def input_values(net: MappedNetwork, x: np.ndarray, encoder: str) -> dict[str, np.ndarray]:
+    """What the inputs set, per population name, for ``B = len(x)`` samples of encoded values (B,
+    n_input), in the encoder's ``value_unit`` (Hz for rates): the encoder's run_args values
+    (`bioconv.coding.encoders`), in its ``unit``."""
+    return encoders[encoder].values(net, x)
 
 
 def set_inputs(built: "BuiltNetwork", values: dict[str, np.ndarray]):
     """Assign `input_values` to the built groups (runtime, or before a standalone build)."""
     for name, v in values.items():
         var = built.input_vars[name]
-        setattr(built.groups[name], var, v * (Hz if var == "rate" else amp))
+        setattr(built.groups[name], var, v * built.input_units[name])
 
 
 def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", record_output_every=None,
           record_times: str = "all", presentations: int = 1, period=None, sweepable=()) -> BuiltNetwork:
-    """Create the Brian2 objects for ``B = len(x_rates)`` samples; ``x_rates`` (B, n_input) in Hz.
+    """Create the Brian2 objects for ``B = len(x_rates)`` samples; ``x_rates`` (B, n_input): the coding
+    scheme's encoded inputs, in the encoder's ``value_unit`` (Hz for rate coding's encoders).
 
     Must be called inside `bioconv.simulate.simulation_device`. Returns the objects to run and the
     monitors to read. ``record_times="output"`` records spike times only in the output layer (the
@@ -125,8 +87,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     names = sw.check_names(sweepable, "build")
     swept = sw.swept_variables(net, names)
     net = sw.sweepable_form(net, names)
-    if encoder not in ENCODERS:
-        raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+    enc = encoders[encoder]
     B = len(x_rates)
     K = int(presentations)
     if (K > 1 or names) and period is None:
@@ -134,22 +95,20 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     samples = samples_per_presentation(period, record_output_every) if K > 1 and net.readout == "potential" else 0
     groups, spikes, objects = {}, {}, []
     input_pop = net.populations[0]
-    inputs = input_values(net, x_rates, encoder)
-    input_vars = {}
+    inputs = enc.values(net, x_rates)
+    input_vars, input_units = {}, {}
     # One row per presentation, read when a presentation starts (a TimedArray looked up at t = k*period
     # gives row k): all of a run's inputs travel as one run_args table per population.
-    tables = {name: TimedArray(np.tile(v, (K, 1)) * (amp if encoder == "current" else Hz), dt=period,
-                               name="input_rates" if encoder != "current" else f"input_bias_{_safe(name)}")
+    tables = {name: TimedArray(np.tile(v, (K, 1)) * enc.unit, dt=period, name=enc.table_name(name))
               for name, v in inputs.items()} if K > 1 else {}
-    table = tables.get(input_pop.name)
     resets = []  # (group or synapses, code): run at the start of every presentation when K > 1
-    if encoder != "current":
-        groups[input_pop.name] = input_group(B * input_pop.size, encoder, inputs[input_pop.name], "pop_input",
-                                             table=table, count_spikes=K > 1)
-        input_vars[input_pop.name] = "rate"
+    if enc.spiking:
+        groups[input_pop.name] = enc.group(B * input_pop.size, inputs[input_pop.name], "pop_input",
+                                           table=tables.get(input_pop.name), count_spikes=K > 1)
+        input_vars[input_pop.name], input_units[input_pop.name] = enc.variable, enc.unit
         if K > 1:
-            resets.append((groups[input_pop.name], "phase = 0\nspike_count = 0" if encoder == "regular"
-                           else "spike_count = 0"))
+            resets.append((groups[input_pop.name], "\n".join(filter(None, [enc.presentation_reset(),
+                                                                           "spike_count = 0"]))))
     bias_source = None
     for p in net.populations[1:]:
         counting = K > 1 and p is not net.populations[-1]
@@ -166,10 +125,10 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
         params = {k: (u if u is not None else _tile(p.params[k], B, p.size)) for k, u in uniform.items()}
         shared = {k for k, u in uniform.items() if u is not None} | {k for k, v in net.synapse_params.items()
                                                                      if np.size(v) == 1 and k not in swept[p.name]}
-        if p.name in inputs:
-            params["I_bias"] = Quantity(inputs[p.name], dim=amp.dim)
-            input_vars[p.name] = "I_bias"
-            shared.discard("I_bias")  # set per neuron and per batch
+        if p.name in inputs:  # a non-spiking encoder drives this population
+            params[enc.variable] = Quantity(inputs[p.name], dim=enc.unit.dim)
+            input_vars[p.name], input_units[p.name] = enc.variable, enc.unit
+            shared.discard(enc.variable)  # set per neuron and per batch
         method = None
         if p.neuron == "conductance_lif" and (np.any(np.asarray(params["gl"]) == 0) or "gl" in swept[p.name]):
             method = "rk4"  # exact integration of the leaky membrane divides by gl (units with gl = 0 here)
@@ -179,15 +138,13 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
                                 **net.synapse_params, **params)
         groups[p.name] = g
         reset = models.rest_state_code(g) + ("\nspike_count = 0" if counting else "")
-        if p.name in tables and encoder == "current":
-            # The presentation's currents, set once when it starts: cheaper than a table lookup per
-            # neuron and step, and I_bias stays the variable that K = 1 runs set.
+        if p.name in tables:  # driven by a non-spiking encoder: its values are loaded when a presentation starts
             g.namespace[tables[p.name].name] = tables[p.name]
-            reset += f"\nI_bias = {tables[p.name].name}(t, i)"
+            reset += "\n" + enc.presentation_reset(tables[p.name].name)
         resets.append((g, reset))
         refractory = bool(np.any(np.asarray(params.get("tau_ref", 1.0)) > 0)) or "tau_ref" in swept[p.name]
         for k, q in enumerate(p.projections):
-            if q.source == input_pop.name and encoder == "current":
+            if q.source == input_pop.name and not enc.spiking:
                 continue
             src = groups[q.source]
             n_src = int(np.prod(net.population(q.source).shape))
@@ -204,8 +161,8 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             # one source for all copies, or one per copy where each copy may have its own rate_max
             per_copy = sw.bias_sources_per_copy(net, names)
             if bias_source is None:
-                bias_source = input_group(B if per_copy else 1, "regular", np.full(B if per_copy else 1, float(net.rate_max)),
-                                          "bias_source")
+                bias_source = encoders["regular"].group(B if per_copy else 1, np.full(B if per_copy else 1, float(net.rate_max)),
+                                                         "bias_source")
                 objects.append(bias_source)
                 resets.append((bias_source, "phase = 0"))
             nz = np.flatnonzero(np.asarray(p.bias_weight))
@@ -243,7 +200,8 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     if K > 1 or names:  # sweepable with K = 1: the rest state from the (run_args) variables at the start
         for k, (obj, code) in enumerate(resets):
             objects.append(obj.run_regularly(code, dt=period, when="start", name=f"rest_{k}_{obj.name}"))
-    return BuiltNetwork(objects, groups, spikes, B, state, input_vars, tables, K, counters, final, samples)
+    return BuiltNetwork(objects, groups, spikes, B, state, input_vars, tables, K, counters, final, samples,
+                        input_units)
 
 
 def samples_per_presentation(period, every) -> int:
@@ -268,7 +226,7 @@ def weight_values(net: MappedNetwork, B: int, encoder: str) -> dict[str, np.ndar
         if p.kind == "maxpool":
             continue
         for k, q in enumerate(p.projections):
-            if q.source == input_name and encoder == "current":
+            if q.source == input_name and not encoders[encoder].spiking:
                 continue
             order = np.argsort(q.i, kind="stable")
             out[f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}"] = np.tile(np.asarray(q.w)[order], B)
@@ -288,7 +246,8 @@ def parameter_values(net: MappedNetwork, B: int, encoder: str, sweepable=()) -> 
     names = sw.check_names(sweepable, "parameter_values")
     swept = sw.swept_variables(net, names)
     net = sw.sweepable_form(net, names)
-    inputs = set(input_values(net, np.zeros((1, net.populations[0].size)), encoder)) if encoder == "current" else set()
+    enc = encoders[encoder]
+    inputs = set() if enc.spiking else set(enc.driven(net))
     out = {}
     for p in net.populations[1:]:
         if p.kind == "maxpool":
@@ -340,7 +299,7 @@ def _maxpool_gate(p, B, groups, objects, count_spikes=False) -> NeuronGroup:
     n_windows = p.size
     # `pending` counts passes not yet relayed: a pass arriving in the step the gate fires (synapses
     # run between threshold and reset) must not be wiped by the reset, so the reset decrements.
-    count, counting = _spike_counter(count_spikes)
+    count, counting = spike_counter(count_spikes)
     gate = NeuronGroup(B * n_windows, "maxc : 1\npending : 1" + count, threshold="pending > 0.5",
                        reset="pending -= 1" + counting, name=f"pop_{_safe(p.name)}")
     member = np.flatnonzero(p.pool_groups >= 0)
@@ -358,11 +317,6 @@ def _maxpool_gate(p, B, groups, objects, count_spikes=False) -> NeuronGroup:
     s.connect(i=i.astype(np.int32), j=j.astype(np.int32))
     objects.append(s)
     return gate
-
-
-def _spike_counter(count_spikes: bool) -> tuple[str, str]:
-    """(equation line, reset line) of a group's `spike_count`, as `models.neuron_group` adds them."""
-    return ("\nspike_count : integer", "\nspike_count += 1") if count_spikes else ("", "")
 
 
 def _uniform(v):

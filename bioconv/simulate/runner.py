@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from brian2 import Hz, Network, Quantity, Synapses, amp, get_device, prefs, seed as brian_seed
+from brian2 import Network, Quantity, Synapses, get_device, prefs, seed as brian_seed
 from brian2.core.clocks import Clock
 
+from ..coding.encoders import encoders
 from ..mapping import MappedNetwork
 from . import cache, limits
 from .project import Results, result_spec, run_arg_spec, shape_parts, write_run_args
@@ -204,6 +205,7 @@ class CompiledNetwork:
                  record_output_every=None, directory=None, cuda: dict | None = None, presentations: int = 1,
                  run_limit: float | None = None, sweepable=()):
         self.net, self.B, self.encoder, self.seed = net, int(n_copies), encoder, seed
+        self._encoder = encoders[encoder]  # an unknown name fails here, naming the registered ones
         self.K = int(presentations)
         self.sweepable = sw.check_names(sweepable, "CompiledNetwork")
         self._point_cache: dict = {}
@@ -319,11 +321,11 @@ class CompiledNetwork:
     def _run_arg_keys(self) -> dict:
         """Logical name -> (the Brian2 object a run sets, its dimensions): the input tables (K > 1) or
         the input variables, then every synapse weight and per-neuron parameter (`_fixed_values`)."""
-        unit = (amp if self.encoder == "current" else Hz).dim
+        unit = self._encoder.unit.dim
         if self.K > 1:
             keys = {f"input_table/{name}": (table, unit) for name, table in self.built.input_tables.items()}
         else:
-            keys = {f"input/{name}": (getattr(self.built.groups[name], var), (Hz if var == "rate" else amp).dim)
+            keys = {f"input/{name}": (getattr(self.built.groups[name], var), unit)
                     for name, var in self.built.input_vars.items()}
         objects = {obj.name: obj for obj in self.built.objects}
         for name in weight_values(self.net, self.B, self.encoder):
@@ -395,8 +397,8 @@ class CompiledNetwork:
         return padded, b
 
     def _inputs(self, padded: np.ndarray, points: list | None = None) -> dict[str, np.ndarray]:
-        """What a standalone run sets on the command line, by logical name (`_run_arg_keys`), in Hz or
-        amp: the inputs of all copies and presentations."""
+        """What a standalone run sets on the command line, by logical name (`_run_arg_keys`), in the
+        encoder's unit: the inputs of all copies and presentations."""
         values = input_values(self.net, padded, self.encoder)
         if points is not None and set(values) != {self.net.populations[0].name}:
             values = self._inputs_per_copy(padded, points)
@@ -461,7 +463,8 @@ class CompiledNetwork:
         return {keys[name][0]: Quantity(v, dim=keys[name][1]) for name, v in values.items()}
 
     def run(self, x_rates: np.ndarray, params=None) -> BatchOutput:
-        """Present ``x_rates`` (b <= capacity samples, n_input) in Hz, each for the network's duration.
+        """Present ``x_rates`` (b <= capacity samples, n_input), the coding scheme's encoded inputs in
+        the encoder's ``value_unit`` (Hz for rate coding), each for the network's duration.
         Sample ``s`` runs in presentation ``s // B`` on copy ``s % B``. ``params``: values of the
         sweepable parameters (name -> Quantity, a scalar or one value per copy, shape (B,)): copy ``b``
         runs the mapped network at its point (`sweepable.apply_point`); the others keep the mapping's."""

@@ -1,0 +1,18 @@
+"""Coding schemes and input encoders: the seam where a new code (rate, TTFS, ...) plugs in.
+
+- `schemes`: the registry of coding schemes (`CodingScheme` subclasses); ``"rate"`` (`RateCoding`).
+  `scheme(name, **params)` makes one with validated parameters.
+- `encoders`: the registry of input encoders (`Encoder` instances): ``regular``, ``poisson``,
+  ``current``.
+
+A new scheme: a module defining a `CodingScheme` subclass registered with
+``@schemes.register("name")`` (imported below so that it registers), its models in ``equations/``,
+and tests/test_coding_conformance.py picks it up. A new encoder: an `Encoder` subclass registered
+with ``encoders.register(name, instance)``.
+"""
+from .encoders import Encoder, encoders
+from .scheme import METRICS, CodingScheme, Param, check_batch, from_params, scheme, schemes
+from .rate import RateCoding
+
+__all__ = ["CodingScheme", "Encoder", "METRICS", "Param", "RateCoding", "check_batch", "encoders", "from_params",
+           "scheme", "schemes"]
