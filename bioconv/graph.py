@@ -41,7 +41,7 @@ class Node:
     shape: tuple = ()
 
 
-OPS = ("input", "linear", "conv2d", "avgpool2d", "maxpool2d", "flatten", "relu", "relu1", "add")
+OPS = ("input", "linear", "conv2d", "avgpool2d", "maxpool2d", "flatten", "scale", "relu", "relu1", "add")
 #: Suffixes of the two populations of a ReLU1 unit: ReLU1(z) = relu(z) - relu(z - 1).
 RELU_PART, EXCESS = ":relu", ":excess"
 #: Operations after which a spiking population sits.
@@ -89,6 +89,8 @@ class LayerGraph:
                 out = _windows(a[0], p["kernel"], p["stride"], p["padding"], -np.inf).max(axis=(4, 5))
             elif n.op == "flatten":
                 out = a[0].reshape(a[0].shape[0], -1)
+            elif n.op == "scale":
+                out = a[0] * p["scale"]
             elif n.op == "relu":
                 out = np.maximum(a[0], 0.0)
             elif n.op == "relu1":
@@ -153,6 +155,9 @@ _PARAMS = {
     "avgpool2d": ((), {"kernel": None, "stride": None, "padding": 0}),
     "maxpool2d": ((), {"kernel": None, "stride": None, "padding": 0}),
     "flatten": ((), {}), "relu": ((), {}), "relu1": ((), {}), "add": ((), {}),
+    # elementwise factors (a scalar or one per element): NIR's Scale, and the unit changes around the
+    # neurons of a network imported from NIR (bioconv.io.from_nir)
+    "scale": (("scale",), {}),
 }
 
 
@@ -286,6 +291,11 @@ def _output_shape(n: Node, inputs: list[tuple], where: str) -> tuple:
         return (channels, *size)
     if n.op == "flatten":
         return (int(np.prod(s)),)
+    if n.op == "scale":
+        if "scale" not in p or p["scale"].shape not in ((), tuple(s)):
+            raise ShapeError(f"{where}: scale {p['scale'].shape if 'scale' in p else None} must be a scalar or "
+                             f"of its input's shape {s}")
+        return s
     if n.op == "add" and inputs[0] != inputs[1]:
         raise ShapeError(f"{where}: adds inputs of different shapes {inputs[0]} and {inputs[1]}")
     return s
@@ -596,6 +606,8 @@ def _linear_operator(n: Node, in_shape) -> tuple[sp.csr_matrix, np.ndarray]:
     n_out = int(np.prod(n.shape))
     if n.op == "flatten":
         return sp.identity(n_in, format="csr"), np.zeros(n_in)
+    if n.op == "scale":
+        return sp.diags(np.broadcast_to(n.params["scale"], in_shape).ravel(), format="csr"), np.zeros(n_in)
     if n.op == "linear":
         W = n.params["weight"]
         return sp.csr_matrix(W), n.params.get("bias", np.zeros(W.shape[0]))

@@ -1,0 +1,183 @@
+"""NIR export and import (`bioconv.io.to_nir`, `from_nir`): round trips give the same spikes, a NIR
+graph built by hand simulates at the analytic LIF rate, and what NIR cannot carry is named."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from brian2 import Hz, mV, ms, nS, pA, pF, second
+
+import bioconv
+import networks
+from bioconv import analysis
+from bioconv import graph as G
+from bioconv.io import NIRExportError, NIRExportWarning, NIRImportError, from_nir, to_nir
+from bioconv.simulate.runner import CompiledNetwork
+
+nir = pytest.importorskip("nir")
+
+#: A NIR file written with nir's own API (`python tests/test_nir.py` writes it): Input -> Affine (a
+#: constant current per unit as its bias, zero weights) -> LIF -> Output, in SI units.
+LIF_FILE = networks.DATA / "affine_lif.nir"
+LIF = dict(tau=20e-3, r=1 / 10e-9, v_leak=-70e-3, v_threshold=-50e-3, v_reset=-70e-3)  # Cm = tau / r = 200 pF
+CURRENTS = np.array([250e-12, 300e-12, 500e-12])
+
+
+def _affine_lif_graph():
+    n = len(CURRENTS)
+    full = {k: np.full(n, v) for k, v in LIF.items()}
+    return nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([2])}),
+                               "affine": nir.Affine(weight=np.zeros((n, 2)), bias=CURRENTS.copy()),
+                               "lif": nir.LIF(**full),
+                               "output": nir.Output(output_type={"output": np.array([n])})},
+                        edges=[("input", "affine"), ("affine", "lif"), ("lif", "output")])
+
+
+def _conv_net(**convert_args):
+    """conv (padding) -> ReLU -> average pooling -> flatten -> linear -> ReLU -> linear: what NIR expresses."""
+    rng = np.random.default_rng(0)
+    g = G.sequential((1, 6, 6), [
+        ("conv2d", {"weight": rng.normal(0, 0.5, (2, 1, 3, 3)), "bias": rng.normal(0, 0.1, 2), "padding": 1}), "relu",
+        ("avgpool2d", {"kernel": 2}), "flatten",
+        ("linear", {"weight": rng.normal(0, 0.3, (5, 18)), "bias": rng.normal(0, 0.1, 5)}), "relu",
+        ("linear", {"weight": rng.normal(0, 0.5, (3, 5))})])
+    return bioconv.convert(g, rng.random((30, 1, 6, 6)), **convert_args)
+
+
+def _run(snn, x, duration=60 * ms, dt=0.1 * ms):
+    rates = snn.target_rates(x)[snn.mapped.populations[0].name]
+    with CompiledNetwork(snn.mapped, len(x), duration=duration, dt=dt, encoder="regular", device="cpp", seed=0,
+                         threads=1) as net:
+        return net.run(rates)
+
+
+def _same_spikes(a, b):
+    ca, cb = list(a.counts.values()), list(b.counts.values())
+    assert len(ca) == len(cb) and sum(c.sum() for c in ca) > 0
+    for x, y in zip(ca, cb):
+        assert np.array_equal(x, y)
+    for field in ("out_sample", "out_unit", "out_t"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
+def _leaky(snn, gl=5 * nS):
+    """The same network on leaky membranes (every unit leaks, so NIR's LIF carries it)."""
+    for p in snn.mapped.populations[1:]:
+        p.neuron = "conductance_lif"
+        p.params = dict(p.params, gl=gl, EL=0 * mV)
+    return snn
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("leaky", [False, True], ids=["IF", "LIF"])
+def test_round_trip_through_a_nir_file_gives_the_same_spikes(tmp_path, leaky):
+    """Linear reset and a refractory period: NIR cannot carry them, the metadata does, and bioconv reads it."""
+    snn = _conv_net(tau_ref=0.5 * ms)
+    snn = _leaky(snn) if leaky else snn
+    with pytest.warns(NIRExportWarning, match="population '1': subtractive"):
+        graph = to_nir(snn, dt=0.1 * ms)
+    assert {type(n).__name__ for n in graph.nodes.values()} >= {"Conv2d", "AvgPool2d", "Flatten", "Affine",
+                                                                 "LIF" if leaky else "IF"}
+    assert "refractory" in graph.nodes["1"].metadata["bioconv.not_carried"]
+    nir.write(tmp_path / "net.nir", graph)
+    back = from_nir(tmp_path / "net.nir")
+    assert back.mapped.reset == "linear" and back.mapped.populations[1].params["tau_ref"] == 0.5 * ms
+    x = np.random.default_rng(1).random((4, 1, 6, 6))
+    _same_spikes(_run(snn, x), _run(back, x))
+
+
+@pytest.mark.slow
+def test_round_trip_without_metadata_on_what_nir_expresses_exactly():
+    """Value reset, tau_ref = 0, delta synapses: the bare NIR graph is the whole network."""
+    snn = _conv_net(reset="value")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about
+        graph = to_nir(snn)
+    graph.metadata = {}
+    for node in graph.nodes.values():
+        node.metadata = {}
+    back = from_nir(graph, rate_max=snn.mapped.rate_max)
+    x = np.random.default_rng(1).random((4, 1, 6, 6))
+    # a bare graph's inputs spike at x * rate_max; the bioconv network scaled them by its input scale
+    _same_spikes(_run(snn, x), _run(back, x / snn.scales.values["input"]))
+
+
+@pytest.mark.slow
+def test_hand_built_nir_lif_fires_at_the_analytic_rate():
+    """A NIR file written with nir's own API: constant currents into LIF membranes, simulated at
+    dt = 0.01 ms; the rates from inter-spike intervals within 1 % of `lif_rate` (value reset at this
+    dt: at most 0.19 % in rate_validation)."""
+    snn = from_nir(LIF_FILE)
+    out = _run(snn, np.zeros((1, 2)), duration=0.5 * second, dt=0.01 * ms)
+    Cm, gl = LIF["tau"] / LIF["r"], 1 / LIF["r"]
+    for unit, current in enumerate(CURRENTS):
+        t = np.sort(out.out_t[out.out_unit == unit])
+        assert len(t) > 5
+        expected = analysis.lif_rate(current * 1e12 * pA, Cm=Cm * 1e12 * pF, gl=gl * 1e9 * nS,
+                                     EL=LIF["v_leak"] * 1e3 * mV, v_th=LIF["v_threshold"] * 1e3 * mV,
+                                     v_reset=LIF["v_reset"] * 1e3 * mV, tau_ref=0 * ms)
+        assert 1 / np.mean(np.diff(t)) == pytest.approx(float(expected / Hz), rel=0.01), unit
+
+
+@pytest.mark.slow
+def test_hand_built_conv_graph_follows_the_if_rate_law():
+    """Input -> Conv2d -> IF -> Flatten -> Affine -> IF -> Output, built with nir's API: each IF unit's
+    rate is (sum of weight x input rate + bias) x r / v_threshold, within the counting bound. NIR resets
+    to v_reset, which drops the overshoot: the charges per spike are kept at 0.5 % of the threshold's."""
+    rng = np.random.default_rng(2)
+    w1, b1 = rng.uniform(0.2e-14, 1e-14, (2, 1, 2, 2)), np.full(2, 40e-12)  # charges (C) and currents (A)
+    w2, b2 = rng.uniform(0, 1e-14, (3, 18)), np.full(3, 20e-12)
+    r, th = 1 / 100e-12, 20e-3
+    if_ = lambda n: nir.IF(r=np.full(n, r), v_threshold=np.full(n, th))  # noqa: E731
+    graph = nir.NIRGraph(
+        nodes={"in": nir.Input(input_type={"input": np.array([1, 4, 4])}),
+               "conv": nir.Conv2d(input_shape=(4, 4), weight=w1, stride=1, padding=0, dilation=1, groups=1, bias=b1),
+               "if1": nir.IF(r=np.full((2, 3, 3), r), v_threshold=np.full((2, 3, 3), th)),
+               "flat": nir.Flatten(input_type={"input": np.array([2, 3, 3])}, start_dim=0),
+               "fc": nir.Affine(weight=w2, bias=b2), "if2": if_(3),
+               "out": nir.Output(output_type={"output": np.array([3])})},
+        edges=[("in", "conv"), ("conv", "if1"), ("if1", "flat"), ("flat", "fc"), ("fc", "if2"), ("if2", "out")])
+    snn = from_nir(graph, rate_max=1000 * Hz)
+    x = rng.random((2, 1, 4, 4))
+    T = 1.0
+    out = _run(snn, x, duration=T * second)
+    f_in = x * 1000.0
+    conv = np.stack([[np.sum(f_in[b, 0, i:i + 2, j:j + 2] * w1[c, 0]) for i in range(3) for j in range(3)]
+                     for b in range(2) for c in range(2)]).reshape(2, 2 * 9) + np.repeat(b1, 9)
+    f1 = np.maximum(conv, 0) * r / th
+    f2 = np.maximum(f1 @ w2.T + b2, 0) * r / th
+    hidden = out.counts["if1"] / T
+    assert np.all(np.abs(hidden - f1) <= 2 / T + 1e-9)  # a regular train's count is within 1 of rate x T
+    counts = np.zeros((2, 3))
+    np.add.at(counts, (out.out_sample, out.out_unit), 1)
+    assert np.all(np.abs(counts / T - f2) <= 3 / T)
+
+
+def test_what_nir_cannot_carry_is_refused_when_strict():
+    snn = _conv_net(tau_ref=0.5 * ms)
+    with pytest.raises(NIRExportError, match=r"strict=True\): population '1': refractory period"):
+        to_nir(snn, strict=True)
+    with pytest.raises(NIRExportError, match="population '2' is a max-pool gate"):
+        to_nir(bioconv.convert(networks.graph("small_convnet"), np.random.default_rng(0).random((10, 1, 8, 8))))
+    with pytest.raises(NIRExportError, match="population '1' has units without leak"):
+        to_nir(_conv_net(bias="leak"))
+    with pytest.raises(NIRExportError, match="leak-free membrane behind the exponential kernel"):
+        to_nir(_conv_net(synapse="exponential"))
+
+
+def test_nir_nodes_bioconv_cannot_simulate_are_named():
+    graph = _affine_lif_graph()
+    graph.nodes["delay"] = nir.Delay(delay=np.full(3, 1e-3))
+    graph.edges = [("input", "affine"), ("affine", "delay"), ("delay", "lif"), ("lif", "output")]
+    with pytest.raises(NIRImportError, match="node 'delay' is a NIR Delay, which bioconv cannot simulate"):
+        from_nir(graph)
+    loop = _affine_lif_graph()
+    loop.edges.append(("lif", "affine"))
+    with pytest.raises(NIRImportError, match="recurrent"):
+        from_nir(loop)
+
+
+if __name__ == "__main__":  # writes the committed NIR file
+    nir.write(LIF_FILE, _affine_lif_graph())
+    print(LIF_FILE)
