@@ -49,3 +49,28 @@ class FakeLevel(Level):
 
 
 LEVEL = FakeLevel()
+
+
+# ---------------------------------------------------------------------------- the network level, small
+def small_network(*, network, n_test, n_calibration, normalization, bias, reset, synapse):
+    """A stand-in for the zoo: tests/data's small ConvNet (no torch), random images, the ANN's own
+    decisions as labels."""
+    import numpy as np
+
+    import networks
+    from bioconv import convert
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (n_calibration + n_test, 1, 8, 8))
+    snn = convert(networks.graph("small_convnet"), x[:n_calibration], normalization=normalization, bias=bias,
+                  reset=reset, synapse=synapse)
+    x_test = x[n_calibration:]
+    y = snn.graph.forward(x_test)[snn.graph.output].reshape(n_test, -1).argmax(1)
+    return snn, x_test, y
+
+
+def _network_level():
+    from bioconv.sweep.network import NetworkLevel
+    return NetworkLevel(load_network=small_network)
+
+
+NETWORK = _network_level()

@@ -187,3 +187,22 @@ def test_neuron_sweep_rates_match_lif_rate_and_tasks_share_one_compiled_project(
     many = df[df.n_spikes >= 20]
     assert len(many) >= 12
     assert (many.isi_rate_Hz / many.analytic_rate_Hz - 1).abs().max() < 0.01
+
+
+# ---------------------------------------------------------------------------- the network level
+@pytest.mark.slow
+def test_network_sweep_point_at_the_mappings_values_equals_snn_evaluate(tmp_path):
+    spec = sweep.Spec(level="sweep_fake:NETWORK", grid={"Cm": [100, 60] * pF, "tau_ref": [0, 2] * ms},
+                      fixed={"n_test": 6, "n_calibration": 40, "T": 50 * ms})
+    _run_tasks_here(spec, tmp_path)
+    df = sweep.load(tmp_path)
+    assert (df.status == "ok").all() and len(df) == 4, df.error.tolist()
+    snn, x, y = sweep_fake.small_network(network="mlp", n_test=6, n_calibration=40, normalization="p99.9",
+                                         bias="current", reset="linear", synapse="delta")
+    assert float(snn.mapped.populations[1].params["Cm"]) == pytest.approx(100e-12)  # the mapping's Cm
+    ref = snn.evaluate(x, y, duration=50 * ms, dt=0.1 * ms, encoder="regular", device="cpp")
+    same = df[np.isclose(df.Cm, 100e-12, rtol=1e-9, atol=0) & (df.tau_ref == 0)].iloc[0]
+    assert same.accuracy == ref.accuracy and same.agreement == ref.agreement
+    assert same.synaptic_events == ref.synaptic_events
+    assert {c for c in df.columns if c.startswith("corr/")} == {f"corr/{p}" for p in ref.layer_correlation}
+    assert df.synaptic_events.nunique() > 1  # the other points moved something

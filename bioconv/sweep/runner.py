@@ -80,7 +80,7 @@ def _client(scheduler, workers, connect_timeout):
     # The scheduler's HTTP server (health checks) always starts: on a free port, without the dashboard.
     with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
-                      env=env, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                      env=env, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         yield client
 
 
