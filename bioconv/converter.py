@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from . import graph as G
 from .errors import BioconvError, ParameterError
-from .coding import CodingScheme, RateCoding, scheme as coding_scheme
+from .coding import CodingScheme, RateCoding, check_labels, scheme as coding_scheme
 from .mapping import MappedNetwork
 from .normalize import Scales
 from .optional import require_torch
@@ -233,11 +233,14 @@ class SNN:
                                        "SNN.evaluate")
         check_device(device, "SNN.evaluate")
         x = coding.check_inputs(x, self.graph.input_shape, "SNN.evaluate")
-        y = np.asarray(y)
+        own = coding.evaluate(self, x, y, duration=duration, dt=dt, encoder=encoder, device=device, batch=batch,
+                              memory_budget=memory_budget, presentations=presentations, seeds=seeds,
+                              time_points=time_points, threads=threads, float32=float32, progress=progress,
+                              scatter_points=scatter_points)
+        if own is not None:  # a scheme that simulates its networks itself
+            return own
         n_out = self.mapped.populations[-1].size
-        if y.ndim != 1 or len(x) != len(y) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_out:
-            raise BioconvError(f"SNN.evaluate: labels must be integers in [0, {n_out}) of shape ({len(x)},), got "
-                               f"dtype {y.dtype}, shape {y.shape}")
+        y = check_labels(y, len(x), n_out, "SNN.evaluate")
         sequential = device != "runtime"
         # cpp: the runs go in parallel processes, one per core (Brian2 propagates spikes on one thread
         # whatever the OpenMP setting); each process holds its own network, so each gets a share of

@@ -85,6 +85,37 @@ def test_rate_parameters_are_refused_by_name_under_another_scheme(example, toy):
         convert(graph, example[1], rate_max=-5 * Hz)
 
 
+class _OwnSimulation(_Toy):
+    """A scheme that runs its own simulation (`CodingScheme.evaluate`), its steps counted in windows."""
+
+    name = "own"
+
+    def map(self, graph, pops, calibration):
+        return None, None
+
+    def evaluation_defaults(self):
+        return dict(duration=2 * self["T_w"], dt=0.1 * ms, encoder="regular")
+
+    def timing(self, duration, dt, steps, where):
+        return (self["T_w"] * steps if steps else self.evaluation_defaults()["duration"]), dt or 0.1 * ms
+
+    def evaluate(self, snn, x, y, **settings):
+        return ("own", len(x), settings["duration"], settings["encoder"], settings["device"])
+
+
+def test_a_scheme_may_run_its_own_evaluation(example):
+    graph, x = example
+    schemes.register("own", _OwnSimulation)
+    try:
+        snn = convert(graph, coding="own", T_w=3 * ms)
+        assert snn.evaluate(x[:2], [0, 1]) == ("own", 2, 6 * ms, "regular", "cpp")
+        assert snn.evaluate(x[:2], [0, 1], steps=5, device="runtime") == ("own", 2, 15 * ms, "regular", "runtime")
+        with pytest.raises(ParameterError, match="takes the encoders"):
+            snn.evaluate(x[:2], [0, 1], encoder="poisson")
+    finally:
+        schemes.unregister("own")
+
+
 def test_a_registered_name_is_not_replaced_by_mistake():
     with pytest.raises(ParameterError, match="'rate' is already registered"):
         schemes.register("rate", _Toy)

@@ -11,8 +11,8 @@ and tests/test_coding_conformance.py picks it up. A new encoder: an `Encoder` su
 with ``encoders.register(name, instance)``.
 """
 from .encoders import Encoder, encoders
-from .scheme import METRICS, CodingScheme, Param, check_batch, from_params, scheme, schemes
+from .scheme import METRICS, CodingScheme, Param, check_batch, check_labels, from_params, scheme, schemes
 from .rate import RateCoding
 
-__all__ = ["CodingScheme", "Encoder", "METRICS", "Param", "RateCoding", "check_batch", "encoders", "from_params",
-           "scheme", "schemes"]
+__all__ = ["CodingScheme", "Encoder", "METRICS", "Param", "RateCoding", "check_batch", "check_labels", "encoders",
+           "from_params", "scheme", "schemes"]

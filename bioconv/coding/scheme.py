@@ -174,6 +174,15 @@ class CodingScheme:
         ``steps`` sets the scheme's coding steps (e.g. steps per window for TTFS)."""
         raise NotImplementedError
 
+    def evaluate(self, snn, x, y, **settings):
+        """The escape hatch for a scheme whose networks the shared pipeline (`simulate.network`,
+        `CompiledNetwork`) does not build: it runs its own evaluation here and returns an
+        `EvaluationResult`. None (this default) runs the shared pipeline, which asks the scheme to
+        encode, score and compute the metrics. ``x``: checked by `check_inputs`; ``y``: as given (see
+        `check_labels`); ``settings``: `SNN.evaluate`'s other arguments, with ``duration``, ``dt``
+        and ``encoder`` resolved by the scheme."""
+        return None
+
     def max_output_spikes(self, mapped, duration) -> float:
         """The most spikes the output population fires in a presentation of ``duration`` (to plan
         the memory of a run's records)."""
@@ -210,6 +219,15 @@ def check_batch(x, shape, where: str) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise BioconvError(f"{where}: inputs hold NaN or infinite values")
     return x
+
+
+def check_labels(y, n: int, n_out: int, where: str) -> np.ndarray:
+    """Labels (n,) as integers in [0, n_out)."""
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_out:
+        raise BioconvError(f"{where}: labels must be integers in [0, {n_out}) of shape ({n},), got "
+                           f"dtype {y.dtype}, shape {y.shape}")
+    return y
 
 
 def _unknown_message(names, scheme: str) -> str:
