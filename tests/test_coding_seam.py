@@ -89,6 +89,7 @@ class _OwnSimulation(_Toy):
     """A scheme that runs its own simulation (`CodingScheme.evaluate`), its steps counted in windows."""
 
     name = "own"
+    simulates_itself = True
 
     def map(self, graph, pops, calibration):
         return None, None

@@ -100,6 +100,8 @@ class CodingScheme:
     metric_names: tuple[str, ...] = ()
     #: conversion needs calibration data (data-based normalization)
     needs_calibration: bool = False
+    #: the scheme runs its own simulation (`evaluate` overridden) instead of the shared pipeline
+    simulates_itself: bool = False
 
     def __init__(self, **params):
         owner = f"coding {self.name!r}"
@@ -177,10 +179,10 @@ class CodingScheme:
     def evaluate(self, snn, x, y, **settings):
         """The escape hatch for a scheme whose networks the shared pipeline (`simulate.network`,
         `CompiledNetwork`) does not build: it runs its own evaluation here and returns an
-        `EvaluationResult`. None (this default) runs the shared pipeline, which asks the scheme to
-        encode, score and compute the metrics. ``x``: checked by `check_inputs`; ``y``: as given (see
-        `check_labels`); ``settings``: `SNN.evaluate`'s other arguments, with ``duration``, ``dt``
-        and ``encoder`` resolved by the scheme."""
+        `EvaluationResult` (and sets ``simulates_itself``). None (this default) runs the shared
+        pipeline, which asks the scheme to encode, score and compute the metrics. ``x``: checked by
+        `check_inputs`; ``y``: as given (see `check_labels`); ``settings``: `SNN.evaluate`'s other
+        arguments, with ``duration``, ``dt`` and ``encoder`` resolved by the scheme."""
         return None
 
     def max_output_spikes(self, mapped, duration) -> float:
