@@ -4,7 +4,8 @@
 - ``mnist_convnet``: seed 003 Table V: conv 12@5x5, max-pool 2, conv 64@5x5, max-pool 2, FC 100,
   FC 10, no biases.
 - ``mnist_mlp_ttfs``: 784-256-128-10 with ReLU1, no batch norm, no hidden biases, trained under the
-  LC-TTFS constraints (seed 004; `bioconv.ttfs_train`).
+  LC-TTFS constraints (seed 004; `bioconv.ttfs_train`); ``mnist_convnet_ttfs``: the ConvNet with
+  ReLU1, trained the same way.
 
 The cache lives in $BIOCONV_CACHE (default ~/.cache/bioconv)/zoo; a model is a state dict loaded
 with ``torch.load(..., weights_only=True)`` plus a JSON file with its training record.
@@ -67,10 +68,24 @@ def mlp_ttfs() -> nn.Module:
     )
 
 
+def convnet_ttfs() -> nn.Module:
+    """Seed 003's Table V ConvNet for TTFS conversion: ReLU1 instead of ReLU (no biases already)."""
+    nn = require_torch("bioconv.zoo.convnet_ttfs").nn
+    from .ttfs_train import ReLU1
+    return nn.Sequential(
+        nn.Conv2d(1, 12, 5, bias=False), ReLU1(), nn.MaxPool2d(2),
+        nn.Conv2d(12, 64, 5, bias=False), ReLU1(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 4 * 4, 100, bias=False), ReLU1(),
+        nn.Linear(100, 10, bias=False),
+    )
+
+
 _ARCHS = {"mnist_mlp": (mlp, dict(epochs=30, lr=1e-3, weight_decay=1e-4)),
           "mnist_convnet": (convnet, dict(epochs=30, lr=1e-3, weight_decay=1e-4)),
           # trained under the LC-TTFS constraints (bioconv.ttfs_train.train), same recipe otherwise
-          "mnist_mlp_ttfs": (mlp_ttfs, dict(epochs=30, lr=1e-3, weight_decay=1e-4))}
+          "mnist_mlp_ttfs": (mlp_ttfs, dict(epochs=30, lr=1e-3, weight_decay=1e-4)),
+          "mnist_convnet_ttfs": (convnet_ttfs, dict(epochs=30, lr=1e-3, weight_decay=1e-4))}
 
 
 def mnist_mlp(retrain: bool = False) -> nn.Module:
@@ -85,6 +100,11 @@ def mnist_mlp_ttfs(retrain: bool = False) -> nn.Module:
     """The MNIST MLP trained for TTFS conversion: weight sums 1 (penalty and projection),
     pre-activation normalization, ReLU1 (`bioconv.ttfs_train`)."""
     return _get("mnist_mlp_ttfs", retrain)
+
+
+def mnist_convnet_ttfs(retrain: bool = False) -> nn.Module:
+    """Seed 003's ConvNet with ReLU1, trained for TTFS conversion (`bioconv.ttfs_train`)."""
+    return _get("mnist_convnet_ttfs", retrain)
 
 
 def record(name: str) -> dict:
