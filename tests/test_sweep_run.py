@@ -48,7 +48,7 @@ def test_store_round_trip_with_provenance_units_and_error_rows(tmp_path):
     assert bad.error.str.contains("ValueError: x = 0.013 V is the bad value").all()
     expected = ok.x * ok.gain + np.where(ok["mode"] == "b", 10.0, 0.0)
     assert np.allclose(ok.y, expected)
-    assert df.attrs["units"]["x"] == "V"
+    assert df.attrs["units"]["x"] == "volt"
     for col in ("bioconv_version", "brian2_version", "python_version", "pin", "host", "git_commit", "task_id"):
         assert col in df.columns
     assert (df.brian2_version == __import__("brian2").__version__).all()

@@ -71,7 +71,7 @@ def test_explicit_list_of_points():
 @pytest.mark.parametrize("kwargs, culprit", [
     (dict(grid={"Cmm": [1] * pF}), r"unknown parameter\(s\) \['Cmm'\]"),
     (dict(grid={"Cm": [100, 200]}), r"parameter 'Cm' needs units of .*unit-less value 100"),
-    (dict(grid={"Cm": [100 * mV]}), r"parameter 'Cm' needs units of F, got 100. \* mvolt \(units of volt\)"),
+    (dict(grid={"Cm": [100 * mV]}), r"parameter 'Cm' needs units of farad, got 100. \* mvolt \(units of volt\)"),
     (dict(grid={"Cm": ["100"]}), r"parameter 'Cm' needs units of .*unit-less value '100'"),
     (dict(grid={"Cm": ["100 pq"]}), r"parameter 'Cm': unknown unit 'pq'"),
     (dict(grid={"Cm": []}), r"grid axis 'Cm' is empty"),

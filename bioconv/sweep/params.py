@@ -45,10 +45,11 @@ class Param:
 
     @property
     def unit(self) -> str:
-        """The SI unit canonical values are expressed in (``"1"`` for a number)."""
+        """The SI unit canonical values are expressed in, by name (``"farad"``; ``"1"`` for a number):
+        what `bioconv.units.parse_unit` reads back."""
         if self.kind != "quantity" or self.dim is DIMENSIONLESS:
             return "1"
-        return str(get_unit(self.dim))
+        return repr(get_unit(self.dim))
 
 
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
