@@ -75,7 +75,7 @@ def convert(model, calibration=None, *, input_shape=None, coding="rate", **param
     else:
         calibration = scheme.check_inputs(calibration, input_shape, "convert (calibration data)")
     graph = model if isinstance(model, G.LayerGraph) else _import_torch(model, input_shape, calibration)
-    pops = G.populations(graph)
+    pops = scheme.populations(graph)
     mapped, acts = scheme.map(graph, pops, calibration)
     snn = SNN(graph, pops, mapped, acts, coding=scheme)
     # what `snn.save` records of how the network was made

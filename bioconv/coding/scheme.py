@@ -6,7 +6,7 @@ scheme is a module (plus its models in ``equations/``), not edits across the sim
 - its parameters, declared in `CodingScheme.PARAMETERS` and validated at the door (`__init__`); a
   parameter that only another registered scheme knows is refused by name (`from_arguments`);
 - which inputs it accepts (`check_inputs`) and whether conversion needs calibration data;
-- the mapping of a populations graph onto neuron and synapse models (`map`);
+- the mapping of a populations graph (`populations`) onto neuron and synapse models (`map`);
 - the targets each unit should reach for given inputs (`targets`), and the encoding of inputs into
   the values an encoder takes (`encode`, with `encoders` / `default_encoder`);
 - the evaluation's defaults (`evaluation_defaults`) and its timing from ``steps`` (`timing`);
@@ -156,6 +156,12 @@ class CodingScheme:
         return encoder
 
     # --- mapping and targets ------------------------------------------------------------------
+    def populations(self, graph):
+        """The spiking populations of ``graph`` this scheme maps (default: `bioconv.graph.populations`,
+        linear chains composed, ReLU1 as rate coding's pair of populations)."""
+        from .. import graph as G
+        return G.populations(graph)
+
     def map(self, graph, pops, calibration):
         """Map the populations ``pops`` of ``graph`` onto models: returns ``(mapped, calibration_acts)``,
         the `bioconv.mapping.MappedNetwork` and the calibration activations it used (or None)."""
