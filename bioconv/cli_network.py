@@ -159,7 +159,7 @@ def _inspect(args) -> int:
     from .simulate.runner import BYTES_PER_NEURON, BYTES_PER_SYNAPSE, network_size
 
     snn = load(args.network)
-    print(f"{args.network}: input shape {snn.graph.input_shape}, coding {snn.coding_record.get('name')}\n")
+    print(f"{args.network}: input shape {snn.graph.input_shape}, coding {snn.coding.name} {snn.coding.params()}\n")
     print(snn.table())
     neurons, synapses = network_size(snn.mapped)
     per_copy = BYTES_PER_NEURON * neurons + BYTES_PER_SYNAPSE * synapses

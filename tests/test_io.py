@@ -51,7 +51,7 @@ def test_saved_network_loads_as_the_same_network(tmp_path, bias, synapse):
     loaded = bioconv.load(snn.save(tmp_path / "net.bioconv"))
     _same_network(snn, loaded)
     assert loaded.conversion["synapse"] == synapse and loaded.conversion["tau_ref"] == 1 * ms
-    assert loaded.coding_record["name"] == "rate"
+    assert loaded.coding == snn.coding and loaded.coding.name == "rate"
     x = np.random.default_rng(1).random((3, 1, 8, 8))
     for name, r in snn.target_rates(x).items():
         assert np.array_equal(r, loaded.target_rates(x)[name])

@@ -18,7 +18,8 @@ import numpy as np
 
 from .. import graph as G
 from .. import models
-from ..errors import ModelError
+from ..coding import from_params
+from ..errors import BioconvError, ModelError
 from ..mapping import MappedNetwork, MappedPopulation, MappedProjection
 from ..normalize import Scales
 from . import quantities
@@ -72,7 +73,7 @@ def save(snn, path) -> Path:
                      readout=net.readout),
         scales=dict(method=str(net.scales.method), values={k: float(v) for k, v in net.scales.values.items()}),
         conversion=_encode_settings(getattr(snn, "conversion", None) or {}, w),
-        coding=_coding_of(snn, w),
+        coding=_coding_of(snn),
         models={name: _model_entry(name) for name in used},
         populations=pops,
     )
@@ -144,10 +145,14 @@ def _read_v1(r: ArchiveReader, on_model_change: str):
                            net_h["readout"], scales)
     pops = G.populations(graph)
     _check_populations(r, pops, mapped_pops)
+    try:
+        coding = from_params(h["coding"]["name"], h["coding"]["params"])
+    except (KeyError, BioconvError) as err:  # an unknown scheme, or parameters it refuses
+        raise NetworkFileError(f"{r.where}: coding scheme {h['coding'].get('name')!r} cannot be restored: "
+                               f"{type(err).__name__}: {err}") from None
     # SNN.saturation needs each unit's largest calibration activation, which is all the file keeps.
-    snn = SNN(graph, pops, mapped, calibration_max)
+    snn = SNN(graph, pops, mapped, calibration_max, coding=coding)
     snn.conversion = _decode_settings(h["conversion"], r)
-    snn.coding_record = h["coding"]
     return snn
 
 
@@ -218,15 +223,10 @@ def _decode_settings(entries: dict, r: ArchiveReader) -> dict:
     return out
 
 
-def _coding_of(snn, w: ArchiveWriter) -> dict:
-    """The coding scheme and its parameters. Rate coding (activation 1 -> ``rate_max``) is the only
-    scheme the converter has so far; a scheme object, once the converter carries one, records its own."""
-    coding = getattr(snn, "coding", None)
-    if coding is not None and hasattr(coding, "params"):
-        params = coding.params() if callable(coding.params) else coding.params
-        return dict(name=coding.name, params={k: quantities.encode(v, w, f"coding/{k}") if hasattr(v, "dim")
-                                              else {"plain": v} for k, v in params.items()})
-    return dict(name="rate", params={"rate_max": quantities.encode(snn.mapped.rate_max, w, "coding/rate_max")})
+def _coding_of(snn) -> dict:
+    """The coding scheme and its parameters, as the scheme writes them (`CodingScheme.params`: JSON,
+    quantities as value and unit string); `bioconv.coding.from_params` reads them back."""
+    return dict(name=snn.coding.name, params=snn.coding.params())
 
 
 def _model_text(name: str) -> bytes:

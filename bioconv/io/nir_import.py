@@ -171,8 +171,9 @@ def from_nir(graph, *, rate_max=200 * Hz):
     scales = Scales({p.name: (input_scale if p.kind == "input" else 1.0) for p in pops}, "nir")
     mapped = _mapped(pops, scales, neuron_params, synapse, rate_max, meta, out_neuron)
     snn = SNN(layer, pops, mapped, _NoCalibration())
-    snn.conversion = {"source": "nir", "rate_max": rate_max * Hz, "synapse": synapse}
-    snn.coding_record = {"name": "rate", "params": {}}
+    # what the network's (rate) coding scheme is made from (SNN.coding)
+    snn.conversion = dict(source="nir", rate_max=mapped.rate_max, synapse=synapse, bias=mapped.bias,
+                          reset=mapped.reset, readout=mapped.readout, **mapped.synapse_params)
     return snn
 
 
