@@ -1,10 +1,10 @@
 """`bioconv convert`, `bioconv evaluate` and `bioconv inspect`: a user's own network and data from the
 command line.
 
-The flags carry the Python API's names and defaults, read from one source: the signatures of
-`bioconv.convert` and `SNN.evaluate` (and a coding scheme's declared parameters once `convert`
-takes them through ``**params``). A physical value is a number with its unit, e.g. ``--Cm 100pF``,
-``--duration "200 ms"``, ``--dt 0.1*ms``.
+The flags carry the Python API's names, read from one source: the signature of `SNN.evaluate`, and
+for `convert` the parameters each registered coding scheme declares (`bioconv.coding.schemes`). A
+flag left out is not passed, so the API applies its own default (shown in ``--help``). A physical
+value is a number with its unit, e.g. ``--Cm 100pF``, ``--duration "200 ms"``, ``--dt 0.1*ms``.
 """
 from __future__ import annotations
 
@@ -36,38 +36,51 @@ def parse_quantity(text: str):
 
 
 def _convert_parameters() -> dict:
-    """name -> default of the conversion's parameters, from the API itself."""
+    """name -> (default, help) of the conversion's parameters: those `convert` declares, and those of
+    every registered coding scheme (which `convert` takes through ``**params``)."""
+    from . import coding
     from .converter import convert
-    sig = inspect.signature(convert)
-    params = {n: p.default for n, p in sig.parameters.items()
+    params = {n: (p.default, "") for n, p in inspect.signature(convert).parameters.items()
               if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and n not in ("input_shape", "coding")}
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):  # the scheme declares them
-        from . import coding
-        params.update({n: spec.default for n, spec in coding.schemes["rate"].PARAMETERS.items()})
+    for name in coding.schemes.names():
+        for n, spec in coding.schemes[name].PARAMETERS.items():
+            default, help_ = params.get(n, (spec.default, ""))
+            params[n] = (default, f"{help_}{'; ' if help_ else ''}{name}: {spec.doc}")
     return params
 
 
 def _evaluate_parameters() -> dict:
     from .converter import SNN
-    return {n: p.default for n, p in inspect.signature(SNN.evaluate).parameters.items()
+    return {n: (p.default, "SNN.evaluate's") for n, p in inspect.signature(SNN.evaluate).parameters.items()
             if n not in _EVALUATE_OWN and p.default is not p.empty}
 
 
 def _add_flag(p: argparse.ArgumentParser, name: str, default, help_: str = ""):
-    """A flag ``--name`` taking what the API's default shows; the default itself stays the API's."""
-    flag = f"--{name}"
+    """A flag ``--name`` taking what the API's default shows. Not given, it is not passed on
+    (argparse.SUPPRESS): the API's own default applies."""
+    flag, shown = f"--{name}", default
+    if default is None:  # None: evaluate takes the coding scheme's timing and encoder, and plans the rest itself
+        shown = "the coding scheme's" if name in ("duration", "dt", "steps", "encoder") else "chosen by bioconv"
+    common = dict(default=argparse.SUPPRESS, dest=name)
     if isinstance(default, bool):
-        p.add_argument(flag, action="store_true", default=default, help=f"{help_} (default: {default})")
+        p.add_argument(flag, action="store_true", help=f"{help_} (default: {default})", **common)
     elif hasattr(default, "dim") or _NONE_DEFAULTS.get(name) == "quantity":
-        p.add_argument(flag, type=parse_quantity, default=default,
-                       help=f"{help_} number with unit (default: {default if default is not None else 'the scheme’s'})")
+        p.add_argument(flag, type=parse_quantity, help=f"{help_}; a number with its unit (default: {shown})", **common)
     elif isinstance(default, tuple):
-        p.add_argument(flag, type=int, nargs="+", default=default, help=f"{help_} (default: {' '.join(map(str, default))})")
-    elif isinstance(default, (int, float)) or _NONE_DEFAULTS.get(name) in (int,):
-        kind = int if isinstance(default, int) or _NONE_DEFAULTS.get(name) is int else float
-        p.add_argument(flag, type=kind, default=default, help=f"{help_} (default: {default})")
-    else:
-        p.add_argument(flag, type=str, default=default, help=f"{help_} (default: {default})")
+        p.add_argument(flag, type=int, nargs="+", help=f"{help_} (default: {' '.join(map(str, default))})", **common)
+    elif isinstance(default, bool | int) or _NONE_DEFAULTS.get(name) is int:
+        p.add_argument(flag, type=int, help=f"{help_} (default: {shown})", **common)
+    elif isinstance(default, float):
+        p.add_argument(flag, type=float, help=f"{help_} (default: {shown})", **common)
+    else:  # a number where one is given (normalization='3.5': one scale for every population)
+        p.add_argument(flag, type=_text_or_number, help=f"{help_} (default: {shown})", **common)
+
+
+def _text_or_number(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def add_commands(sub) -> None:
@@ -79,8 +92,11 @@ def add_commands(sub) -> None:
     p.add_argument("--calibration", type=Path, required=True, help="calibration inputs: .npz (x), .npy or IDX")
     p.add_argument("--limit", type=int, default=None, help="use the first N calibration samples")
     p.add_argument("-o", "--output", type=Path, required=True, help="network file to write (e.g. net.bioconv)")
-    for name, default in _convert_parameters().items():
-        _add_flag(p, name, default, "convert's")
+    from . import coding
+    p.add_argument("--coding", choices=coding.schemes.names(), default=argparse.SUPPRESS,
+                   help="coding scheme (default: convert's, rate)")
+    for name, (default, help_) in _convert_parameters().items():
+        _add_flag(p, name, default, help_)
     p.set_defaults(func=_convert)
 
     p = sub.add_parser("evaluate", help="simulate a saved network on a data set; tables, figures, summary")
@@ -89,8 +105,8 @@ def add_commands(sub) -> None:
                                                             "only) or an MNIST IDX images file")
     p.add_argument("--limit", type=int, default=None, help="use the first N samples")
     p.add_argument("--out", type=Path, default=Path("results/evaluate"), help="output folder (default: %(default)s)")
-    for name, default in _evaluate_parameters().items():
-        _add_flag(p, name, default, "SNN.evaluate's")
+    for name, (default, help_) in _evaluate_parameters().items():
+        _add_flag(p, name, default, help_)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("inspect", help="populations, sizes, parameters with units, synapses and memory of a network file")
@@ -99,7 +115,8 @@ def add_commands(sub) -> None:
 
 
 def _api_values(args, names) -> dict:
-    return {n: getattr(args, n) for n in names}
+    """The API parameters the user gave on the command line (the others keep the API's defaults)."""
+    return {n: getattr(args, n) for n in names if hasattr(args, n)}
 
 
 def _convert(args) -> int:
@@ -111,11 +128,11 @@ def _convert(args) -> int:
     if args.weights is not None:
         load_weights(model, args.weights)
     cal = datasets.read(args.calibration, args.limit)
-    params = _api_values(args, _convert_parameters())
+    params = _api_values(args, [*_convert_parameters(), "coding"])
     snn = convert(model, cal.x, **params)
     print(snn.table())
-    dt = _evaluate_parameters().get("dt")
-    dt = dt if dt is not None else _scheme_default("dt")
+    dt = _evaluate_parameters()["dt"][0]
+    dt = dt if dt is not None else snn.coding.evaluation_defaults()["dt"]
     print(f"\nSaturation at dt = {dt} (fraction of units whose calibration target rate comes within 10 % of the "
           f"highest rate the membrane can fire):")
     for name, frac in snn.saturation(dt).items():
@@ -123,11 +140,6 @@ def _convert(args) -> int:
     path = snn.save(args.output)
     print(f"\nnetwork saved to {path.resolve()} ({path.stat().st_size / 1024:.1f} KiB)")
     return 0
-
-
-def _scheme_default(name: str):
-    from . import coding
-    return coding.schemes["rate"]().evaluation_defaults()[name]
 
 
 def _evaluate(args) -> int:

@@ -157,3 +157,24 @@ def test_data_files_npz_npy_and_idx(tmp_path):
     got = datasets.read(tmp_path / "t-images-idx3-ubyte")
     assert got.x.shape == (5, 1, 4, 4) and np.allclose(got.x[:, 0], pixels / 255.0)
     assert np.array_equal(got.y, labels)
+
+
+def test_flags_are_the_api_parameters_with_its_defaults(capsys):
+    """One source: every coding scheme's parameter is a convert flag, every evaluate keyword an
+    evaluate flag, each showing the API's default."""
+    import inspect
+
+    from bioconv import coding
+    from bioconv.converter import SNN
+    for command, expected in [
+        ("convert", {n: spec.default for s in coding.schemes.names() for n, spec in coding.schemes[s].PARAMETERS.items()}),
+        ("evaluate", {n: p.default for n, p in inspect.signature(SNN.evaluate).parameters.items()
+                      if p.default is not p.empty and n != "progress"}),
+    ]:
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for name, default in expected.items():
+            assert f"--{name}" in text, (command, name)
+            if default is not None and not isinstance(default, tuple):
+                assert f"(default: {' '.join(str(default).split())})" in text, (command, name, default)
