@@ -207,3 +207,47 @@ def test_max_and_average_pooling_match_the_ann():
     for slack, cmp in ((1e-9, np.greater_equal), (-1e-9, np.less_equal)):
         ref = _grid_crossings(t_pool, wl @ avg, 2, STEPS, slack)
         assert np.all(cmp(out.times["6"] + slack * 1e-3, ref)), slack
+
+
+# --- through the coding-scheme seam: convert(..., coding="ttfs") and SNN.evaluate ---------------------
+
+def _example_graph():
+    rng = np.random.default_rng(4)
+    w1 = _constrained(rng, (6, 8))
+    return G.sequential((8,), [("linear", {"weight": w1}), "relu1", ("linear", {"weight": rng.normal(size=(3, 6))})]), rng
+
+
+def test_convert_with_ttfs_coding_evaluates_like_the_simulation():
+    from bioconv import convert
+    graph, rng = _example_graph()
+    x = rng.uniform(size=(10, 8))
+    snn = convert(graph, coding="ttfs", T_w=2 * ms)
+    assert snn.coding.name == "ttfs" and float(snn.mapped.T_w) == pytest.approx(2e-3)
+    y = graph.forward(x)[graph.output].argmax(1)
+    res = snn.evaluate(x, y, steps=40, device="runtime", progress=False)
+    out = ttfs.simulate(snn.mapped, x, steps=40)
+    decided = np.where((out.potential == out.potential.max(1, keepdims=True)).sum(1) == 1, out.potential.argmax(1), -1)
+    assert res.predictions[:, -1].tolist() == decided.tolist()
+    assert res.agreement == pytest.approx(np.mean(decided == y))
+    assert (res.duration, res.dt) == pytest.approx((2e-3, 2e-3 / 40))
+    assert res.settings["steps_per_window"] == 40 and res.times.tolist() == pytest.approx([4e-3])
+    # every input spikes once into the 6 hidden units, every hidden unit once into the 3 outputs
+    assert res.synaptic_events == 10 * (8 * 6 + 6 * 3)
+    assert res.layer_correlation["1"] > 0.99
+
+
+def test_ttfs_coding_refuses_rate_parameters_devices_and_durations_by_name():
+    from brian2 import Hz
+
+    from bioconv import convert
+    graph, rng = _example_graph()
+    with pytest.raises(ParameterError, match="'rate_max' is a parameter of coding 'rate'"):
+        convert(graph, coding="ttfs", rate_max=200 * Hz)
+    snn = convert(graph, coding="ttfs")
+    x, y = rng.uniform(size=(2, 8)), np.array([0, 1])
+    with pytest.raises(ParameterError, match="runtime device only.*'cpp'"):
+        snn.evaluate(x, y)
+    with pytest.raises(ParameterError, match="duration is the window"):
+        snn.evaluate(x, y, duration=5 * ms, device="runtime")
+    with pytest.raises(BioconvError, match=r"sample 1, input 0 is 2\.0"):
+        snn.evaluate(np.array([x[0], np.r_[2.0, x[1, 1:]]]), y, device="runtime")

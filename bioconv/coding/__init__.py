@@ -1,9 +1,10 @@
 """Coding schemes and input encoders: the seam where a new code (rate, TTFS, ...) plugs in.
 
-- `schemes`: the registry of coding schemes (`CodingScheme` subclasses); ``"rate"`` (`RateCoding`).
+- `schemes`: the registry of coding schemes (`CodingScheme` subclasses); ``"rate"`` (`RateCoding`),
+  ``"ttfs"`` (`TTFSCoding`, seed 004).
   `scheme(name, **params)` makes one with validated parameters.
 - `encoders`: the registry of input encoders (`Encoder` instances): ``regular``, ``poisson``,
-  ``current``.
+  ``current``, ``latency`` (TTFS).
 
 A new scheme: a module defining a `CodingScheme` subclass registered with
 ``@schemes.register("name")`` (imported below so that it registers), its models in ``equations/``,
@@ -13,6 +14,7 @@ with ``encoders.register(name, instance)``.
 from .encoders import Encoder, encoders
 from .scheme import METRICS, CodingScheme, Param, check_batch, check_labels, from_params, scheme, schemes
 from .rate import RateCoding
+from .ttfs import LatencyEncoder, TTFSCoding
 
-__all__ = ["CodingScheme", "Encoder", "METRICS", "Param", "RateCoding", "check_batch", "check_labels", "encoders",
-           "from_params", "scheme", "schemes"]
+__all__ = ["CodingScheme", "Encoder", "LatencyEncoder", "METRICS", "Param", "RateCoding", "TTFSCoding", "check_batch",
+           "check_labels", "encoders", "from_params", "scheme", "schemes"]

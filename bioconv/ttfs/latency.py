@@ -17,7 +17,7 @@ def check_unit_interval(x, where: str) -> np.ndarray:
         sample = first[0] if x.ndim > 1 else 0
         flat = int(np.ravel_multi_index(first[1:], x.shape[1:])) if x.ndim > 1 else int(first[0])
         raise BioconvError(f"{where}: latency coding needs inputs in [0, 1]; sample {sample}, input {flat} is "
-                           f"{x[first]!r} ({int(bad.sum())} values outside [0, 1]): rescale the inputs "
+                           f"{float(x[first])!r} ({int(bad.sum())} values outside [0, 1]): rescale the inputs "
                            f"(and train the ANN on that range)")
     return x
 

@@ -1,0 +1,177 @@
+"""Time-to-first-spike coding (LC-TTFS, seed 004; FORMULAS §8) through the coding-scheme seam.
+
+The physics and the decoding live in `bioconv.ttfs`; this module states them as a `CodingScheme`:
+``convert(model, coding="ttfs", T_w=..., v_th=..., Cm=..., strict=...)`` maps with
+`bioconv.ttfs.map_network` (no calibration data: no normalization), and ``SNN.evaluate`` runs
+`bioconv.ttfs.simulate` (the scheme simulates its networks itself: ReL-PSP neurons in layer windows
+are not rate-coded populations).
+
+Evaluation timing: ``duration`` is the window length ``T_w`` (the run itself lasts ``L`` windows and
+a step); ``steps`` (default 50, the paper's) sets ``dt = T_w / steps``; a ``dt`` given must divide
+``T_w``. The decision is the output membrane's argmax at ``t = L T_w`` (a unique winner; ties are
+undecided), read once: ``times`` holds that one readout time.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from brian2 import farad, mV, ms, pF, second, volt
+
+from .. import ttfs
+from ..errors import BioconvError, ParameterError
+from ..units import check_quantity
+from .encoders import Encoder, encoders
+from .scheme import CodingScheme, Param, check_labels, schemes
+
+#: The paper's steps per window (seed 004 sec. IV-A: dt = 0.02 ms, T_w = 1 ms).
+DEFAULT_STEPS = 50
+
+
+def _check_flag(value, name, owner):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{owner}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+class LatencyEncoder(Encoder):
+    """Seed 004 eq. 7 (seed 001's latency code): input ``a`` in [0, 1] fires once at ``(1 - a) T_w``.
+    Its values are those spike times (s); `bioconv.ttfs.simulate` places them on the grid (nearest
+    step) in a SpikeGeneratorGroup per batch. It serves TTFS coding, which simulates itself."""
+
+    name = "latency"
+    value_unit = second
+    variable = "t_spike"
+    unit = second
+    spiking = True
+    nonnegative = True
+    deterministic = True
+
+
+encoders.register("latency", LatencyEncoder())
+
+
+@schemes.register("ttfs")
+class TTFSCoding(CodingScheme):
+    """LC-TTFS: see the module docstring and `bioconv.ttfs.mapping` for the parameters' meaning."""
+
+    name = "ttfs"
+    PARAMETERS = {
+        "T_w": Param(1 * ms, dim=second.dim, positive=True, doc="window length of a layer"),
+        "v_th": Param(20 * mV, dim=volt.dim, positive=True, doc="threshold (the paper's 1)"),
+        "Cm": Param(100 * pF, dim=farad.dim, positive=True, doc="membrane capacitance (sets the step currents)"),
+        "strict": Param(True, check=_check_flag, bad="yes",
+                        doc="refuse a violated weight sum or a ReLU (False: convert with a warning)"),
+        "dynamic_threshold": Param(True, check=_check_flag, bad="yes",
+                                   doc="seed 004's windowed threshold (False: fixed threshold, an ablation)"),
+    }
+    encoders = ("latency",)
+    default_encoder = "latency"
+    metric_names = ("accuracy", "ann_accuracy", "agreement", "accuracy_vs_time", "agreement_vs_time",
+                    "undecided_fraction", "layer_correlation", "scatter", "synaptic_events")
+    needs_calibration = False
+    simulates_itself = True
+
+    def check_inputs(self, x, shape, where):
+        x = super().check_inputs(x, shape, where)
+        return ttfs.check_unit_interval(x, where)
+
+    def map(self, graph, pops, calibration):
+        v = self.values
+        return ttfs.map_network(graph, T_w=v["T_w"], v_th=v["v_th"], Cm=v["Cm"], strict=v["strict"]), None
+
+    def targets(self, snn, x):
+        """The ANN's activation of every TTFS layer (hidden: ReLU1, max pool: the pooled value) and
+        its output logits: what the decoded spike times and the output membrane (in v_th) give."""
+        acts = snn.graph.forward(x)
+        return {p.name: acts[p.name].reshape(len(x), -1) for p in snn.mapped.layers[1:]}
+
+    def encode(self, snn, x, targets=None):
+        return ttfs.spike_times(x.reshape(len(x), -1), 0, float(self.values["T_w"]))
+
+    def evaluation_defaults(self):
+        return dict(duration=self.values["T_w"], dt=self.values["T_w"] / DEFAULT_STEPS, encoder=self.default_encoder)
+
+    def timing(self, duration, dt, steps, where):
+        T_w = self.values["T_w"]
+        if duration is not None:
+            duration = check_quantity(duration, second.dim, "duration", where, positive=True)
+            if not np.isclose(float(duration), float(T_w), rtol=1e-9, atol=0):
+                raise ParameterError(f"{where}: under coding 'ttfs' the duration is the window T_w ({T_w}), got "
+                                     f"{duration}; set T_w when converting, and steps (per window) here")
+        if steps is not None and dt is not None:
+            raise ParameterError(f"{where}: give steps (per window) or dt, not both")
+        if steps is not None:
+            if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+                raise ParameterError(f"{where}: steps must be a positive integer, got {steps!r}")
+            return T_w, T_w / int(steps)
+        if dt is None:
+            return T_w, T_w / DEFAULT_STEPS
+        dt = check_quantity(dt, second.dim, "dt", where, positive=True)
+        n = float(T_w / dt)
+        if abs(n - round(n)) > 1e-9 * n:
+            raise ParameterError(f"{where}: dt ({dt}) must divide the window T_w ({T_w}) into whole steps")
+        return T_w, dt
+
+    def evaluate(self, snn, x, y, *, duration, dt, encoder, device, batch, progress, scatter_points, **ignored):
+        import time
+
+        from ..converter import EvaluationResult
+        if device != "runtime":
+            raise ParameterError(f"SNN.evaluate: coding 'ttfs' simulates on Brian2's runtime device only (so far); "
+                                 f"pass device='runtime', got {device!r}")
+        net = snn.mapped
+        y = check_labels(y, len(x), net.layers[-1].size, "SNN.evaluate")
+        steps = int(round(float(duration / dt)))
+        t0 = time.perf_counter()
+        out = ttfs.simulate(net, x, steps=steps, batch=32 if batch is None else batch, device=device,
+                            dynamic_threshold=self.values["dynamic_threshold"])
+        wall = time.perf_counter() - t0
+        targets = self.targets(snn, x)
+        ann_pred = targets[net.layers[-1].name].argmax(1)
+        unique = (out.potential == out.potential.max(1, keepdims=True)).sum(1) == 1
+        pred = np.where(unique, out.potential.argmax(1), -1)
+        corr, scatter = {}, {}
+        rng = np.random.default_rng(0)
+        for p in net.layers[1:-1]:
+            a, t = out.activations[p.name].ravel(), targets[p.name].ravel()
+            ok = np.isfinite(a)  # a neuron that never fired (fixed threshold) has no decoded value
+            corr[p.name] = float(np.corrcoef(t[ok], a[ok])[0, 1]) if ok.sum() > 1 and a[ok].std() > 0 \
+                and t[ok].std() > 0 else float("nan")
+            pick = rng.choice(len(a), size=min(scatter_points, len(a)), replace=False)
+            scatter[p.name] = (t[pick], a[pick])
+        # SynOps: each spike of a layer reaches its out-degree of synapses
+        events = 0
+        for p in net.layers:
+            degree = np.zeros(p.size)
+            for q in net.layers:
+                for proj in q.projections:
+                    if proj.source == p.name:
+                        degree += np.bincount(proj.i, minlength=p.size)
+                if q.kind == "maxpool" and q.projections[0].source == p.name:
+                    degree += q.pool_groups >= 0
+            if p.name in out.spikes:
+                events += int(np.dot(out.spikes[p.name].sum(0), degree))
+        readout = float(net.n_windows * net.T_w)
+        res = EvaluationResult(
+            accuracy=float(np.mean(pred == y)), ann_accuracy=float(np.mean(ann_pred == y)),
+            agreement=float(np.mean(pred == ann_pred)), layer_correlation=corr, scatter=scatter,
+            times=np.array([readout]), accuracy_vs_time=np.array([np.mean(pred == y)]),
+            agreement_vs_time=np.array([np.mean(pred == ann_pred)]), synaptic_events=events,
+            undecided_fraction=float(np.mean(pred == -1)), n_samples=len(x), duration=float(duration), dt=float(dt),
+            predictions=pred[:, None], ann_predictions=ann_pred, wall_s=wall, run_s=wall, sim_s=wall)
+        res.settings = dict(coding=self.name, coding_params=self.params(), encoder=encoder, device=device,
+                            steps_per_window=steps, n_windows=net.n_windows, readout_time_s=readout,
+                            spikes_per_neuron={k: float(v.mean()) for k, v in out.spikes.items()})
+        return res
+
+    def settings(self, mapped):
+        return dict(n_windows=mapped.n_windows)
+
+    def example(self):
+        from .. import graph as G
+        rng = np.random.default_rng(0)
+        w1 = ttfs.project_weight_sums(rng.normal(0, 0.5, (5, 6)))
+        graph = G.sequential((6,), [("linear", {"weight": w1}), "relu1",
+                                    ("linear", {"weight": rng.normal(0, 0.6, (3, 5)), "bias": rng.normal(0, 0.1, 3)})])
+        return graph, rng.random((16, 6))
