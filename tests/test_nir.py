@@ -70,15 +70,14 @@ def _leaky(snn, gl=5 * nS):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("leaky", [False, True], ids=["IF", "LIF"])
-def test_round_trip_through_a_nir_file_gives_the_same_spikes(tmp_path, leaky):
+@pytest.mark.parametrize("node, synapse", [("IF", "delta"), ("LIF", "delta"), ("CubaLIF", "exponential")])
+def test_round_trip_through_a_nir_file_gives_the_same_spikes(tmp_path, node, synapse):
     """Linear reset and a refractory period: NIR cannot carry them, the metadata does, and bioconv reads it."""
-    snn = _conv_net(tau_ref=0.5 * ms)
-    snn = _leaky(snn) if leaky else snn
+    snn = _conv_net(tau_ref=0.5 * ms, synapse=synapse)
+    snn = snn if node == "IF" else _leaky(snn)
     with pytest.warns(NIRExportWarning, match="population '1': subtractive"):
         graph = to_nir(snn, dt=0.1 * ms)
-    assert {type(n).__name__ for n in graph.nodes.values()} >= {"Conv2d", "AvgPool2d", "Flatten", "Affine",
-                                                                 "LIF" if leaky else "IF"}
+    assert {type(n).__name__ for n in graph.nodes.values()} >= {"Conv2d", "AvgPool2d", "Flatten", "Affine", node}
     assert "refractory" in graph.nodes["1"].metadata["bioconv.not_carried"]
     nir.write(tmp_path / "net.nir", graph)
     back = from_nir(tmp_path / "net.nir")
