@@ -80,6 +80,19 @@ def test_dask_sweep_resumes_and_gives_one_row_per_point(tmp_path):
     pd.testing.assert_frame_equal(again, df)
 
 
+@pytest.mark.slow
+def test_a_sweep_runs_on_an_existing_scheduler_given_by_address(tmp_path):
+    from distributed import Client, LocalCluster
+    spec = _fake_spec([1, 2], points_per_task=1)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False}) as cluster:
+        df = sweep.run(spec, tmp_path, scheduler=cluster.scheduler_address, progress=False)
+        with Client(cluster) as client:
+            pids = set(client.run(os.getpid).values())
+    assert len(df) == 4 and (df.status == "ok").all()
+    assert set(df.worker_pid) <= pids  # computed by that cluster's worker
+
+
 def test_an_unreachable_scheduler_is_named_within_the_timeout(tmp_path):
     spec = _fake_spec([1])
     t0 = time.monotonic()
