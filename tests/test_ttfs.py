@@ -251,3 +251,22 @@ def test_ttfs_coding_refuses_rate_parameters_devices_and_durations_by_name():
         snn.evaluate(x, y, duration=5 * ms, device="runtime")
     with pytest.raises(BioconvError, match=r"sample 1, input 0 is 2\.0"):
         snn.evaluate(np.array([x[0], np.r_[2.0, x[1, 1:]]]), y, device="runtime")
+
+
+def test_half_step_threshold_correction_centres_the_timing_error():
+    # The paper's rule sees a crossing at the next grid point: each layer reads about half a step low
+    # (compounding). Lowering the threshold by half a step of a unit's slope centres the error.
+    rng = np.random.default_rng(5)
+    w1, w2 = _constrained(rng, (40, 30)), _constrained(rng, (30, 40))
+    g = G.sequential((30,), [("linear", {"weight": w1}), "relu1", ("linear", {"weight": w2}), "relu1",
+                             ("linear", {"weight": rng.normal(size=(3, 30))})])
+    x = rng.uniform(size=(40, 30))
+    ann, net, steps = g.forward(x), ttfs.map_network(g), 20
+    mean_error = {}
+    for half_step in (False, True):
+        out = ttfs.simulate(net, x, steps=steps, half_step=half_step)
+        for k in ("1", "3"):
+            inside = (ann[k] > 0.05) & (ann[k] < 0.95)  # away from the clamps, where no error is possible
+            mean_error[half_step, k] = (out.activations[k] - ann[k])[inside].mean() * steps  # in steps
+    assert mean_error[False, "1"] < -0.3 and mean_error[False, "3"] < mean_error[False, "1"] - 0.3
+    assert abs(mean_error[True, "1"]) < 0.15 and abs(mean_error[True, "3"]) < 0.15

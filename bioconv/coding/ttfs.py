@@ -64,6 +64,8 @@ class TTFSCoding(CodingScheme):
                         doc="refuse a violated weight sum or a ReLU (False: convert with a warning)"),
         "dynamic_threshold": Param(True, check=_check_flag, bad="yes",
                                    doc="seed 004's windowed threshold (False: fixed threshold, an ablation)"),
+        "half_step": Param(False, check=_check_flag, bad="yes",
+                           doc="lower the hidden threshold by half a step of slope (not in the paper)"),
     }
     encoders = ("latency",)
     default_encoder = "latency"
@@ -125,7 +127,7 @@ class TTFSCoding(CodingScheme):
         steps = int(round(float(duration / dt)))
         t0 = time.perf_counter()
         out = ttfs.simulate(net, x, steps=steps, batch=32 if batch is None else batch, device=device,
-                            dynamic_threshold=self.values["dynamic_threshold"])
+                            dynamic_threshold=self.values["dynamic_threshold"], half_step=self.values["half_step"])
         wall = time.perf_counter() - t0
         targets = self.targets(snn, x)
         ann_pred = targets[net.layers[-1].name].argmax(1)
