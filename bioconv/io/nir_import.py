@@ -96,6 +96,12 @@ def from_nir(graph, *, rate_max=200 * Hz):
             raise NIRImportError(f"from_nir: LI node {name!r} is not the output; a non-firing membrane can only be "
                                  f"read out")
 
+    # populations keep the names a bioconv export gave them (so a round trip is the same network,
+    # down to the compiled project's cache key); other graphs name them by their neuron nodes
+    pop_name = {n: str((graph.nodes[n].metadata or {}).get("bioconv.population", n)) for n in order
+                if kinds[n] in NEURONS}
+    if len(set(pop_name.values())) != len(pop_name) or "input" in pop_name.values():
+        pop_name = {n: n for n in pop_name}
     input_node = graph.nodes[inputs[0]]
     input_shape = tuple(int(d) for d in np.asarray(input_node.input_type["input"]).ravel())
     nodes = [G.Node("input", "input", [])]
@@ -114,17 +120,18 @@ def from_nir(graph, *, rate_max=200 * Hz):
         if kind in NEURONS:
             shape = in_shape
             params = _neuron(node, kind, shape, where, meta)
-            neuron_params[name] = params
+            pname = pop_name[name]
+            neuron_params[pname] = params
             # pre-activation in units of rate_max: the input current over (v_th - v_reset) Cm rate_max
             factor = 1.0 / (params["charge_unit"] * rate_max)
             factor = np.asarray(factor[0]) if np.all(factor == factor[0]) else factor.reshape(shape)
-            nodes.append(G.Node(name if name == out_neuron else f"in:{name}", "scale", [src], {"scale": factor}))
+            nodes.append(G.Node(pname if name == out_neuron else f"in:{pname}", "scale", [src], {"scale": factor}))
             shapes[nodes[-1].name] = shape
             if name != out_neuron:
-                nodes.append(G.Node(name, "relu", [nodes[-1].name]))
-                nodes.append(G.Node(f"rate:{name}", "scale", [name], {"scale": np.asarray(rate_max)}))
-                shapes[name] = shapes[f"rate:{name}"] = shape
-                value_of[name] = f"rate:{name}"
+                nodes.append(G.Node(pname, "relu", [nodes[-1].name]))
+                nodes.append(G.Node(f"rate:{pname}", "scale", [pname], {"scale": np.asarray(rate_max)}))
+                shapes[pname] = shapes[f"rate:{pname}"] = shape
+                value_of[name] = f"rate:{pname}"
             continue
         gname = f"op:{name}"
         if kind in ("Affine", "Linear"):
@@ -164,12 +171,12 @@ def from_nir(graph, *, rate_max=200 * Hz):
         shapes.update({n.name: n.shape for n in layer.nodes})
         value_of[name] = gname
     try:
-        layer = G.from_nodes(nodes, input_shape, out_neuron)
+        layer = G.from_nodes(nodes, input_shape, pop_name[out_neuron])
     except G.UnsupportedLayerError as err:
         raise NIRImportError(f"from_nir: {err}") from None
     pops = G.populations(layer)
     scales = Scales({p.name: (input_scale if p.kind == "input" else 1.0) for p in pops}, "nir")
-    mapped = _mapped(pops, scales, neuron_params, synapse, rate_max, meta, out_neuron)
+    mapped = _mapped(pops, scales, neuron_params, synapse, rate_max, meta, pop_name[out_neuron])
     snn = SNN(layer, pops, mapped, _NoCalibration())
     # what the network's (rate) coding scheme is made from (SNN.coding)
     snn.conversion = dict(source="nir", rate_max=mapped.rate_max, synapse=synapse, bias=mapped.bias,
