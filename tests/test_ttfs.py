@@ -270,3 +270,12 @@ def test_half_step_threshold_correction_centres_the_timing_error():
             mean_error[half_step, k] = (out.activations[k] - ann[k])[inside].mean() * steps  # in steps
     assert mean_error[False, "1"] < -0.3 and mean_error[False, "3"] < mean_error[False, "1"] - 0.3
     assert abs(mean_error[True, "1"]) < 0.15 and abs(mean_error[True, "3"]) < 0.15
+
+
+def test_layer_names_of_nested_torch_modules_are_simulated():
+    # from_torch names nested layers "features.0": not a Brian2 identifier, so not used in object names
+    w = np.array([[0.6, 0.4]])
+    nodes = [G.Node("x", "input", []), G.Node("features.0", "linear", ["x"], {"weight": w}),
+             G.Node("features.1", "relu1", ["features.0"]), G.Node("head.fc", "linear", ["features.1"], {"weight": [[1.0]]})]
+    out = ttfs.simulate(ttfs.map_network(G.from_nodes(nodes, (2,))), np.array([[0.5, 1.0]]), steps=STEPS)
+    assert out.activations["features.1"][0, 0] == pytest.approx(0.7, abs=1 / STEPS)

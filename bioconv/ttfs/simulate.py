@@ -94,7 +94,7 @@ class _Built:
                 n_src = net.layer(q.source).size
                 order = np.argsort(q.i, kind="stable")  # source order: a spike's targets sit together
                 S = models.synapses(src, g, SYNAPSE, i=_tile(q.i[order], n_src, B), j=_tile(q.j[order], p.size, B),
-                                    w=net.current(np.tile(q.weight[order], B)), name=f"ttfs_syn_{q.source}_{k}".replace(":", "_"))
+                                    w=net.current(np.tile(q.weight[order], B)), name=f"ttfs_syn_{k}_{len(objects)}")
                 if net.layer(q.source).kind == "maxpool":
                     S.pre.when, S.pre.order = "after_synapses", 1  # after the gate's threshold (order 0)
                 objects.append(S)
