@@ -134,6 +134,17 @@ def _wait_rows(out, n, proc, timeout=120):
     raise AssertionError(f"no {n} rows within {timeout} s")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purpose
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _finish(proc, timeout=180):
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -158,6 +169,12 @@ def test_kill_9_mid_sweep_then_rerun_gives_one_row_per_point_with_uninterrupted_
         if victim == "client":
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+            # its workers notice and exit (they would otherwise write rows behind the re-run's back)
+            pids = {int(p) for p in (tmp_path / "pids.log").read_text().split()}
+            deadline = time.monotonic() + 30
+            while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not any(_alive(p) for p in pids)
         else:  # a worker process in the middle of a task: it logged its pid when the task began
             pids = {int(p) for p in (tmp_path / "pids.log").read_text().split()}
             os.kill(max(pids), signal.SIGKILL)
