@@ -121,3 +121,16 @@ def test_a_level_of_ones_own_declares_its_parameters_and_combinations():
         Spec(level=FAKE, grid={"x": [-2000] * mV})
     with pytest.raises(SweepSpecError, match=r"parameter 'gain' takes an integer"):
         Spec(level=FAKE, grid={"gain": [1.5]})
+
+
+def test_cli_names_a_bad_config_and_a_missing_store_to_resume(tmp_path, capsys):
+    from bioconv import cli
+    bad = tmp_path / "bad.toml"
+    bad.write_text('level = "neuron"\n[grid]\nCm = [100]\n')
+    assert cli.main(["sweep", str(bad), "--out", str(tmp_path / "s")]) == 2
+    assert "parameter 'Cm' needs units of farad, got the unit-less value 100" in capsys.readouterr().err
+    good = tmp_path / "good.toml"
+    good.write_text('level = "neuron"\n[grid]\nCm = ["100 pF"]\n')
+    assert cli.main(["sweep", str(good), "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "no sweep store at" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
