@@ -336,9 +336,7 @@ class SNN:
                 run_s += compiled.run_seconds
                 sim_s += compiled.sim_seconds
         bar.close()
-        result = EvaluationResult(**coding.metrics(
-            x=x, y=y, ann_pred=ann_pred, targets=targets, counts=counts, scores=readout_scores, seeds=seeds,
-            times=times, duration=T, dt=step, scatter_points=scatter_points))
+        result = self._metrics(x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step, scatter_points)
         # events of one presentation of the data set: each unit's spikes times its out-degree
         result.synaptic_events = sum(int(np.dot(np.concatenate(c).sum(0), self._out_degree(name)))
                                      for name, c in counts[seeds[0]].items() if c)
@@ -354,6 +352,14 @@ class SNN:
     def _scores(self, out, times, dt) -> np.ndarray:
         """The coding scheme's readout scores of one run's output (`CodingScheme.score`)."""
         return self.coding.score(self.mapped, out, times, dt)
+
+    def _metrics(self, x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step,
+                 scatter_points) -> EvaluationResult:
+        """The coding scheme's metrics of an evaluation (`CodingScheme.metrics`) as its result; also
+        what `simulate.sweepable.evaluate_points` scores each parameter point with."""
+        return EvaluationResult(**self.coding.metrics(
+            x=x, y=y, ann_pred=ann_pred, targets=targets, counts=counts, scores=readout_scores, seeds=seeds,
+            times=times, duration=T, dt=step, scatter_points=scatter_points))
 
     def _out_degree(self, name: str) -> np.ndarray:
         n = next(p.size for p in self.mapped.populations if p.name == name)
