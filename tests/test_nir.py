@@ -153,6 +153,38 @@ def test_hand_built_conv_graph_follows_the_if_rate_law():
     assert np.all(np.abs(counts / T - f2) <= 3 / T)
 
 
+#: Written by snnTorch 1.0.0's ``export_to_nir`` (with nirtorch 2.6, neither a dependency of bioconv)
+#: from ``Sequential(Linear(4, 6), Leaky(beta=0.9), Linear(6, 3), Leaky(beta=0.8, output=True))``
+#: (torch seed 0, thresholds 1, per-unit beta and threshold tensors), which snnTorch writes with
+#: dt = 1e-4 s: tau = dt / (1 - beta), r = tau / dt.
+SNNTORCH_FILE = networks.DATA / "snntorch_leaky.nir"
+
+
+@pytest.mark.slow
+def test_a_nir_file_written_by_snntorch_imports_and_simulates():
+    """Imported with snnTorch's dt, without input spikes: each hidden unit is driven by its Affine
+    bias alone and fires at lif_rate(I = bias, Cm = tau / r, gl = 1 / r) within 1 % (counts over
+    0.1 s at dt = 1 us; the rates are kHz)."""
+    graph = nir.read(SNNTORCH_FILE)
+    snn = from_nir(graph, dt=1e-4 * second)
+    lif, affine = graph.nodes["1"], graph.nodes["0"]
+    hidden = snn.mapped.population("1")
+    assert np.allclose(np.asarray(hidden.params["Cm"]), lif.tau / lif.r, rtol=1e-12)
+    assert np.allclose(np.asarray(hidden.params["gl"]), 1 / lif.r, rtol=1e-12)
+    q = hidden.projections[0]
+    assert np.allclose(np.asarray(q.w), affine.weight[q.j, q.i] * 1e-4, rtol=1e-12)  # a spike's weight x dt
+    T = 0.1
+    out = _run(snn, np.zeros((1, 4)), duration=T * second, dt=0.001 * ms)
+    rates = out.counts["1"][0] / T
+    for unit, bias in enumerate(affine.bias):
+        expected = float(analysis.lif_rate(float(bias) * 1e12 * pA, Cm=float(lif.tau[unit] / lif.r[unit]) * 1e12 * pF,
+                                           gl=float(1 / lif.r[unit]) * 1e9 * nS, EL=float(lif.v_leak[unit]) * 1e3 * mV,
+                                           v_th=float(lif.v_threshold[unit]) * 1e3 * mV, v_reset=0 * mV,
+                                           tau_ref=0 * ms) / Hz)
+        assert rates[unit] == pytest.approx(expected, rel=0.01, abs=1 / T), unit
+    assert np.any(rates > 0) and np.any(rates == 0)  # the biases put units on both sides of threshold
+
+
 def test_what_nir_cannot_carry_is_refused_when_strict():
     snn = _conv_net(tau_ref=0.5 * ms)
     with pytest.raises(NIRExportError, match=r"strict=True\): population '1': refractory period"):

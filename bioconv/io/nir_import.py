@@ -52,10 +52,16 @@ class _NoCalibration:
         raise BioconvError("this network was imported from NIR without calibration data: its saturation is unknown")
 
 
-def from_nir(graph, *, rate_max=200 * Hz):
+def from_nir(graph, *, rate_max=200 * Hz, dt=None):
     """A `bioconv.SNN` from ``graph`` (a `nir.NIRGraph`, or the path of a NIR file). ``rate_max``: the
     rate that stands for activation 1 (inputs ``x`` spike at ``x * rate_max``); a bioconv export's
-    own value (graph metadata) takes precedence."""
+    own value (graph metadata) takes precedence.
+
+    ``dt``: for a graph from a discrete-time tool (snnTorch, ...), the time step its parameters were
+    derived with. There a spike enters as a value of 1 for one step, where NIR's continuous reading
+    (and bioconv's) takes a Dirac pulse of area 1: every spike's weight is then multiplied by ``dt``,
+    so that a spike moves v as it did in the source's step. Biases (constant inputs) are the same in
+    both readings and stay as they are."""
     import nir
 
     from ..converter import SNN
@@ -68,6 +74,7 @@ def from_nir(graph, *, rate_max=200 * Hz):
     meta = dict(graph.metadata or {})
     rate_max = float(meta.get("bioconv.rate_max_hz",
                               float(check_quantity(rate_max, Hz.dim, "rate_max", "from_nir", positive=True))))
+    step = 1.0 if dt is None else float(check_quantity(dt, second.dim, "dt", "from_nir", positive=True))
     input_scale = float(meta.get("bioconv.input_scale", 1.0))
     order, preds = _topological(graph)
     kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
@@ -106,7 +113,8 @@ def from_nir(graph, *, rate_max=200 * Hz):
     input_shape = tuple(int(d) for d in np.asarray(input_node.input_type["input"]).ravel())
     nodes = [G.Node("input", "input", [])]
     value_of = {inputs[0]: "rate:input"}  # NIR node -> graph node holding its value (spike rates for neurons)
-    nodes.append(G.Node("rate:input", "scale", ["input"], {"scale": np.asarray(rate_max / input_scale)}))
+    # spike rates (times dt for a discrete-time source's per-step spikes)
+    nodes.append(G.Node("rate:input", "scale", ["input"], {"scale": np.asarray(rate_max / input_scale * step)}))
     shapes = {"input": input_shape, "rate:input": input_shape}
     neuron_params = {}
     for name in order:
@@ -129,7 +137,7 @@ def from_nir(graph, *, rate_max=200 * Hz):
             shapes[nodes[-1].name] = shape
             if name != out_neuron:
                 nodes.append(G.Node(pname, "relu", [nodes[-1].name]))
-                nodes.append(G.Node(f"rate:{pname}", "scale", [pname], {"scale": np.asarray(rate_max)}))
+                nodes.append(G.Node(f"rate:{pname}", "scale", [pname], {"scale": np.asarray(rate_max * step)}))
                 shapes[pname] = shapes[f"rate:{pname}"] = shape
                 value_of[name] = f"rate:{pname}"
             continue
@@ -312,7 +320,7 @@ def _mapped(pops, scales, neuron_params, synapse, rate_max, meta, out_neuron) ->
             m = proj.matrix.tocoo()
             if m.nnz == 0:  # e.g. an Affine with zero weights that only brings its bias: no synapses
                 continue
-            q = m.data * scales.values[proj.source] * c[m.row]  # the NIR weight: the charge per spike
+            q = m.data * scales.values[proj.source] * c[m.row]  # the NIR weight (x dt): the charge per spike
             w = np.asarray(analysis.kernel_weight_for_charge(syn.kernel, q * amp * second, syn_params.get("tau_s")))
             if "w_in" in par:
                 w = w * par["w_in"][m.row]
