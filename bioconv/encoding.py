@@ -1,4 +1,4 @@
-"""Input encoders: turn rates into spike trains (the network encoders come with the converter)."""
+"""Input encoders: turn rates into spike trains (the network's encoders: `bioconv.coding.encoders`)."""
 from __future__ import annotations
 
 import numpy as np
