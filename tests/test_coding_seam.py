@@ -199,6 +199,7 @@ def _sorted(i, t):
     return i[order], np.rint(t[order] / float(DT)).astype(np.int64)
 
 
+@pytest.mark.slow  # two runtime simulations (numpy code generation)
 @pytest.mark.parametrize("encoder", ["regular", "current"])
 def test_rate_coding_through_the_seam_gives_the_spikes_of_the_network_wired_by_hand(example, encoder):
     graph, x = example
