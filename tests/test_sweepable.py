@@ -190,7 +190,7 @@ def test_evaluate_points_equals_evaluate_at_each_point(data):
     model, x = data
     snn = convert(model, x, bias="neuron")
     y = np.array([0, 1, 2, 1])
-    points = [{"Cm": 80 * pF, "tau_ref": 0 * ms}, {"Cm": 130 * pF, "tau_ref": 1 * ms, "bias_scale": 2.0},
+    points = [{"Cm": 80 * pF, "tau_ref": 0 * ms, "bias_scale": 0.0}, {"Cm": 130 * pF, "tau_ref": 1 * ms, "bias_scale": 2.0},
               {"tau_ref": 3 * ms, "rate_max": 150 * Hz}]
     rows = sw.evaluate_points(snn, x, y, points, duration=T, dt=DT, device="cpp", batch=2, presentations=2,
                               threads=1, sweepable=PACKED)

@@ -446,13 +446,38 @@ class CompiledNetwork:
         keys = self._swept_keys()
         out = {k: [] for k in keys}
         for pt in points:
-            net = self._point_network(pt)
-            single = {f"param/{g}/{k}": v for (g, k), v in parameter_values(net, 1, self.encoder, self.sweepable).items()}
-            if any(k.startswith("w/") for k in keys):
-                single.update({f"w/{n}": v for n, v in weight_values(net, 1, self.encoder).items()})
+            single = self._copy_values(self._point_network(pt), keys)
             for k in keys:
                 out[k].append(single[k])
         return points, {k: np.concatenate(v) for k, v in out.items()}
+
+    def _copy_values(self, net, keys) -> dict[str, np.ndarray]:
+        """One copy's values of ``keys`` (`_swept_keys`) for ``net`` at a point, in SI units. Read from
+        the point's network, not re-derived: which variables a run sets is the build's decision."""
+        pops = {f"pop_{_safe(p.name)}": p for p in net.populations}
+        out = {}
+        for key in keys:
+            kind, _, rest = key.partition("/")
+            if kind != "param":
+                continue
+            group, _, param = rest.partition("/")
+            if group == "bias_source":
+                out[key] = np.array([float(net.rate_max)])
+                continue
+            p = pops[group]
+            value = net.synapse_params[param] if param == "tau_s" else p.params[param]
+            out[key] = np.broadcast_to(np.asarray(value, dtype=float), (p.size,))
+        if any(k.startswith("w/syn_bias_") for k in keys):
+            # the bias synapses are those of the build's network (a bias scale of 0 leaves them, at 0)
+            for p in self.net.populations:
+                key = f"w/syn_bias_to_{_safe(p.name)}"
+                if key in keys:
+                    out[key] = np.asarray(pops[f"pop_{_safe(p.name)}"].bias_weight)[np.flatnonzero(
+                        np.asarray(p.bias_weight))]
+        if any(k.startswith("w/") and k not in out for k in keys):
+            out.update({f"w/{n}": v for n, v in weight_values(net, 1, self.encoder).items()
+                        if f"w/{n}" in keys and f"w/{n}" not in out})
+        return out
 
     def _run_args(self, padded: np.ndarray, params=None) -> dict:
         """The inputs (and a point's values) as Brian2's ``device.run`` takes them (cuda; the other

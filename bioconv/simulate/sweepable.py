@@ -148,14 +148,23 @@ def swept_variables(net: MappedNetwork, names) -> dict[str, set[str]]:
         v = {_DIRECT[n] for n in names if n in _DIRECT and (n != "tau_s" or "tau_s" in net.synapse_params)}
         if "v_th" in v and _unreachable_threshold(net, p):
             v.discard("v_th")
+        # the biases scale: a population without any (the ConvNet's) keeps its zeros specialized,
+        # since a factor leaves zero at zero (its bias-free states stay folded)
+        biased = _nonzero(p.params.get("I_bias"))
+        leaky = net.bias == "leak" and _nonzero(p.params.get("gl"))
         if {"rate_max", "bias_scale"} & set(names):
-            v.add("I_bias")
-            if net.bias == "leak":
+            if biased:
+                v.add("I_bias")
+            if leaky:
                 v.add("gl")
-        if "gl_scale" in names:
+        if "gl_scale" in names and leaky:
             v.add("gl")
         out[p.name] = {x for x in v if x in p.params or x == "tau_s"}
     return out
+
+
+def _nonzero(q) -> bool:
+    return q is not None and bool(np.any(np.asarray(q) != 0))
 
 
 def bias_sources_per_copy(net: MappedNetwork, names) -> bool:
