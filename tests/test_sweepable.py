@@ -203,3 +203,20 @@ def test_evaluate_points_equals_evaluate_at_each_point(data):
             assert row[key] == pytest.approx(ref.summary()[key], abs=1e-12), (pt, key)
         assert all(row[n] == pytest.approx(float(v)) for n, v in pt.items())
     assert len({r["synaptic_events"] for r in rows}) == 3  # the points differ
+
+
+def test_runtime_device_takes_per_copy_points_too(data):
+    """On the runtime device the point's values (weights included: tau_s remaps the kernel amplitude)
+    are set on the rebuilt network before each run."""
+    model, x = data
+    snn = convert(model, x, bias="neuron", synapse="exponential")
+    names = ("bias_scale", "tau_s")
+    p = [{"tau_s": 3 * ms, "bias_scale": 0.5}, {"tau_s": 7 * ms, "bias_scale": 1.0}]
+    rates = _rates(snn, x[:2])
+    with CompiledNetwork(snn.mapped, 2, duration=T, dt=DT, device="runtime", sweepable=names) as c:
+        got = c.run(rates, params={n: np.array([float(q[n]) for q in p]) * sw.SWEEPABLE[n].unit for n in names})
+        again = c.run(rates).counts  # no point: the mapping's values come back
+    for b, pt in enumerate(p):
+        _assert_same({k: v[b:b + 1] for k, v in got.counts.items()},
+                     _fresh(sw.apply_point(snn.mapped, pt, names), rates[b:b + 1], names), f"point {b}")
+    _assert_same(again, _fresh(snn.mapped, rates, names), "no point")
