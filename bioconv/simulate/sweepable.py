@@ -7,9 +7,12 @@ Interface (for bioconv.sweep; changes are listed here first):
 - `CompiledNetwork(net, B, ..., sweepable=names)`; `.run(x_rates, params=...)`,
   `.run_many(batches, params=...)`: ``params`` maps a name to a scalar Quantity or one value per copy
   (shape (B,)); `run_many` also takes a list of such dicts, one per batch.
-- `evaluate_points(snn, x, y, points, duration=..., dt=..., ...)` -> one summary dict per point.
-- Extension: ``gl_scale`` (a factor on the mapped leak, leak-bias networks), beside ``gl`` (siemens,
-  an added uniform leak on every network), so that ``gl`` means the same on every bias strategy.
+- `evaluate_points(snn, x, y, points, duration=..., dt=..., ...)` -> one summary dict per point
+  (Poisson input refused).
+- Extensions: ``gl_scale`` (a factor on the mapped leak, leak-bias networks), beside ``gl`` (siemens,
+  an added uniform leak on every network), so that ``gl`` means the same on every bias strategy;
+  `apply_point(net, point, sweepable)` (the mapped network at a point: what a fresh build holds);
+  `mapped_values(net)` (the point that changes nothing).
 
 A point is applied to the *mapped* network (`apply_point`): the mapping (weights as charges, biases
 as currents, scales) stays fixed and only the named values move, as the table says. A sweepable
