@@ -163,7 +163,7 @@ def test_kill_9_mid_sweep_then_rerun_gives_one_row_per_point_with_uninterrupted_
     config.write_text(_CONFIG.format(xs=", ".join(f'"{x} mV"' for x in xs)))
     spec = sweep.Spec.from_toml(config)
     out = tmp_path / "store"
-    proc = _cli(config, out, _env(tmp_path, 0.4), workers=2)
+    proc = _cli(config, out, _env(tmp_path, 0.3), workers=2)
     try:
         _wait_rows(out, 3, proc)
         if victim == "client":
