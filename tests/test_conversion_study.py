@@ -103,8 +103,10 @@ dt_ms = 0.1
     assert cli.main(["study", "conversion_error", "--config", str(config), "--out", str(out)]) == 0
     import pandas as pd
     runs = pd.read_csv(out / "runs.csv")
-    assert list(runs.network) == ["mlp", "mlp", "convnet"] and list(runs.bias.fillna("-")) == ["current", "leak", "-"]
-    assert runs.res_n_samples.tolist() == [6, 6, 6]
+    # a setting left at its default shows its value; result columns carry plain names
+    assert list(runs.network) == ["mlp", "mlp", "convnet"] and list(runs.bias) == ["current", "leak", "current"]
+    assert runs.reset.tolist() == ["linear"] * 3 and runs.Cm_pF.tolist() == [100.0] * 3
+    assert runs.n_samples.tolist() == [6, 6, 6] and not any(c.startswith("res_") for c in runs.columns)
     vt = pd.read_csv(out / "vs_time.csv")
     assert len(vt) == 3 * 5 and vt.t_ms.max() == pytest.approx(40.0)
     layers = pd.read_csv(out / "layers.csv")

@@ -16,6 +16,7 @@ import pandas as pd
 from brian2 import Hz, mV, ms, pF
 
 from .. import data, zoo
+from ..coding import RateCoding
 from ..converter import convert
 
 NETWORKS = {"mlp": zoo.mnist_mlp, "convnet": zoo.mnist_convnet}
@@ -36,6 +37,16 @@ RUN_KEYS = {"network", "T_ms", "dt_ms", "bias", "reset", "rate_max_hz", "synapse
             "n_test", "batch", "float32", "seeds", "readout", "normalization", "Cm_pF", "v_th_mV", "tau_ref_ms"}
 
 
+def defaults() -> dict:
+    """Every run setting's default, from the API's own defaults (rate coding's declared parameters),
+    in the config's units: a run's tables show the value it ran with, never a blank."""
+    p = {name: spec.default for name, spec in RateCoding.PARAMETERS.items()}
+    return dict(bias=p["bias"], reset=p["reset"], rate_max_hz=float(p["rate_max"] / Hz), synapse=p["synapse"],
+                tau_s_ms=float(p["tau_s"] / ms), encoder=RateCoding.default_encoder, leak_rule=p["leak_rule"],
+                readout=p["readout"], normalization=p["normalization"], Cm_pF=float(p["Cm"] / pF),
+                v_th_mV=float(p["v_th"] / mV), tau_ref_ms=float(p["tau_ref"] / ms), seeds=1, float32=False)
+
+
 def _batch(value):
     return None if value in (None, "auto") else int(value)  # "auto": from the memory budget
 
@@ -52,27 +63,26 @@ def run(cfg: dict, out: Path, device: str = "cpp", progress=None) -> dict[str, p
     bar = progress(todo, desc="conversion_error", unit="run") if progress else todo
     tables = {"runs": [], "vs_time": [], "layers": []}
     for k, r in enumerate(bar):
+        r = {**defaults(), **r}
         net = NETWORKS[r["network"]]()
         n = int(r.get("n_test", cfg["n_test"]))
-        snn = convert(net, split.x_train[:cfg["n_calibration"]], normalization=r.get("normalization", "p99.9"),
-                      Cm=r.get("Cm_pF", 100.0) * pF, v_th=r.get("v_th_mV", 20.0) * mV,
-                      rate_max=r.get("rate_max_hz", 200.0) * Hz, bias=r.get("bias", "current"),
-                      reset=r.get("reset", "linear"), synapse=r.get("synapse", "delta"),
-                      tau_s=r.get("tau_s_ms", 5.0) * ms, tau_ref=r.get("tau_ref_ms", 0.0) * ms,
-                      leak_rule=r.get("leak_rule", "mean_potential"), readout=r.get("readout", "count"))
+        snn = convert(net, split.x_train[:cfg["n_calibration"]], normalization=r["normalization"],
+                      Cm=r["Cm_pF"] * pF, v_th=r["v_th_mV"] * mV, rate_max=r["rate_max_hz"] * Hz, bias=r["bias"],
+                      reset=r["reset"], synapse=r["synapse"], tau_s=r["tau_s_ms"] * ms, tau_ref=r["tau_ref_ms"] * ms,
+                      leak_rule=r["leak_rule"], readout=r["readout"])
         sat = snn.saturation(r["dt_ms"] * ms)
         (out / f"mapping_run{k}.txt").write_text(
             snn.table() + "\n\nfraction of units within 10 % of min(1/tau_ref, 1/dt) on the calibration data: "
             + json.dumps(sat) + "\n")
         res = snn.evaluate(split.x_test[:n], split.y_test[:n], duration=r["T_ms"] * ms, dt=r["dt_ms"] * ms,
-                           encoder=r.get("encoder", "regular"), device=device, batch=_batch(r.get("batch", cfg.get("batch"))),
+                           encoder=r["encoder"], device=device, batch=_batch(r.get("batch", cfg.get("batch"))),
                            time_points=int(cfg["time_points"]), progress=progress is not None,
-                           seeds=tuple(range(int(r.get("seeds", 1)))), threads=cfg.get("threads"),
-                           float32=bool(r.get("float32", False)))
+                           seeds=tuple(range(int(r["seeds"]))), threads=cfg.get("threads"),
+                           float32=bool(r["float32"]))
         label = dict(run=k, **{key: (float(v) if isinstance(v, (int, float, np.number)) else v) for key, v in r.items()})
         summ = res.summary()
         summ.pop("seeds", None)
-        tables["runs"].append({**label, **{f"res_{a}": b for a, b in summ.items() if a not in label}})
+        tables["runs"].append({**label, **{a: b for a, b in summ.items() if a not in label}})
         for t, acc, agr in zip(res.times, res.accuracy_vs_time, res.agreement_vs_time):
             tables["vs_time"].append({**label, "t_ms": t * 1e3, "accuracy": acc, "agreement": agr,
                                       "ann_accuracy": res.ann_accuracy})

@@ -12,12 +12,12 @@ import pandas as pd  # noqa: E402
 
 from .rate_report import _md  # noqa: E402
 
-SETTING = ["network", "bias", "leak_rule", "reset", "dt_ms", "rate_max_hz", "encoder", "synapse", "readout",
-           "normalization", "tau_ref_ms", "seeds"]
+SETTING = ["network", "bias", "leak_rule", "reset", "dt_ms", "rate_max_hz", "encoder", "synapse", "tau_s_ms", "readout",
+           "normalization", "Cm_pF", "v_th_mV", "tau_ref_ms", "seeds"]
 
 
-def _label(row) -> str:
-    return ", ".join(f"{k}={row[k]}" for k in SETTING if k in row and pd.notna(row[k]))
+def _label(row, keys=SETTING) -> str:
+    return ", ".join(f"{k}={row[k]}" for k in keys if k in row and pd.notna(row[k]))
 
 
 def summarize(tables: dict[str, pd.DataFrame], cfg: dict) -> str:
@@ -26,9 +26,9 @@ def summarize(tables: dict[str, pd.DataFrame], cfg: dict) -> str:
            f"Calibration: the first {cfg['n_calibration']} training digits (p99.9 normalization unless stated). "
            "Rates: activation 1 = rate_max; regular input trains; linear-reset integrate-and-fire membranes "
            "(Cm = 100 pF, v_th = 20 mV, tau_ref = 0) with delta synapses unless stated; spike-count readout.", ""]
-    cols = [c for c in SETTING + ["T_ms", "res_n_samples", "res_ann_accuracy", "res_accuracy", "res_agreement",
-                                  "res_min_layer_correlation", "res_synaptic_events", "res_undecided_fraction",
-                                  "res_wall_s"] if c in runs]
+    cols = [c for c in SETTING + ["T_ms", "n_samples", "ann_accuracy", "accuracy", "agreement",
+                                  "min_layer_correlation", "synaptic_events", "undecided_fraction", "wall_s"]
+            if c in runs]
     out += ["## Runs (at the full presentation time T)", "", _md(runs[cols]), ""]
     rows = []
     for k, part in vt.groupby("run"):
@@ -36,12 +36,13 @@ def summarize(tables: dict[str, pd.DataFrame], cfg: dict) -> str:
         part = part.sort_values("t_ms")
         hit = part[(part.agreement >= 0.995)]
         close = part[(part.accuracy >= part.ann_accuracy - 0.003)]
-        rows.append(dict(run=k, setting=_label(r), first_T_agreement_995_ms=hit.t_ms.min() if len(hit) else np.nan,
-                         first_T_accuracy_within_0_3_ms=close.t_ms.min() if len(close) else np.nan,
+        rows.append(dict(run=k, setting=_label(r),
+                         first_T_agreement_995_ms=f"{hit.t_ms.min():g}" if len(hit) else "not within T",
+                         first_T_accuracy_within_0_3_ms=f"{close.t_ms.min():g}" if len(close) else "not within T",
                          accuracy_gap_at_T_points=float(part.ann_accuracy.iloc[-1] - part.accuracy.iloc[-1]) * 100))
     out += ["## When the SNN catches up with its ANN", "",
             "First presentation time at which agreement with the ANN reaches 99.5 %, and at which accuracy comes "
-            "within 0.3 points of the ANN's (NaN: not within the simulated T).", "", _md(pd.DataFrame(rows)), ""]
+            "within 0.3 points of the ANN's.", "", _md(pd.DataFrame(rows)), ""]
     out += ["## Per-layer correlation of ANN target rates with SNN rates (seed 003 eq. 16), at T", ""]
     for network, part in layers.groupby("network"):  # populations differ between networks
         piv = part.pivot_table(index="run", columns="population", values="correlation", aggfunc="first")
@@ -57,9 +58,11 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     paths = []
     for network, part in vt.groupby("network"):
         fig, ax = plt.subplots(figsize=(6, 4))
+        mine = runs[runs.network == network]
+        varying = [k for k in SETTING if k in mine and mine[k].astype(str).nunique() > 1]  # a legend tells runs apart
         for k, p in part.groupby("run"):
             r = runs[runs.run == k].iloc[0]
-            ax.plot(p.t_ms, p.accuracy * 100, "-o", ms=3, label=_label(r).replace(f"network={network}, ", ""))
+            ax.plot(p.t_ms, p.accuracy * 100, "-o", ms=3, label=_label(r, varying) or f"run {k}")
         ax.axhline(part.ann_accuracy.iloc[0] * 100, color="k", ls="--", lw=1, label="ANN")
         ax.set_ylim(max(0, part.accuracy.min() * 100 - 5), 100)
         ax.set_xlabel("presentation time T (ms)")
