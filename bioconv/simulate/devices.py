@@ -24,6 +24,7 @@ from brian2 import defaultclock, device, ms, prefs, set_device
 
 from ..errors import ParameterError
 from .standalone import NAME as CPP_DEVICE  # registers bioconv's device with Brian2
+from .quiet import quiet_brian2_info
 
 DEVICES = ("runtime", "cpp", "cuda")
 
@@ -104,7 +105,8 @@ def simulation_device(kind: str = "cpp", *, dt=None, threads: int | None = None,
                 set_device("cuda_standalone", directory=str(folder), build_on_run=build_on_run, with_output=False)
         if dt is not None:
             defaultclock.dt = dt
-        yield folder
+        with quiet_brian2_info():  # bioconv's own objects: Brian2's INFO lines off the console
+            yield folder
     finally:
         if kind != "runtime":
             device.reinit()
