@@ -5,6 +5,7 @@ pre-seam code wired it. No torch needed (both lanes)."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ class _Toy(CodingScheme):
     """A second scheme, registered only inside the tests that use it: a window length of its own."""
 
     name = "toy"
-    PARAMETERS = {"T_w": Param(1 * ms, dim=second.dim, positive=True)}
+    PARAMETERS = {"toy_window": Param(1 * ms, dim=second.dim, positive=True)}
     encoders = ("regular",)
     default_encoder = "regular"
     metric_names = ("accuracy",)
@@ -61,12 +62,13 @@ def test_unknown_scheme_and_encoder_are_named(example):
     with pytest.raises(ParameterError, match=r"unknown coding scheme 'nope'; registered: .*'rate'"):
         convert(graph, x, coding="nope")
     snn = convert(graph, x)
-    listed = r"unknown encoder 'nope'; registered: 'current', 'poisson', 'regular'"
-    with pytest.raises(ParameterError, match=listed):
+    listed = "unknown encoder 'nope'; registered: " + ", ".join(repr(e) for e in sorted(encoders))
+    assert "'regular'" in listed
+    with pytest.raises(ParameterError, match=re.escape(listed)):
         snn.evaluate(x[:2], np.zeros(2, int), encoder="nope", device="runtime", progress=False)
-    with pytest.raises(ParameterError, match=listed):
+    with pytest.raises(ParameterError, match=re.escape(listed)):
         CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=0.1 * ms, encoder="nope", device="runtime")
-    with pytest.raises(ParameterError, match=listed):
+    with pytest.raises(ParameterError, match=re.escape(listed)):
         network.build(snn.mapped, np.zeros((1, 6)), encoder="nope")
 
 
@@ -75,10 +77,10 @@ def test_rate_parameters_are_refused_by_name_under_another_scheme(example, toy):
     for name, value in (("rate_max", 100 * Hz), ("bias", "leak"), ("leak_rule", "table7")):
         with pytest.raises(ParameterError, match=f"'{name}' is a parameter of coding 'rate', not of coding 'toy'"):
             convert(graph, coding="toy", **{name: value})
-    with pytest.raises(ParameterError, match="'T_w' is a parameter of coding 'toy', not of coding 'rate'"):
-        convert(graph, example[1], T_w=2 * ms)
-    with pytest.raises(ParameterError, match="T_w"):  # the scheme validates its own parameters
-        convert(graph, coding="toy", T_w=2)
+    with pytest.raises(ParameterError, match="'toy_window' is a parameter of coding 'toy', not of coding 'rate'"):
+        convert(graph, example[1], toy_window=2 * ms)
+    with pytest.raises(ParameterError, match="toy_window"):  # the scheme validates its own parameters
+        convert(graph, coding="toy", toy_window=2)
     with pytest.raises(ParameterError, match="'nonsense' is not a parameter of coding 'toy'"):
         convert(graph, coding="toy", nonsense=1)
     with pytest.raises(ParameterError, match="rate_max"):  # and rate coding its own
@@ -95,10 +97,10 @@ class _OwnSimulation(_Toy):
         return None, None
 
     def evaluation_defaults(self):
-        return dict(duration=2 * self["T_w"], dt=0.1 * ms, encoder="regular")
+        return dict(duration=2 * self["toy_window"], dt=0.1 * ms, encoder="regular")
 
     def timing(self, duration, dt, steps, where):
-        return (self["T_w"] * steps if steps else self.evaluation_defaults()["duration"]), dt or 0.1 * ms
+        return (self["toy_window"] * steps if steps else self.evaluation_defaults()["duration"]), dt or 0.1 * ms
 
     def evaluate(self, snn, x, y, **settings):
         return ("own", len(x), settings["duration"], settings["encoder"], settings["device"])
@@ -108,7 +110,7 @@ def test_a_scheme_may_run_its_own_evaluation(example):
     graph, x = example
     schemes.register("own", _OwnSimulation)
     try:
-        snn = convert(graph, coding="own", T_w=3 * ms)
+        snn = convert(graph, coding="own", toy_window=3 * ms)
         assert snn.evaluate(x[:2], [0, 1]) == ("own", 2, 6 * ms, "regular", "cpp")
         assert snn.evaluate(x[:2], [0, 1], steps=5, device="runtime") == ("own", 2, 15 * ms, "regular", "runtime")
         with pytest.raises(ParameterError, match="takes the encoders"):
