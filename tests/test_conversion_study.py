@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+import bioconv
 from bioconv import cli, data, zoo
 from bioconv.errors import BioconvError
 from bioconv.study import conversion_error
@@ -77,8 +78,15 @@ def _tiny_convnet():
 
 @pytest.mark.slow
 def test_cli_conversion_study_writes_results(tmp_path, monkeypatch):
-    pytest.importorskip("torch", reason=NO_TORCH)
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
     monkeypatch.setattr(conversion_error, "NETWORKS", {"mlp": _tiny_mlp, "convnet": _tiny_convnet})
+    # a network beyond the zoo: a saved network file (converted with bias='leak'), and a user's factory
+    saved = tmp_path / "net.bioconv"
+    bioconv.convert(_tiny_mlp(), data.mnist_subset().x_train[:64], bias="leak").save(saved)
+    (tmp_path / "my_model.py").write_text("from torch import nn\n\ndef build():\n    return nn.Sequential("
+                                          "nn.Flatten(), nn.Linear(784, 20), nn.ReLU(), nn.Linear(20, 10))\n")
+    factory, weights = f"{tmp_path / 'my_model.py'}:build", tmp_path / "weights.pt"
+    torch.save(_tiny_mlp().state_dict(), weights)
     monkeypatch.setattr(conversion_error.zoo, "record", lambda name: {"stand_in": name})
     config = tmp_path / "config.toml"
     config.write_text("""
@@ -98,20 +106,48 @@ bias = ["current", "leak"]
 network = "convnet"
 T_ms = 40.0
 dt_ms = 0.1
-""")
+
+[[quick.runs]]
+network = "SAVED"
+T_ms = 40.0
+dt_ms = 0.1
+
+[[quick.runs]]
+network = "FACTORY"
+weights = "WEIGHTS"
+T_ms = 40.0
+dt_ms = 0.1
+""".replace("SAVED", str(saved)).replace("FACTORY", factory).replace("WEIGHTS", str(weights)))
     out = tmp_path / "out"
     assert cli.main(["study", "conversion_error", "--config", str(config), "--out", str(out)]) == 0
     import pandas as pd
     runs = pd.read_csv(out / "runs.csv")
     # a setting left at its default shows its value; result columns carry plain names
-    assert list(runs.network) == ["mlp", "mlp", "convnet"] and list(runs.bias) == ["current", "leak", "current"]
-    assert runs.reset.tolist() == ["linear"] * 3 and runs.Cm_pF.tolist() == [100.0] * 3
-    assert runs.n_samples.tolist() == [6, 6, 6] and not any(c.startswith("res_") for c in runs.columns)
+    assert list(runs.network) == ["mlp", "mlp", "convnet", str(saved), factory]
+    assert list(runs.bias) == ["current", "leak", "current", "leak", "current"]  # the saved file's own setting
+    assert runs.reset.tolist() == ["linear"] * 5 and runs.Cm_pF.tolist() == [100.0] * 5
+    assert runs.n_samples.tolist() == [6] * 5 and not any(c.startswith("res_") for c in runs.columns)
+    # the factory with the stand-in's weights is that network (random weights would not be): the same spikes
+    for col in ("accuracy", "agreement", "synaptic_events"):
+        assert runs[col].iloc[4] == runs[col].iloc[0], col
     vt = pd.read_csv(out / "vs_time.csv")
-    assert len(vt) == 3 * 5 and vt.t_ms.max() == pytest.approx(40.0)
+    assert len(vt) == 5 * 5 and vt.t_ms.max() == pytest.approx(40.0)
     layers = pd.read_csv(out / "layers.csv")
     assert set(layers.population[layers.network == "convnet"].astype(str)) == {"input", "1", "2", "4"}
-    for name in ["summary.md", "accuracy_vs_T_mlp.png", "scatter_convnet.png", "zoo.json"]:
+    for name in ["summary.md", "accuracy_vs_T_mlp.png", "scatter_convnet.png", "zoo.json", "accuracy_vs_T_net.png",
+                 "scatter_my_model_build.png"]:
         assert (out / name).stat().st_size > 0, name
     assert "When the SNN catches up" in (out / "summary.md").read_text()
     assert json.loads((out / "zoo.json").read_text())["mlp"] == {"stand_in": "mnist_mlp"}
+
+
+def test_a_run_cannot_reconvert_a_saved_network(tmp_path):
+    saved = tmp_path / "net.bioconv"
+    saved.write_bytes(b"")
+    cfg = {"n_calibration": 4, "n_test": 2, "time_points": 2,
+           "runs": [{"network": str(saved), "T_ms": 10.0, "dt_ms": 0.1, "bias": "leak"}]}
+    with pytest.raises(ValueError, match=r"sets \['bias'\], which the saved network .*net.bioconv' already fixed"):
+        conversion_error.run(cfg, tmp_path / "out")
+    cfg["runs"] = [{"network": "no_such_net", "T_ms": 10.0, "dt_ms": 0.1}]
+    with pytest.raises(ValueError, match="network 'no_such_net' is none of"):
+        conversion_error.run(cfg, tmp_path / "out")

@@ -17,7 +17,9 @@ from brian2 import Hz, mV, ms, pF
 
 from .. import data, zoo
 from ..coding import RateCoding
-from ..converter import convert
+from ..converter import convert, load_weights
+from ..io import load
+from ..io.factory import load_model
 
 NETWORKS = {"mlp": zoo.mnist_mlp, "convnet": zoo.mnist_convnet}
 
@@ -33,8 +35,38 @@ def runs(cfg: dict) -> list[dict]:
     return out
 
 
-RUN_KEYS = {"network", "T_ms", "dt_ms", "bias", "reset", "rate_max_hz", "synapse", "tau_s_ms", "encoder", "leak_rule",
-            "n_test", "batch", "float32", "seeds", "readout", "normalization", "Cm_pF", "v_th_mV", "tau_ref_ms"}
+RUN_KEYS = {"network", "weights", "T_ms", "dt_ms", "bias", "reset", "rate_max_hz", "synapse", "tau_s_ms", "encoder",
+            "leak_rule", "n_test", "batch", "float32", "seeds", "readout", "normalization", "Cm_pF", "v_th_mV",
+            "tau_ref_ms"}
+#: What a saved network file already fixed: a run on one cannot set these.
+CONVERSION_KEYS = {"bias", "reset", "rate_max_hz", "synapse", "tau_s_ms", "leak_rule", "readout", "normalization",
+                   "Cm_pF", "v_th_mV", "tau_ref_ms", "weights"}
+
+
+def _network_kind(name: str) -> str:
+    """'zoo' (a name in NETWORKS), 'file' (a saved network, *.bioconv) or 'factory' (module:factory or
+    file.py:factory, the user's torch network)."""
+    if name in NETWORKS:
+        return "zoo"
+    if name.endswith(".bioconv"):
+        return "file"
+    if ":" in name:
+        return "factory"
+    raise ValueError(f"conversion_error config: network {name!r} is none of {sorted(NETWORKS)}, a saved network "
+                     f"file (*.bioconv) or a factory (package.module:factory, path/to/file.py:factory)")
+
+
+def _settings_of(conversion: dict) -> dict:
+    """A saved network's conversion settings in the config's keys and units."""
+    units = {"rate_max": ("rate_max_hz", Hz), "tau_s": ("tau_s_ms", ms), "Cm": ("Cm_pF", pF), "v_th": ("v_th_mV", mV),
+             "tau_ref": ("tau_ref_ms", ms)}
+    out = {}
+    for key, value in conversion.items():
+        if key in units:
+            out[units[key][0]] = float(value / units[key][1])
+        elif key in CONVERSION_KEYS:
+            out[key] = value
+    return out
 
 
 def defaults() -> dict:
@@ -57,19 +89,38 @@ def run(cfg: dict, out: Path, device: str = "cpp", progress=None) -> dict[str, p
     todo = runs(cfg)
     for r in todo:  # a misspelt key would silently fall back to a default: refuse it
         unknown = set(r) - RUN_KEYS
-        if unknown or "network" not in r or r["network"] not in NETWORKS:
-            raise ValueError(f"conversion_error config: run {r} has unknown keys {sorted(unknown)} or no valid "
-                             f"network; keys: {sorted(RUN_KEYS)}, networks: {sorted(NETWORKS)}")
+        if unknown or "network" not in r:
+            raise ValueError(f"conversion_error config: run {r} has unknown keys {sorted(unknown)} or no network; "
+                             f"keys: {sorted(RUN_KEYS)}")
+        kind = _network_kind(str(r["network"]))
+        fixed = sorted(set(r) & CONVERSION_KEYS)
+        if kind == "file" and fixed:
+            raise ValueError(f"conversion_error config: run {r} sets {fixed}, which the saved network "
+                             f"{r['network']!r} already fixed")
+        if kind == "file" and not Path(r["network"]).is_file():
+            raise ValueError(f"conversion_error config: saved network {r['network']!r} does not exist")
+        if "weights" in r and kind != "factory":
+            raise ValueError(f"conversion_error config: run {r} gives weights, which only a factory network takes")
     bar = progress(todo, desc="conversion_error", unit="run") if progress else todo
     tables = {"runs": [], "vs_time": [], "layers": []}
     for k, r in enumerate(bar):
-        r = {**defaults(), **r}
-        net = NETWORKS[r["network"]]()
+        kind = _network_kind(str(r["network"]))
+        if kind == "file":  # converted already: its own settings, not the defaults, describe the run
+            snn = load(r["network"])
+            r = {**defaults(), **_settings_of(snn.conversion), **r}
+        else:
+            r = {**defaults(), **r}
+            if kind == "zoo":
+                net = NETWORKS[r["network"]]()
+            else:
+                net = load_model(r["network"])
+                if "weights" in r:
+                    load_weights(net, r["weights"])
+            snn = convert(net, split.x_train[:cfg["n_calibration"]], normalization=r["normalization"],
+                          Cm=r["Cm_pF"] * pF, v_th=r["v_th_mV"] * mV, rate_max=r["rate_max_hz"] * Hz, bias=r["bias"],
+                          reset=r["reset"], synapse=r["synapse"], tau_s=r["tau_s_ms"] * ms,
+                          tau_ref=r["tau_ref_ms"] * ms, leak_rule=r["leak_rule"], readout=r["readout"])
         n = int(r.get("n_test", cfg["n_test"]))
-        snn = convert(net, split.x_train[:cfg["n_calibration"]], normalization=r["normalization"],
-                      Cm=r["Cm_pF"] * pF, v_th=r["v_th_mV"] * mV, rate_max=r["rate_max_hz"] * Hz, bias=r["bias"],
-                      reset=r["reset"], synapse=r["synapse"], tau_s=r["tau_s_ms"] * ms, tau_ref=r["tau_ref_ms"] * ms,
-                      leak_rule=r["leak_rule"], readout=r["readout"])
         sat = snn.saturation(r["dt_ms"] * ms)
         (out / f"mapping_run{k}.txt").write_text(
             snn.table() + "\n\nfraction of units within 10 % of min(1/tau_ref, 1/dt) on the calibration data: "

@@ -1,6 +1,7 @@
 """Summary (markdown) and figures of the conversion_error study."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +15,12 @@ from .rate_report import _md  # noqa: E402
 
 SETTING = ["network", "bias", "leak_rule", "reset", "dt_ms", "rate_max_hz", "encoder", "synapse", "tau_s_ms", "readout",
            "normalization", "Cm_pF", "v_th_mV", "tau_ref_ms", "seeds"]
+
+
+def _file_name(network: str) -> str:
+    """A network's name fit for a file name (a network may be a path or a factory)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(network).split(":")[0]).stem + (
+        "_" + str(network).split(":")[1] if ":" in str(network) else ""))
 
 
 def _label(row, keys=SETTING) -> str:
@@ -71,7 +78,7 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:
         ax.set_title(f"{network}: accuracy vs T")
         ax.legend(fontsize=6)
         fig.tight_layout()
-        paths.append(out / f"accuracy_vs_T_{network}.png")
+        paths.append(out / f"accuracy_vs_T_{_file_name(network)}.png")
         fig.savefig(paths[-1], dpi=120)
         plt.close(fig)
     for network, part in runs.groupby("network"):
@@ -89,7 +96,7 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:
         np.atleast_1d(axes)[0].set_ylabel("SNN rate (Hz)", fontsize=7)
         fig.suptitle(f"{network}, run {k}: ANN vs SNN per layer", fontsize=9)
         fig.tight_layout()
-        paths.append(out / f"scatter_{network}.png")
+        paths.append(out / f"scatter_{_file_name(network)}.png")
         fig.savefig(paths[-1], dpi=120)
         plt.close(fig)
     return paths
