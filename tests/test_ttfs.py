@@ -249,6 +249,9 @@ def test_ttfs_coding_refuses_rate_parameters_devices_and_durations_by_name():
         snn.evaluate(x, y)
     with pytest.raises(ParameterError, match="duration is the window"):
         snn.evaluate(x, y, duration=5 * ms, device="runtime")
+    for option in (dict(float32=True), dict(presentations=2), dict(seeds=(0, 1))):
+        with pytest.raises(ParameterError, match=f"does not support {next(iter(option))}="):
+            snn.evaluate(x, y, device="runtime", **option)
     with pytest.raises(BioconvError, match=r"sample 1, input 0 is 2\.0"):
         snn.evaluate(np.array([x[0], np.r_[2.0, x[1, 1:]]]), y, device="runtime")
 

@@ -115,13 +115,22 @@ class TTFSCoding(CodingScheme):
             raise ParameterError(f"{where}: dt ({dt}) must divide the window T_w ({T_w}) into whole steps")
         return T_w, dt
 
-    def evaluate(self, snn, x, y, *, duration, dt, encoder, device, batch, progress, scatter_points, **ignored):
+    def evaluate(self, snn, x, y, *, duration, dt, encoder, device, batch, progress, scatter_points, float32,
+                 presentations, seeds, **unused):
+        """``unused``: what the rate pipeline plans with and one runtime simulation has no use for
+        (threads, memory_budget, time_points: the output is read once, at t = L T_w)."""
         import time
 
         from ..converter import EvaluationResult
         if device != "runtime":
             raise ParameterError(f"SNN.evaluate: coding 'ttfs' simulates on Brian2's runtime device only (so far); "
                                  f"pass device='runtime', got {device!r}")
+        seeds = tuple(seeds) if np.iterable(seeds) else (seeds,)
+        for name, value, ok in (("float32", float32, not float32), ("presentations", presentations, presentations is None),
+                                ("seeds", seeds, len(seeds) == 1)):
+            if not ok:  # refused rather than ignored: the run would not be what was asked for
+                raise ParameterError(f"SNN.evaluate: coding 'ttfs' does not support {name}={value!r} (float64 "
+                                     f"runtime simulation, samples as copies, deterministic: one seed)")
         net = snn.mapped
         y = check_labels(y, len(x), net.layers[-1].size, "SNN.evaluate")
         steps = int(round(float(duration / dt)))
