@@ -186,7 +186,7 @@ def exact_populations(net: MappedNetwork, names) -> list[str]:
 
 
 def _unreachable_threshold(net: MappedNetwork, p: MappedPopulation) -> bool:
-    return net.readout == "potential" and p is net.populations[-1]
+    return net.readout == "potential" and p.name == net.populations[-1].name  # p may be of the sweepable form
 
 
 # ---------------------------------------------------------------------------------------- points
@@ -198,7 +198,7 @@ def _as_value(name: str, value, where: str) -> Quantity:
     if spec.dim is not DIMENSIONLESS and not is_q:
         raise ParameterError(f"{where}: parameter {name!r} needs units of {spec.unit!r}, got the unit-less value "
                              f"{value!r}")
-    if get_dimensions(value) is not spec.dim:
+    if (value.dim if is_q else DIMENSIONLESS) is not spec.dim:
         raise ParameterError(f"{where}: parameter {name!r} needs units of "
                              f"{'1 (dimensionless)' if spec.dim is DIMENSIONLESS else repr(spec.unit)}, got {value!r}")
     try:
