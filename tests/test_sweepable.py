@@ -52,6 +52,7 @@ def test_table_declares_unit_meaning_held_and_range():
         assert spec.name == name and spec.meaning and spec.held and spec.valid_range
 
 
+@pytest.mark.slow  # builds and runs networks (a compile or several runtime builds)
 def test_each_parameter_overridden_per_copy_equals_a_fresh_build(data):
     """One compiled project, one copy per parameter: copy b runs the mapping with parameter b changed.
     Each copy's spikes equal a fresh build of the network at that point (every name sweepable)."""
@@ -73,6 +74,7 @@ def test_each_parameter_overridden_per_copy_equals_a_fresh_build(data):
     assert not unmoved
 
 
+@pytest.mark.slow  # builds and runs networks (a compile or several runtime builds)
 def test_sweepable_build_without_overrides_equals_specialized_build(data):
     """Every name sweepable (one conductance_lif model integrated with RK4, refractoriness kept,
     nothing shared) and no point given: the spikes of today's specialized build."""
@@ -89,6 +91,7 @@ def test_sweepable_build_without_overrides_equals_specialized_build(data):
 PACKED = ("Cm", "bias_scale", "rate_max", "tau_ref")
 
 
+@pytest.mark.slow  # builds and runs networks (a compile or several runtime builds)
 def test_two_points_as_two_copies_equal_two_separate_runs(data):
     """Two points packed as two copies (x 2 presentations) equal each point run on every copy."""
     model, x = data
@@ -108,6 +111,7 @@ def test_two_points_as_two_copies_equal_two_separate_runs(data):
     assert any(not np.array_equal(separate[0][k], separate[1][k]) for k in packed)
 
 
+@pytest.mark.slow  # builds and runs networks (a compile or several runtime builds)
 def test_current_encoder_takes_each_copys_biases(data):
     """The current encoder carries the first layer's bias in its input currents: per copy, per point."""
     model, x = data
@@ -184,6 +188,7 @@ def test_evaluate_points_refuses_poisson(data):
         sw.evaluate_points(snn, x, np.zeros(len(x), int), [{"Cm": 100 * pF}], duration=T, dt=DT, encoder="poisson")
 
 
+@pytest.mark.slow  # builds and runs networks (a compile or several runtime builds)
 def test_evaluate_points_equals_evaluate_at_each_point(data):
     """Points x samples spread over copies and presentations of one project give, per point, what
     `SNN.evaluate` gives for the network at that point (its own specialized build)."""
@@ -205,6 +210,7 @@ def test_evaluate_points_equals_evaluate_at_each_point(data):
     assert len({r["synaptic_events"] for r in rows}) == 3  # the points differ
 
 
+@pytest.mark.slow  # builds and runs networks (a compile or several runtime builds)
 def test_runtime_device_takes_per_copy_points_too(data):
     """On the runtime device the point's values (weights included: tau_s remaps the kernel amplitude)
     are set on the rebuilt network before each run."""
