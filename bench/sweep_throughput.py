@@ -1,15 +1,16 @@
 """Benchmark (issue 15's acceptance): a network-level sweep Cm x gl x tau_ref (27 points) on the MNIST
 MLP, 300 test digits, T = 200 ms, dt = 0.1 ms, side by side in one run:
 
-1. 27 `convert` + `SNN.evaluate` calls, one per point, with the project cache disabled
-   (BIOCONV_PROJECT_CACHE=off): every point builds and compiles its own specialized network;
+1. 27 `convert` + `SNN.evaluate` calls, one per point (the default conversion with the point applied
+   by `sweepable.apply_point`, so that both ways compute the same points), with the project cache
+   disabled (BIOCONV_PROJECT_CACHE=off): every point builds and compiles its own specialized network;
 2. the same 27 calls with the cache on, cold (they fill it), then
 3. again, now hitting the cache (no build, no compile);
 4. `bioconv.sweep.run` on a LocalCluster of 1 worker, and 5. of 2 workers, each from a cold cache
    of its own: the sweepable network is compiled once (the rows' cache_hit column shows it) and
    the points run as copies of it.
 
-    python bench/sweep_throughput.py [--n-test 300] [--T 200] [--points-per-task 14]
+    python bench/sweep_throughput.py [--n-test 300] [--T 200] [--points 27] [--points-per-task N]
 
 Writes bench/results/sweep_throughput.{md,csv}. Each row's accuracy spread is printed so that a
 speed-up is not bought with other results (the sweep's points are the same points as the calls').
@@ -48,8 +49,10 @@ def per_call(points, ann, split, args, cache: str) -> dict:
     x, y = split.x_test[:args.n_test], split.y_test[:args.n_test]
     acc, hits, t0 = [], [], time.perf_counter()
     for p in points:
-        snn = convert(ann, split.x_train[:args.n_calibration], bias="current", Cm=p["Cm"], tau_ref=p["tau_ref"])
-        snn.mapped = apply_point(snn.mapped, {"gl": p["gl"]})  # the added leak, as the sweep's gl means it
+        # the same point as the sweep's: the mapping of the default conversion, then the point's values as
+        # `sweepable` defines them (Cm holds the charges, gl is an added leak), in a specialized build
+        snn = convert(ann, split.x_train[:args.n_calibration], bias="current")
+        snn.mapped = apply_point(snn.mapped, p)
         res = snn.evaluate(x, y, duration=args.T * ms, dt=0.1 * ms, encoder="regular", device="cpp", progress=False)
         acc.append(res.accuracy)
         hits += list(res.settings.get("cache_hit", []))
@@ -81,11 +84,12 @@ def main(argv=None):
     ap.add_argument("--n-test", type=int, default=300)
     ap.add_argument("--n-calibration", type=int, default=1000)
     ap.add_argument("--T", type=float, default=200.0, help="presentation time in ms")
-    ap.add_argument("--points-per-task", type=int, default=14)
+    ap.add_argument("--points-per-task", type=int, default=None, help="default: half the points (2 tasks)")
     ap.add_argument("--points", type=int, default=27, help="the first N points of the 3x3x3 grid")
     args = ap.parse_args(argv)
     logging.getLogger("brian2").setLevel(logging.ERROR)
     points = grid()[:args.points]
+    args.points_per_task = args.points_per_task or -(-len(points) // 2)
     load0 = os.getloadavg()
     ann, split = zoo.mnist_mlp(), data.mnist_subset()
     rows, results = [], {}
