@@ -56,6 +56,17 @@ def test_store_round_trip_with_provenance_units_and_error_rows(tmp_path):
     assert not list((tmp_path / "rows").glob(".*tmp"))
 
 
+def test_an_error_row_first_in_its_task_drops_no_column_of_the_rows_after_it(tmp_path):
+    """A task's Parquet file takes its columns from every row: with the failing point first, the
+    points after it keep their results (and stay finished, so a re-run does not skip them blind)."""
+    spec = _fake_spec([13, 1, 2], points_per_task=3)
+    _run_tasks_here(spec, tmp_path)
+    df = sweep.load(tmp_path)
+    ok = df[df.status == "ok"]
+    assert len(ok) == 4 and "y" in df.columns and ok.y.notna().all()
+    assert np.allclose(ok.y, ok.x * ok.gain + np.where(ok["mode"] == "b", 10.0, 0.0))
+
+
 def test_finished_points_are_skipped_and_error_rows_retried_and_load_keeps_one_row_each(tmp_path):
     spec = _fake_spec([1, 13], points_per_task=1)
     _run_tasks_here(spec, tmp_path)

@@ -72,7 +72,10 @@ def write_rows(store, task_id: str, rows: list[dict], units: dict[str, str]) -> 
     """Write one task's rows as one Parquet file, atomically (temporary name, fsync, rename)."""
     folder = rows_folder(store)
     folder.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(rows)
+    # Columns from every row, not from the first one only (pa.Table.from_pylist's rule): an error row
+    # first, or points naming different parameters, would otherwise drop later rows' columns.
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    table = pa.Table.from_pydict({k: [r.get(k) for r in rows] for k in columns})
     meta = dict(table.schema.metadata or {})
     meta[_UNITS_KEY] = json.dumps(units, sort_keys=True).encode()
     table = table.replace_schema_metadata(meta)
