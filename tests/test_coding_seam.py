@@ -106,6 +106,14 @@ class _OwnSimulation(_Toy):
         return ("own", len(x), settings["duration"], settings["encoder"], settings["device"])
 
 
+def test_a_synapse_without_a_charge_per_spike_is_refused_by_rate_coding_at_the_door(example):
+    """The step kernel (TTFS's ReL-PSP synapse) has no charge per spike for the rate law: named before
+    any normalization runs."""
+    graph, x = example
+    with pytest.raises(ParameterError, match=r"synapse='step_current' has kernel 'step'"):
+        convert(graph, x, synapse="step_current")
+
+
 def test_a_scheme_may_run_its_own_evaluation(example):
     graph, x = example
     schemes.register("own", _OwnSimulation)

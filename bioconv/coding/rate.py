@@ -11,10 +11,14 @@ import numbers
 import numpy as np
 from brian2 import Hz, farad, mV, ms, pF, second, volt
 
-from ..errors import BioconvError, ParameterError
+from .. import models
+from ..errors import BioconvError, ModelError, ParameterError
 from ..mapping import BIAS_STRATEGIES, LEAK_RULES, RESETS, check_parameters, map_network
 from ..normalize import _percentile_of, activations, compute_scales, saturation
 from .scheme import CodingScheme, Param, schemes
+
+# Kernels with a charge per spike (bioconv.analysis.kernel_charge): the ones the rate law maps.
+RATE_KERNELS = ("delta", "exponential", "alpha")
 
 READOUTS = ("count", "potential", "first_spike")
 
@@ -38,6 +42,16 @@ def _check_normalization(value, name, owner):
 def _check_synapse(value, name, owner):
     if not isinstance(value, str):
         raise ParameterError(f"{owner}: {name} must name a synapse model in equations/, got {value!r}")
+    # The rate law needs the charge a spike delivers, which only these kernels define; say so here,
+    # not after normalization (a step kernel, TTFS's, delivers a charge that grows without end).
+    try:
+        model = models.load(value)
+    except ModelError:  # an unknown or broken model: the mapping's own check names it
+        return value
+    kernel = getattr(model, "kernel", None)
+    if kernel is not None and kernel not in RATE_KERNELS:
+        raise ParameterError(f"{owner}: {name}={value!r} has kernel {kernel!r}, which rate coding cannot map "
+                             f"(its rate law needs one of {list(RATE_KERNELS)})")
     return value
 
 
