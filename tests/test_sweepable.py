@@ -226,3 +226,19 @@ def test_runtime_device_takes_per_copy_points_too(data):
         _assert_same({k: v[b:b + 1] for k, v in got.counts.items()},
                      _fresh(sw.apply_point(snn.mapped, pt, names), rates[b:b + 1], names), f"point {b}")
     _assert_same(again, _fresh(snn.mapped, rates, names), "no point")
+
+
+def test_cache_key_holds_the_swept_names_not_their_values(data):
+    """One project serves every point: the key of a sweepable build names what is swept, not the values."""
+    from bioconv.simulate import cache, project
+    model, x = data
+    net = convert(model, x, bias="current").mapped
+    names = ("Cm", "tau_ref")
+    other = sw.apply_point(net, {"Cm": 150 * pF, "tau_ref": 1 * ms}, names)
+
+    def key(n, swept):
+        return cache.project_key(project.shape_parts(n, B=2, K=1, duration=T, dt=DT, encoder="regular", seed="per run",
+                                                     record_output_every=None, float32=False, sweepable=swept))
+    assert key(net, names) == key(other, names)
+    assert key(net, names) != key(net, ("Cm",))
+    assert key(net, ()) != key(other, ())  # the specialized build bakes them in
