@@ -62,8 +62,8 @@ def _add_flag(p: argparse.ArgumentParser, name: str, default, help_: str = ""):
     if default is None:  # None: evaluate takes the coding scheme's timing and encoder, and plans the rest itself
         shown = "the coding scheme's" if name in ("duration", "dt", "steps", "encoder") else "chosen by bioconv"
     common = dict(default=argparse.SUPPRESS, dest=name)
-    if isinstance(default, bool):
-        p.add_argument(flag, action="store_true", help=f"{help_} (default: {default})", **common)
+    if isinstance(default, bool):  # --name / --no-name: either value can be chosen, whatever the default
+        p.add_argument(flag, action=argparse.BooleanOptionalAction, help=f"{help_} (default: {default})", **common)
     elif hasattr(default, "dim") or _NONE_DEFAULTS.get(name) == "quantity":
         p.add_argument(flag, type=parse_quantity, help=f"{help_}; a number with its unit (default: {shown})", **common)
     elif isinstance(default, tuple):
@@ -91,7 +91,9 @@ def add_commands(sub) -> None:
                                                 "torch.load(weights_only=True)")
     p.add_argument("--calibration", type=Path, required=True, help="calibration inputs: .npz (x), .npy or IDX")
     p.add_argument("--limit", type=int, default=None, help="use the first N calibration samples")
-    p.add_argument("-o", "--output", type=Path, required=True, help="network file to write (e.g. net.bioconv)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="network file to write (e.g. net.bioconv); without it the network is converted and reported, "
+                        "not saved. Rate-coded networks only: saving TTFS networks is not supported yet")
     from . import coding
     p.add_argument("--coding", choices=coding.schemes.names(), default=argparse.SUPPRESS,
                    help="coding scheme (default: convert's, rate)")
@@ -124,6 +126,12 @@ def _convert(args) -> int:
     from .io import datasets
     from .io.factory import load_model
 
+    from .coding import schemes
+    from .io.network_file import check_savable
+
+    coding = schemes[getattr(args, "coding", "rate")]
+    if args.output is not None:  # before any work: a network that cannot be saved is not converted for nothing
+        check_savable(coding, f"bioconv convert -o {str(args.output)!r}")
     model = load_model(args.model)
     if args.weights is not None:
         load_weights(model, args.weights)
@@ -131,12 +139,18 @@ def _convert(args) -> int:
     params = _api_values(args, [*_convert_parameters(), "coding"])
     snn = convert(model, cal.x, **params)
     print(snn.table())
-    dt = _evaluate_parameters()["dt"][0]
-    dt = dt if dt is not None else snn.coding.evaluation_defaults()["dt"]
-    print(f"\nSaturation at dt = {dt} (fraction of units whose calibration target rate comes within 10 % of the "
-          f"highest rate the membrane can fire):")
-    for name, frac in snn.saturation(dt).items():
-        print(f"  {name:14s} {100 * frac:6.2f} %")
+    if hasattr(snn.coding, "saturation"):
+        dt = _evaluate_parameters()["dt"][0]
+        dt = dt if dt is not None else snn.coding.evaluation_defaults()["dt"]
+        print(f"\nSaturation at dt = {dt} (fraction of units whose calibration target rate comes within 10 % of the "
+              f"highest rate the membrane can fire):")
+        for name, frac in snn.saturation(dt).items():
+            print(f"  {name:14s} {100 * frac:6.2f} %")
+    else:
+        print(f"\nSaturation: a rate-coding measure, does not apply to coding {snn.coding.name!r}")
+    if args.output is None:
+        print("\nnot saved (no -o/--output given)")
+        return 0
     path = snn.save(args.output)
     print(f"\nnetwork saved to {path.resolve()} ({path.stat().st_size / 1024:.1f} KiB)")
     return 0

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from brian2 import ms
+from brian2 import Quantity, get_dimensions, ms
 from tqdm.auto import tqdm
 
 from . import graph as G
@@ -81,6 +81,38 @@ def convert(model, calibration=None, *, input_shape=None, coding="rate", **param
     # what `snn.save` records of how the network was made
     snn.conversion = dict(scheme.values, n_calibration=0 if calibration is None else len(calibration))
     return snn
+
+
+def rate_values_of(mapped: MappedNetwork, settings: dict | None = None) -> dict:
+    """Rate coding's parameters (`RateCoding.PARAMETERS`) as far as they are known for a network:
+    those in ``settings`` (what `convert` recorded), else those the mapped network ``mapped`` holds:
+    ``rate_max``, ``synapse`` and its ``tau_s``, ``bias``, ``reset``, ``readout``, ``Cm``, ``v_th`` (the
+    distance from reset to threshold of a firing population) and ``tau_ref`` where every population
+    that has them holds one value, and ``normalization`` where its scales name a method. A parameter
+    known from neither is left out (the scheme's default applies)."""
+    values = dict(rate_max=mapped.rate_max, synapse=mapped.synapse, bias=mapped.bias, reset=mapped.reset,
+                  readout=mapped.readout)
+    values.update({k: v for k, v in mapped.synapse_params.items() if k in RateCoding.PARAMETERS})
+    neurons = [p for p in mapped.populations if p.kind not in ("input", "maxpool") and p.params]
+    # an output read by its potential never fires: its threshold is out of reach, not the mapped v_th
+    firing = [p for p in neurons if not (p.kind == "output" and mapped.readout == "potential")]
+    for name, pops in (("Cm", neurons), ("tau_ref", neurons), ("v_th", firing)):
+        found, dim = [], None
+        for p in pops:
+            if name in p.params:
+                q = p.params[name] - p.params.get("v_reset", 0 * p.params[name]) if name == "v_th" else p.params[name]
+                found.append(np.asarray(q, dtype=float).ravel())
+                dim = get_dimensions(q)
+        flat = np.concatenate(found) if found else np.zeros(0)
+        if flat.size and np.all(flat == flat[0]):
+            values[name] = Quantity(flat[0], dim=dim)
+    try:
+        values["normalization"] = RateCoding.PARAMETERS["normalization"].validate(str(mapped.scales.method),
+                                                                                   "normalization", "rate")
+    except BioconvError:  # a label of given scales ('given', 'constant 3.5', 'nir'), not a method
+        pass
+    values.update({k: v for k, v in (settings or {}).items() if k in RateCoding.PARAMETERS})
+    return values
 
 
 def _import_torch(model, input_shape, calibration) -> G.LayerGraph:
@@ -168,15 +200,11 @@ class SNN:
         """The coding scheme the network was converted under, with its parameters (``coding.name``,
         ``coding.params()``: a JSON-able dict; `bioconv.coding.from_params` reads it back).
 
-        A network made without one (``SNN(..., coding=None)``) is rate coded, with the parameters in
-        ``conversion`` where set (what `convert` recorded), else those its mapped network holds."""
+        A network made without one (``SNN(..., coding=None)``, e.g. by `bioconv.from_nir`) is rate
+        coded, with the parameters in ``conversion`` where set (what `convert`
+        recorded), else those its mapped network holds (`rate_values_of`), else rate coding's defaults."""
         if self._coding is None:
-            recorded = {k: v for k, v in (self.conversion or {}).items() if k in RateCoding.PARAMETERS}
-            if not recorded:
-                m = self.mapped
-                recorded = dict(rate_max=m.rate_max, bias=m.bias, reset=m.reset, readout=m.readout,
-                                synapse=m.synapse, **m.synapse_params)
-            self._coding = RateCoding(**recorded)
+            self._coding = RateCoding(**rate_values_of(self.mapped, self.conversion))
         return self._coding
 
     def saturation(self, dt=0.1 * ms) -> dict[str, float]:

@@ -97,6 +97,46 @@ def test_user_errors_are_named(user_files, capsys):
     assert "not a number with a unit" in capsys.readouterr().err
 
 
+def test_boolean_scheme_flags_take_either_value():
+    """--strict / --no-strict (TTFS's ablations): either value can be chosen, whatever the default."""
+    import argparse
+
+    from bioconv.cli_network import add_commands
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    base = ["convert", "m.py:build", "--calibration", "c.npz"]
+    assert parser.parse_args([*base, "--no-strict", "--no-dynamic_threshold"]).strict is False
+    assert parser.parse_args([*base, "--no-dynamic_threshold"]).dynamic_threshold is False
+    assert parser.parse_args([*base, "--strict", "--half_step"]).strict is True
+    assert not hasattr(parser.parse_args(base), "strict")  # not given: the API's default applies
+
+
+TTFS_MODEL = textwrap.dedent("""
+    from torch import nn
+
+    def build():  # no hidden bias (TTFS has none); a plain ReLU and free weight sums: strict refuses it
+        return nn.Sequential(nn.Flatten(), nn.Linear(16, 8, bias=False), nn.ReLU(), nn.Linear(8, 3))
+    """)
+
+
+def test_ttfs_converts_from_the_command_line_and_is_not_saved(user_files, capsys):
+    d, _ = user_files
+    (d / "ttfs_model.py").write_text(TTFS_MODEL)
+    argv = ["convert", f"{d / 'ttfs_model.py'}:build", "--calibration", str(d / "data.npz"), "--coding", "ttfs"]
+    assert cli.main(argv) == 2
+    assert "pass strict=False" in capsys.readouterr().err
+    with pytest.warns(UserWarning):  # ReLU converted as ReLU1, weight sums violated
+        assert cli.main([*argv, "--no-strict"]) == 0
+    out = capsys.readouterr().out
+    assert "does not apply to coding 'ttfs'" in out and "not saved" in out and "output read at" in out
+    # -o is refused before any work: the missing model file is not even read
+    assert cli.main(["convert", f"{d / 'missing.py'}:build", "--calibration", str(d / "data.npz"), "--coding",
+                     "ttfs", "--no-strict", "-o", str(d / "t.bioconv")]) == 2
+    err = capsys.readouterr().err
+    assert "saving networks of coding 'ttfs' is not supported yet" in err and "missing.py" not in err
+    assert not (d / "t.bioconv").exists()
+
+
 @pytest.fixture(scope="module")
 def saved_net(tmp_path_factory):
     d = tmp_path_factory.mktemp("net")

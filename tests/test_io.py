@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from brian2 import ms
+from brian2 import Hz, mV, ms, pF
 
 import bioconv
 import networks
-from bioconv.converter import convert
+from bioconv.coding import RateCoding
+from bioconv.converter import SNN, convert
 from bioconv.io import ModelChangedWarning, NetworkFileError
 from bioconv.io.archive import HEADER, HEADER_DIGEST
 from bioconv.simulate import network as N
@@ -25,6 +26,18 @@ from bioconv.simulate.runner import CompiledNetwork
 #: A file written by format version 1, kept so that later versions are tested to still read it
 #: (written by `python tests/test_io.py`, from `_v1_network()`).
 V1_FILE = networks.DATA / "small_convnet_v1.bioconv"
+
+
+#: A file written by the first version-1 writer, whose coding record holds rate_max only: later readers
+#: must take the rest from the file, not from defaults. Made with `git worktree add /tmp/d86 d86ace3`
+#: and, in /tmp/d86, `PYTHONPATH=/tmp/d86 python` saving `_d86ace3_network()`'s conversion (same code there).
+D86ACE3_FILE = networks.DATA / "small_convnet_d86ace3.bioconv"
+D86ACE3_SETTINGS = dict(bias="leak", synapse="exponential", tau_s=3 * ms, tau_ref=0.5 * ms, rate_max=150 * Hz)
+
+
+def _d86ace3_network():
+    return convert(networks.graph("small_convnet"), np.random.default_rng(3).random((20, 1, 8, 8)),
+                   **D86ACE3_SETTINGS)
 
 
 def _v1_network():
@@ -97,6 +110,72 @@ def test_format_version_1_keeps_loading():
         [(p.name, p.kind, p.size) for p in fresh.mapped.populations]
     assert loaded.scales == fresh.scales
     _same_network(fresh, loaded)
+
+
+def test_files_of_the_first_version_1_writer_restore_their_coding():
+    """Its coding record holds rate_max only; the rest comes from its conversion settings, not defaults."""
+    with zipfile.ZipFile(D86ACE3_FILE) as zf:
+        header = json.loads(zf.read(HEADER))
+    assert header["version"] == 1 and set(header["coding"]["params"]) == {"rate_max"}
+    loaded = bioconv.load(D86ACE3_FILE, on_model_change="warn")
+    fresh = _d86ace3_network()
+    assert loaded.coding == fresh.coding == RateCoding(**D86ACE3_SETTINGS)
+    assert loaded.coding["tau_s"] == 3 * ms and loaded.coding["bias"] == "leak"
+    _same_network(fresh, loaded)
+
+
+def test_a_re_saved_first_writer_file_keeps_its_coding(tmp_path):
+    loaded = bioconv.load(D86ACE3_FILE, on_model_change="warn")
+    again = bioconv.load(loaded.save(tmp_path / "again.bioconv"), on_model_change="warn")
+    assert again.coding == RateCoding(**D86ACE3_SETTINGS)
+
+
+@pytest.mark.slow
+def test_files_of_the_first_version_1_writer_give_the_same_spikes():
+    loaded = bioconv.load(D86ACE3_FILE, on_model_change="warn")
+    x = np.random.default_rng(5).random((4, 1, 8, 8))
+    a, b = _spikes(_d86ace3_network(), x), _spikes(loaded, x)
+    assert sum(c.sum() for c in a.counts.values()) > 0
+    for name in a.counts:
+        assert np.array_equal(a.counts[name], b.counts[name]), name
+    for field in ("out_sample", "out_unit", "out_t"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
+
+
+_NON_DEFAULT = dict(normalization="max", Cm=200 * pF, v_th=15 * mV, tau_ref=1 * ms, rate_max=150 * Hz,
+                    synapse="exponential", tau_s=3 * ms, bias="neuron", reset="value")
+
+
+def test_a_coding_record_without_settings_is_filled_from_the_mapped_network(tmp_path):
+    """No conversion settings and rate_max only: every parameter the mapped network holds is restored."""
+    snn = convert(networks.graph("small_convnet"), np.random.default_rng(0).random((10, 1, 8, 8)), **_NON_DEFAULT)
+
+    def edit(h):
+        h["conversion"] = {}
+        h["coding"]["params"] = {"rate_max": h["coding"]["params"]["rate_max"]}
+    path = _with_header(snn.save(tmp_path / "net.bioconv"), tmp_path / "bare.bioconv", edit)
+    loaded = bioconv.load(path)
+    assert loaded.conversion == {} and loaded.coding == snn.coding == RateCoding(**_NON_DEFAULT)
+
+
+def test_a_network_made_without_a_coding_reads_its_parameters_from_the_mapping():
+    """`SNN(..., coding=None)` (as `from_nir` makes them): Cm, v_th, tau_ref from the mapped network."""
+    snn = convert(networks.graph("small_convnet"), np.random.default_rng(0).random((10, 1, 8, 8)), **_NON_DEFAULT)
+    bare = SNN(snn.graph, snn.populations, snn.mapped, snn._calibration_acts)
+    assert bare.conversion == {} and bare.coding == snn.coding
+    potential = convert(networks.graph("small_convnet"), np.random.default_rng(0).random((10, 1, 8, 8)),
+                        v_th=15 * mV, readout="potential")
+    # the output read by its potential has an unreachable threshold: v_th comes from the firing populations
+    assert SNN(potential.graph, potential.populations, potential.mapped, None).coding["v_th"] == 15 * mV
+
+
+def test_a_ttfs_network_is_refused_by_name_not_saved(tmp_path):
+    from bioconv.coding import schemes
+    graph, _ = schemes["ttfs"]().example()
+    snn = convert(graph, coding="ttfs")
+    with pytest.raises(NetworkFileError, match="saving networks of coding 'ttfs' is not supported yet"):
+        snn.save(tmp_path / "ttfs.bioconv")
+    assert not (tmp_path / "ttfs.bioconv").exists()
 
 
 # --- files that must be refused ---------------------------------------------------------------------

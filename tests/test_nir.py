@@ -197,6 +197,31 @@ def test_what_nir_cannot_carry_is_refused_when_strict():
         to_nir(_conv_net(synapse="exponential"))
 
 
+def test_a_ttfs_network_is_refused_by_name():
+    from bioconv.coding import schemes
+    graph, _ = schemes["ttfs"]().example()
+    with pytest.raises(NIRExportError, match="exporting networks of coding 'ttfs' to NIR is not supported yet"):
+        to_nir(bioconv.convert(graph, coding="ttfs"))
+
+
+def test_the_dt_hint_is_a_time_checked_at_the_door():
+    from bioconv.errors import ParameterError
+    snn = _conv_net(reset="value")
+    for bad, match in [(0.1, "unit-less value 0.1"), (5 * mV, r"needs units of second.*5\. \* mvolt"),
+                       (-1 * ms, "positive"), (np.array([1, 2]) * ms, "one time step")]:
+        with pytest.raises(ParameterError, match=f"to_nir: parameter 'dt' .*{match}"):
+            to_nir(snn, dt=bad)
+    assert to_nir(snn, dt=0.1 * ms).metadata["bioconv.dt_s"] == pytest.approx(1e-4)
+
+
+def test_a_network_from_nir_is_coded_with_the_parameters_its_mapping_holds():
+    """Cm, v_th and tau_ref read from the imported populations, not rate coding's defaults."""
+    snn = _conv_net(reset="value", Cm=200 * pF, v_th=15 * mV)
+    back = from_nir(to_nir(snn))
+    assert float(back.coding["Cm"]) == pytest.approx(200e-12) and float(back.coding["v_th"]) == pytest.approx(15e-3)
+    assert back.coding["reset"] == "value" and back.coding["rate_max"] == snn.coding["rate_max"]
+
+
 def test_nir_nodes_bioconv_cannot_simulate_are_named():
     graph = _affine_lif_graph()
     graph.nodes["delay"] = nir.Delay(delay=np.full(3, 1e-3))

@@ -42,8 +42,25 @@ class ModelChangedWarning(UserWarning):
     """A saved network's model file differs from the library's current file of that name."""
 
 
+def check_savable(coding, where: str = "save") -> None:
+    """Refuse (`NetworkFileError`, naming the scheme) a coding scheme whose networks the format
+    cannot hold. The file holds mapped populations (`bioconv.mapping.MappedNetwork`): what the shared
+    simulation runs, i.e. the networks of schemes that do not simulate themselves (rate coding). A
+    scheme that simulates its own kind of network (TTFS's layer windows) cannot be saved yet.
+    ``coding``: a `bioconv.coding.CodingScheme` (or its class)."""
+    if getattr(coding, "simulates_itself", False):
+        raise NetworkFileError(f"{where}: saving networks of coding {coding.name!r} is not supported yet (a network "
+                               f"file holds mapped populations, as rate coding makes them; a {coding.name!r} network "
+                               f"is simulated by its scheme itself)")
+
+
 def save(snn, path) -> Path:
-    """Write ``snn`` (a `bioconv.SNN`) to ``path`` (conventionally ``*.bioconv``); returns the path."""
+    """Write ``snn`` (a `bioconv.SNN`) to ``path`` (conventionally ``*.bioconv``); returns the path.
+    A network of a scheme the format cannot hold (`check_savable`: TTFS) is refused by name."""
+    check_savable(snn.coding)
+    if not isinstance(snn.mapped, MappedNetwork):
+        raise NetworkFileError(f"save: network of coding {snn.coding.name!r} is a {type(snn.mapped).__name__}; saving "
+                               f"it is not supported yet (a network file holds a bioconv.mapping.MappedNetwork)")
     w = ArchiveWriter()
     graph_buf = io.BytesIO()
     snn.graph.save(graph_buf)
@@ -145,15 +162,31 @@ def _read_v1(r: ArchiveReader, on_model_change: str):
                            net_h["readout"], scales)
     pops = G.populations(graph)
     _check_populations(r, pops, mapped_pops)
+    conversion = _decode_settings(h["conversion"], r)
     try:
-        coding = from_params(h["coding"]["name"], h["coding"]["params"])
+        coding = _restore_coding(h["coding"]["name"], h["coding"]["params"], mapped, conversion)
     except (KeyError, BioconvError) as err:  # an unknown scheme, or parameters it refuses
         raise NetworkFileError(f"{r.where}: coding scheme {h['coding'].get('name')!r} cannot be restored: "
                                f"{type(err).__name__}: {err}") from None
     # SNN.saturation needs each unit's largest calibration activation, which is all the file keeps.
     snn = SNN(graph, pops, mapped, calibration_max, coding=coding)
-    snn.conversion = _decode_settings(h["conversion"], r)
+    snn.conversion = conversion
     return snn
+
+
+def _restore_coding(name: str, params: dict, mapped: MappedNetwork, conversion: dict):
+    """The coding scheme a file records. A parameter its record lacks (files of the first version-1
+    writer recorded rate coding's ``rate_max`` only) is taken from the file's conversion settings,
+    else, for rate coding, from the mapped network (`bioconv.converter.rate_values_of`), never from
+    the scheme's defaults where the file knows the value."""
+    from ..coding import schemes
+    from ..converter import rate_values_of
+    cls = schemes[name]
+    if set(cls.PARAMETERS) <= set(params):
+        return from_params(name, params)
+    known = rate_values_of(mapped, conversion) if name == "rate" else \
+        {k: v for k, v in conversion.items() if k in cls.PARAMETERS}
+    return from_params(name, {**cls(**known).params(), **params})
 
 
 #: Reader per format version; a new version adds its reader here and keeps the old ones.

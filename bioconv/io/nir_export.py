@@ -31,10 +31,13 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from brian2 import second
 
 from .. import analysis, models
-from ..errors import BioconvError
+from ..errors import BioconvError, ParameterError
 from ..graph import EXCESS, RELU_PART
+from ..mapping import MappedNetwork
+from ..units import check_quantity
 
 NIR_UNITS = ("SI: seconds, volts, amperes; r in ohm (LIF, CubaLIF, LI) or 1/farad (IF); weights into neuron "
              "nodes in coulomb per spike; biases in ampere")
@@ -64,7 +67,17 @@ def _per_unit(q, shape) -> np.ndarray:
 def to_nir(snn, *, strict: bool = False, dt=None):
     """The NIR graph (`nir.NIRGraph`) of ``snn`` (see the module docstring). ``dt``: a time step to
     record as a hint for discrete-time consumers (graph metadata ``bioconv.dt_s``); bioconv itself
-    simulates in continuous time. ``strict``: refuse what NIR cannot carry instead of warning."""
+    simulates in continuous time; a time (Brian2 quantity, e.g. ``0.1*ms``), checked here.
+    ``strict``: refuse what NIR cannot carry instead of warning. Only rate-coded networks are
+    exported: another scheme's network (TTFS) is refused by name."""
+    if dt is not None:
+        dt = check_quantity(dt, second.dim, "dt", "to_nir", positive=True)
+        if np.ndim(dt) != 0:
+            raise ParameterError(f"to_nir: parameter 'dt' must be one time step, got {np.shape(dt)} values")
+    if snn.coding.name != "rate" or not isinstance(snn.mapped, MappedNetwork):
+        raise NIRExportError(f"to_nir: exporting networks of coding {snn.coding.name!r} to NIR is not supported yet "
+                             f"(the export reads rate coding's mapped populations; this network is a "
+                             f"{type(snn.mapped).__name__})")
     import nir
 
     net = snn.mapped
