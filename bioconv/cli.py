@@ -77,7 +77,7 @@ def _sweep(args) -> int:
     print(f"sweep {spec.name!r}: {len(spec)} point(s), level {spec.level!r}, store {out.resolve()}")
     try:
         df = sweep.run(spec, out, scheduler=args.scheduler, workers=args.workers)
-    except sweep.SchedulerError as err:
+    except (sweep.SchedulerError, sweep.store.StoreSpecError) as err:
         print(f"bioconv sweep: {err}", file=sys.stderr)
         return 2
     errors = df[df.status != "ok"]

@@ -34,7 +34,7 @@ def _fake_spec(xs_mV, **kw):
 def _run_tasks_here(spec, path):
     """Every task of ``spec`` through `runner.run_task`, in this process (what a worker does)."""
     for t in spec.tasks(store.finished(path, errors=True)):
-        runner.run_task(t.level, t.structure, t.configs, t.hashes, t.size, t.task_id, str(path))
+        runner.run_task(t.level, t.structure, t.configs, t.hashes, t.size, t.task_id, str(path), t.names)
 
 
 def test_store_round_trip_with_provenance_units_and_error_rows(tmp_path):
@@ -247,3 +247,87 @@ def test_network_sweep_point_at_the_mappings_values_equals_snn_evaluate(tmp_path
     assert same.synaptic_events == ref.synaptic_events
     assert {c for c in df.columns if c.startswith("corr/")} == {f"corr/{p}" for p in ref.layer_correlation}
     assert df.synaptic_events.nunique() > 1  # the other points moved something
+
+
+# ---------------------------------------------------------------------------- review fixes
+def test_a_failed_task_is_bisected_so_one_bad_point_costs_few_runs_and_others_keep_their_values(tmp_path,
+                                                                                                 monkeypatch):
+    calls = []
+    real = sweep_fake.FakeLevel.evaluate
+
+    def counted(self, structure, points, *, size=None):
+        calls.append((len(points), size))
+        return real(self, structure, points, size=size)
+    monkeypatch.setattr(sweep_fake.FakeLevel, "evaluate", counted)
+    xs = [1, 2, 3, 4, 5, 6, 7, 13] + list(range(20, 36))  # 24 points, one bad
+    spec = sweep.Spec(level=FAKE, grid={"x": xs * mV}, points_per_task=len(xs))
+    _run_tasks_here(spec, tmp_path)
+    df = sweep.load(tmp_path)
+    assert len(df) == 24 and (df.status == "error").sum() == 1
+    assert df[df.status == "error"].x.iloc[0] == pytest.approx(0.013)
+    assert len(calls) <= 1 + 2 * 5  # not 1 + 24 point-by-point runs
+    assert all(size == 24 for _, size in calls)  # every retry reuses the task's size (its compiled project)
+
+
+def test_the_retry_budget_is_capped_and_says_so_in_the_error_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "RETRY_RUNS", 2)
+    spec = sweep.Spec(level=FAKE, grid={"x": [13, 1, 2, 3, 4, 5, 6, 7] * mV}, points_per_task=8)
+    _run_tasks_here(spec, tmp_path)
+    df = sweep.load(tmp_path)
+    assert len(df) == 8 and (df.status == "ok").sum() == 4  # the good half, then the budget is spent
+    assert df.error.str.contains("retry budget of 2 runs").sum() == 4  # the failed half, bad point included
+
+
+def test_a_store_refuses_another_spec_by_name_unless_allowed(tmp_path):
+    spec = _fake_spec([1, 2], points_per_task=4)
+
+    store.write_spec(tmp_path, dict(spec.describe(), spec_hash=spec.spec_hash))
+    store.write_spec(tmp_path, dict(spec.describe(), spec_hash=spec.spec_hash))  # the same spec: fine
+    other = _fake_spec([1, 3], points_per_task=4)
+    with pytest.raises(store.StoreSpecError, match=str(tmp_path)):
+        sweep.run(other, tmp_path, progress=False)
+    store.write_spec(tmp_path, dict(other.describe(), spec_hash=other.spec_hash), allow_other=True)
+
+
+def test_neuron_level_marks_only_the_points_whose_v_diverged(monkeypatch):
+    from bioconv.sweep import neuron
+    spec = sweep.Spec(level="neuron", grid={"I_bias": [500, 600, 700] * pA}, fixed={"T": 0.1 * second})
+
+    def fake_run(structure, model, values, run_limit=None):
+        n = len(values["I_bias"])
+        v = np.zeros(n)
+        v[1] = np.nan
+        return np.full(n, 5), np.full(n, 0.01), np.full(n, 0.05), {"cache_hit": True, "build_s": 0.0,
+                                                                   "run_s": 0.0, "v_finite": np.isfinite(v)}
+    monkeypatch.setattr(neuron, "run_points", fake_run)
+    t = spec.tasks()[0]
+    rows = neuron.NeuronLevel().evaluate(t.structure, t.configs, size=t.size)
+    assert "error" not in rows[0] and "error" not in rows[2] and rows[0]["n_spikes"] == 5
+    assert "NaN or infinite membrane potential" in rows[1]["error"] and "I_bias" in rows[1]["error"]
+
+
+def test_network_points_beyond_the_mappings_limits_become_error_rows_and_the_build_is_the_shapes(tmp_path):
+    from bioconv.sweep.network import NetworkLevel
+    seen = []
+
+    def fake_evaluate(snn, x, y, points, *, sweepable=None, **kw):
+        seen.append((len(points), tuple(sweepable or ())))
+        return [{"accuracy": 1.0} for _ in points]
+    level = NetworkLevel(evaluate_points=fake_evaluate, load_network=sweep_fake.small_network)
+    structure = sweep.Spec(level="sweep_fake:NETWORK", points=[{"tau_ref": 1 * ms}],
+                           fixed={"n_test": 4, "n_calibration": 20}).tasks()[0].structure
+    snn, _, _ = sweep_fake.small_network(**{k: structure[k] for k in ("network", "n_test", "n_calibration",
+                                                                      "normalization", "bias", "reset", "synapse")})
+    too_long = 1.5 / float(snn.mapped.rate_max)
+    v_th = float(snn.mapped.populations[1].params["v_th"])
+    rows = level.evaluate(structure, [{"tau_ref": 1e-3}, {"tau_ref": too_long}, {"v_reset": v_th + 0.01}],
+                          names=("gl", "tau_ref", "v_reset"))
+    assert rows[0]["accuracy"] == 1.0 and rows[0]["sweepable"] == "gl,tau_ref,v_reset"
+    assert "rate_max x tau_ref" in rows[1]["error"] and "v_reset" in rows[2]["error"]
+    assert seen == [(1, ("gl", "tau_ref", "v_reset"))]  # the shape's names, not the task's
+
+
+def test_every_task_of_a_network_shape_is_built_over_the_shapes_names():
+    spec = sweep.Spec(level="network", points=[{"Cm": 100 * pF}, {"gl": 1 * nS}, {"tau_ref": 1 * ms}],
+                      points_per_task=1)
+    assert [t.names for t in spec.tasks()] == [("Cm", "gl", "tau_ref")] * 3

@@ -25,6 +25,14 @@ class Level:
     `parameters`, `evaluate`, and optionally `check` (invalid combinations)."""
 
     name = "level"
+    #: points per task when the spec gives no ``points_per_task``
+    points_per_task = 1000
+    #: whether `evaluate` takes ``names=`` (the per-point parameter names of the whole shape)
+    takes_shape_names = False
+
+    def default_points_per_task(self, structure: dict) -> int:
+        """Points per task for this shape when the spec gives no ``points_per_task``."""
+        return self.points_per_task
 
     def structural(self) -> dict[str, Param]:
         """Parameters that shape the compiled project (name -> Param, each with its default)."""

@@ -30,6 +30,10 @@ class NetworkLevel(Level):
     loader (``structure -> (snn, x, y)``): another back end, or a test's stand-in."""
 
     name = "network"
+    # about one compiled run's worth: a run holds up to 2^k copies of the network, each a (point, chunk
+    # of digits) task; 16 points keep the copies of a run or two busy and a shape spread over workers
+    points_per_task = 16
+    takes_shape_names = True
 
     def __init__(self, evaluate_points=None, load_network=None):
         self._evaluate_points = evaluate_points
@@ -94,8 +98,13 @@ class NetworkLevel(Level):
     def reason(self, structure, columns):
         return "; ".join(text for mask, text in self._rules(structure, columns) if np.any(mask))
 
-    def evaluate(self, structure: dict, points: list[dict], *, size: int | None = None) -> list[dict]:
-        from ..simulate.sweepable import SWEEPABLE
+    def evaluate(self, structure: dict, points: list[dict], *, size: int | None = None, names=None) -> list[dict]:
+        """``names``: the sweepable build's names, the same for every task of a shape (default: the
+        names of ``points``); each row records them as ``sweepable``. A point out of the converted
+        network's limits (``tau_ref`` >= 1/rate_max of the mapping, ``v_reset`` >= its v_th, ...)
+        becomes an error row naming the culprit; the other points run."""
+        from ..errors import BioconvError
+        from ..simulate.sweepable import SWEEPABLE, check_point
         evaluate_points = self._evaluate_points
         if evaluate_points is None:
             from ..simulate.sweepable import evaluate_points
@@ -103,8 +112,19 @@ class NetworkLevel(Level):
         snn, x, y = load(**{k: structure[k] for k in ("network", "n_test", "n_calibration", "normalization", "bias",
                                                        "reset", "synapse")})
         pts = [{name: Quantity(p[name], dim=SWEEPABLE[name].dim) for name in SWEEPABLE if name in p} for p in points]
-        got = evaluate_points(snn, x, y, pts, duration=float(structure["T"]) * second,
-                              dt=float(structure["dt"]) * second, encoder=structure["encoder"], device="cpp", threads=1)
+        built = sorted(set(names) if names is not None else set().union(*pts))
+        out: list = [None] * len(pts)
+        for i, pt in enumerate(pts):
+            try:
+                check_point(snn.mapped, pt, built, where=f"network sweep (point {i} of the task)")
+            except (BioconvError, ValueError) as err:
+                out[i] = {"error": f"{type(err).__name__}: {err}", "sweepable": ",".join(built)}
+        good = [i for i in range(len(pts)) if out[i] is None]
+        if not good:
+            return out
+        got = evaluate_points(snn, x, y, [pts[i] for i in good], duration=float(structure["T"]) * second,
+                              dt=float(structure["dt"]) * second, encoder=structure["encoder"], device="cpp", threads=1,
+                              sweepable=built or None)
         rows = []
         for r in got:
             r = dict(r)
@@ -113,8 +133,12 @@ class NetworkLevel(Level):
             avt = r.pop("accuracy_vs_time", None)
             if avt is not None:
                 r["accuracy_vs_time"] = [float(v) for v in np.ravel(avt)]
-            rows.append({k: v for k, v in r.items() if k not in SWEEPABLE})  # the point's own values: in its config
-        return rows
+            row = {k: v for k, v in r.items() if k not in SWEEPABLE}  # the point's own values: in its config
+            row["sweepable"] = ",".join(built)
+            rows.append(row)
+        for i, row in zip(good, rows):
+            out[i] = row
+        return out
 
 
 @functools.lru_cache(maxsize=4)

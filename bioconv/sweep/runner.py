@@ -12,8 +12,11 @@ Resuming: points with a row in ``store`` are skipped, so a re-run after a crash,
 client or of a worker, or Ctrl-C continues where it stopped.
 
 Retry policy:
-1. A task whose evaluation raises is evaluated again point by point; a point that still raises
-   becomes an error row carrying the exception's message. A bad point never aborts the sweep.
+1. A task whose evaluation raises is bisected: each half is evaluated again (at the task's size, so
+   that the neuron level reuses its compiled project), a half that raises is split again, and a
+   single point that still raises becomes an error row carrying the exception's message. At most
+   ``RETRY_RUNS`` re-evaluations per task (one bad point among n costs about 2 log2 n); points left
+   when they are spent become error rows saying so. A bad point never aborts the sweep.
 2. A task whose worker dies is rescheduled by Dask on another worker, up to Dask's
    ``distributed.scheduler.allowed-failures`` times (3 by default); beyond that the client writes
    error rows for its points, naming the failure.
@@ -35,27 +38,33 @@ from .spec import Spec, Task
 
 logger = logging.getLogger(__name__)
 
+RETRY_RUNS = 64  # re-evaluations of a failed task's parts (bisection), at most
+
 
 class SchedulerError(BioconvError, ConnectionError):
     """The Dask scheduler named by the user cannot be reached."""
 
 
 def run(spec: Spec, store, *, scheduler: str | None = None, workers: int | None = None, retry_errors: bool = True,
-        progress: bool = True, connect_timeout: float = 10.0):
+        progress: bool = True, connect_timeout: float = 10.0, allow_other_spec: bool = False):
     """Evaluate every point of ``spec`` not yet in ``store``; return `load(store)` (a DataFrame).
 
     ``scheduler``: address of an existing Dask scheduler (``tcp://host:8786``); None starts a
     LocalCluster of ``workers`` processes (default: the available cores), one thread each.
     ``connect_timeout``: seconds to reach ``scheduler`` before `SchedulerError`.
+    ``allow_other_spec``: write into a store that holds another spec's rows (refused by default:
+    `store.StoreSpecError`).
     """
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"sweep: workers must be a positive integer, got {workers!r}")
-    results.write_spec(store, spec.describe())
+    results.write_spec(store, dict(spec.describe(), spec_hash=spec.spec_hash), allow_other=allow_other_spec)
     done = results.finished(store, errors=not retry_errors)
-    tasks = spec.tasks(done)
-    left = sum(len(t.hashes) for t in tasks)
-    if tasks:
+    if spec.tasks(done):
         with _client(scheduler, workers, connect_timeout) as client:
+            n_workers = max(1, len(client.scheduler_info().get("workers", {}))) if scheduler else \
+                (workers or available_cores())
+            tasks = spec.tasks(done, workers=n_workers)
+            left = sum(len(t.hashes) for t in tasks)
             _submit_and_wait(client, tasks, store, total=len(spec), left=left, progress=progress, name=spec.name)
     return results.load(store)
 
@@ -94,7 +103,7 @@ def _submit_and_wait(client, tasks: list[Task], store, *, total: int, left: int,
         if len(configs) > 1000:  # large tasks travel as data of their own, not inside the task graph
             [configs, hashes] = client.scatter([configs, hashes])
         fut = client.submit(run_task, task.level, task.structure, configs, hashes, task.size,
-                            task.task_id, store, key=f"bioconv-sweep-{task.task_id}", pure=False)
+                            task.task_id, store, task.names, key=f"bioconv-sweep-{task.task_id}", pure=False)
         futures[fut] = task
     bar = tqdm(total=total, initial=total - left, unit="point", desc=f"sweep {name}", disable=not progress)
     try:
@@ -117,29 +126,56 @@ def _submit_and_wait(client, tasks: list[Task], store, *, total: int, left: int,
 
 
 def run_task(level_name: str, structure: dict, configs: list[dict], hashes: list[str], size: int, task_id: str,
-             store: str) -> dict:
-    """Evaluate one task's points (on a Dask worker) and write their rows; returns a summary."""
+             store: str, names=None) -> dict:
+    """Evaluate one task's points (on a Dask worker) and write their rows; returns a summary.
+    ``names``: the per-point parameter names of the task's whole shape (for levels that take them)."""
     logging.getLogger("brian2").setLevel(logging.WARNING)  # a worker's console is for problems, not method choices
     level = levels.get(level_name)
+    kwargs = {"size": size}
+    if getattr(level, "takes_shape_names", False) and names is not None:
+        kwargs["names"] = tuple(names)
+
+    def evaluate(part):
+        metrics = level.evaluate(structure, part, **kwargs)
+        if len(metrics) != len(part):
+            raise RuntimeError(f"level {level_name!r} returned {len(metrics)} rows for {len(part)} points")
+        return metrics
+
     started = time.time()
     try:
-        metrics = level.evaluate(structure, configs, size=size)
-        if len(metrics) != len(configs):
-            raise RuntimeError(f"level {level_name!r} returned {len(metrics)} rows for {len(configs)} points")
-    except Exception as err:
-        if len(configs) == 1:
-            metrics = [{"error": f"{type(err).__name__}: {err}"}]
-        else:  # policy 1: point by point, so that one bad point does not take the others with it
-            metrics = []
-            for config in configs:
-                try:
-                    metrics += level.evaluate(structure, [config], size=size)[:1]
-                except Exception as one:
-                    metrics.append({"error": f"{type(one).__name__}: {one}"})
+        metrics = evaluate(configs)
+    except Exception as err:  # policy 1: bisect, so that one bad point does not take the others with it
+        metrics = _bisect(evaluate, configs, err, RETRY_RUNS)
     finished = time.time()
     rows = [_row(c, h, m, task_id, started, finished) for c, h, m in zip(configs, hashes, metrics)]
     results.write_rows(store, task_id, rows, _units(level, structure))
     return {"task_id": task_id, "points": len(rows), "errors": sum(r["status"] == "error" for r in rows)}
+
+
+def _bisect(evaluate, configs: list, err: Exception, budget: int) -> list[dict]:
+    """Metrics of ``configs`` whose evaluation raised ``err``: halves evaluated again, a failing half
+    split again, down to single points (error rows); at most ``budget`` evaluations in all."""
+    out: list = [None] * len(configs)
+    todo = [(0, len(configs), err)]  # (lo, hi, the error of evaluating configs[lo:hi])
+    runs = 0
+    while todo:
+        lo, hi, e = todo.pop()
+        if hi - lo == 1:
+            out[lo] = {"error": f"{type(e).__name__}: {e}"}
+            continue
+        mid = (lo + hi) // 2
+        for a, b in ((mid, hi), (lo, mid)):
+            if runs >= budget:
+                for k in range(a, b):
+                    out[k] = {"error": f"not retried (the retry budget of {budget} runs for this task is spent); "
+                                       f"the task failed with {type(e).__name__}: {e}"}
+                continue
+            runs += 1
+            try:
+                out[a:b] = evaluate(configs[a:b])
+            except Exception as sub:
+                todo.append((a, b, sub))
+    return out
 
 
 def _row(config, h, metrics, task_id, started, finished) -> dict:

@@ -49,6 +49,7 @@ class Task:
     configs: list
     hashes: list
     size: int
+    names: tuple = ()  # every per-point parameter named by some point of this shape (all its tasks)
 
     @property
     def task_id(self) -> str:
@@ -59,7 +60,8 @@ class Task:
 class Spec:
     """A validated sweep specification (see the module's docstring). Exactly one of ``grid``,
     ``random`` (with ``n`` and ``seed``) and ``points`` is given. ``points_per_task``: points per
-    Dask task (None: all points of a shape in one task, i.e. one compiled run)."""
+    Dask task (None: the level's `Level.default_points_per_task`, e.g. 10^4 neurons at the neuron
+    level; see `tasks`)."""
 
     level: str
     grid: dict | None = None
@@ -135,18 +137,38 @@ class Spec:
     def hashes(self) -> list[str]:
         return self._hashes
 
-    def tasks(self, done: set[str] = frozenset()) -> list[Task]:
+    def task_size(self, structure: dict, n_points: int, workers: int | None = None) -> int:
+        """Points per task for a shape of ``n_points`` points: ``points_per_task`` if given, else the
+        level's default, lowered so that ``workers`` workers get a task each when there are enough
+        points. Computed from the shape's whole point count (not the points left), so that a resumed
+        sweep keeps the same size (and, at the neuron level, the same compiled project)."""
+        if self.points_per_task is not None:
+            return min(self.points_per_task, n_points)
+        size = min(int(levels.get(self.level).default_points_per_task(structure)), n_points)
+        if workers:
+            size = min(size, -(-n_points // int(workers)))
+        return max(1, size)
+
+    def tasks(self, done: set[str] = frozenset(), workers: int | None = None) -> list[Task]:
         """The points whose hash is not in ``done``, as tasks: grouped by shape, at most
-        ``points_per_task`` each."""
+        `task_size` points each. Every task of a shape carries the shape's ``names`` (every
+        per-point parameter some point of the shape names), so that a point's result does not depend
+        on which other points share its task."""
         out = []
         for structure, idx in self._structures:
-            size = len(idx) if self.points_per_task is None else min(self.points_per_task, len(idx))
+            size = self.task_size(structure, len(idx), workers)
+            names = tuple(sorted({k for i in idx for k in self._configs[i]} - set(structure) - {"level"}))
             left = [i for i in idx if self._hashes[i] not in done]
             for lo in range(0, len(left), size):
                 part = left[lo:lo + size]
                 out.append(Task(self.level, structure, [self._configs[i] for i in part],
-                                [self._hashes[i] for i in part], size))
+                                [self._hashes[i] for i in part], size, names))
         return out
+
+    @property
+    def spec_hash(self) -> str:
+        """The identity of the point set (level and every point's config_hash), recorded in a store."""
+        return hashlib.sha256((self.level + ":" + ",".join(sorted(self._hashes))).encode()).hexdigest()[:16]
 
     def describe(self) -> dict:
         """The spec as JSON-able data (quantities as text), recorded beside its results."""

@@ -31,6 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import BioconvError
+
 ROWS = "rows"
 SPEC = "sweep.json"
 _UNITS_KEY = b"bioconv.units"
@@ -93,8 +95,24 @@ def write_rows(store, task_id: str, rows: list[dict], units: dict[str, str]) -> 
     return final
 
 
-def write_spec(store, description: dict):
-    """Record the spec beside its rows (atomically; the latest run's spec wins)."""
+class StoreSpecError(BioconvError, ValueError):
+    """A store holds the rows of another spec than the one run into it."""
+
+
+def write_spec(store, description: dict, *, allow_other: bool = False):
+    """Record the spec beside its rows (atomically; the latest run's spec wins). A store whose
+    recorded ``spec_hash`` differs from ``description``'s is refused (`StoreSpecError`) unless
+    ``allow_other``: its rows would mix with this spec's."""
+    path = Path(store) / SPEC
+    if not allow_other and path.is_file() and description.get("spec_hash"):
+        try:
+            old = json.loads(path.read_text()).get("spec_hash")
+        except (OSError, ValueError, AttributeError):
+            old = None
+        if old is not None and old != description["spec_hash"]:
+            raise StoreSpecError(f"sweep store {str(store)!r} holds the rows of another spec (spec_hash {old}, "
+                                 f"this spec's: {description['spec_hash']}); give another store, or "
+                                 f"allow_other_spec=True to add this spec's points to it")
     Path(store).mkdir(parents=True, exist_ok=True)
     tmp = Path(store) / f".{SPEC}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(description, indent=1, sort_keys=True, default=str))
