@@ -76,7 +76,8 @@ def _sweep(args) -> int:
         return 2
     print(f"sweep {spec.name!r}: {len(spec)} point(s), level {spec.level!r}, store {out.resolve()}")
     try:
-        df = sweep.run(spec, out, scheduler=args.scheduler, workers=args.workers)
+        df = sweep.run(spec, out, scheduler=args.scheduler, workers=args.workers,
+                       allow_other_spec=args.allow_other_spec)
     except (sweep.SchedulerError, sweep.store.StoreSpecError) as err:
         print(f"bioconv sweep: {err}", file=sys.stderr)
         return 2
@@ -120,6 +121,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="results store (default results/NAME)")
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep in an existing store (a plain re-run continues too)")
+    p.add_argument("--allow-other-spec", action="store_true",
+                   help="write into a store that holds another spec's rows (refused by default)")
     p.set_defaults(func=_sweep)
     p = sub.add_parser("cache", help="the cache of compiled projects: list, clear, path")
     p.add_argument("action", choices=["list", "clear", "path"], nargs="?", default="list")

@@ -134,6 +134,11 @@ def test_cli_names_a_bad_config_and_a_missing_store_to_resume(tmp_path, capsys):
     assert cli.main(["sweep", str(good), "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "no sweep store at" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sweep.json").write_text('{"spec_hash": "0123456789abcdef"}')  # a store of another spec
+    assert cli.main(["sweep", str(good), "--out", str(other)]) == 2
+    assert f"sweep store {str(other)!r} holds the rows of another spec" in capsys.readouterr().err
 
 
 def test_a_default_spec_splits_a_shape_into_several_tasks():

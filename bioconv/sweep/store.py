@@ -112,7 +112,7 @@ def write_spec(store, description: dict, *, allow_other: bool = False):
         if old is not None and old != description["spec_hash"]:
             raise StoreSpecError(f"sweep store {str(store)!r} holds the rows of another spec (spec_hash {old}, "
                                  f"this spec's: {description['spec_hash']}); give another store, or "
-                                 f"allow_other_spec=True to add this spec's points to it")
+                                 f"allow_other_spec=True (--allow-other-spec) to add this spec's points to it")
     Path(store).mkdir(parents=True, exist_ok=True)
     tmp = Path(store) / f".{SPEC}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(description, indent=1, sort_keys=True, default=str))
