@@ -13,6 +13,12 @@ if "BIOCONV_PROJECT_CACHE_DIR" not in os.environ:
     _CACHE = tempfile.mkdtemp(prefix="bioconv-test-cache-")
     os.environ["BIOCONV_PROJECT_CACHE_DIR"] = _CACHE
 
+# Imported here, in the main thread of every pytest process: pytest-xdist's controller imports the
+# module of a warning category a worker reports (bioconv's NIRExportWarning, ...) from a thread of
+# its own, and importing brian2 >= 2.9 there fails (it installs a SIGINT handler, which only the main
+# thread may do), crashing the worker. Already imported, it is not imported again.
+import brian2  # noqa: E402,F401
+
 
 def pytest_unconfigure(config):
     if _CACHE is not None and not hasattr(config, "workerinput"):  # the controller, after its workers
