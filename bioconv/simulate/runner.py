@@ -495,9 +495,10 @@ class CompiledNetwork:
         runs the mapped network at its point (`sweepable.apply_point`); the others keep the mapping's."""
         return next(iter(self.run_many([x_rates], params=params)))
 
-    def run_many(self, batches, workers: int = 1, params=None):
+    def run_many(self, batches, workers: int = 1, params=None, seeds=None):
         """Present every batch of ``batches`` (arrays as for `run`); yields their outputs in order.
         ``params``: as for `run`, for every batch, or a list of such dicts, one per batch.
+        ``seeds``: one seed per batch (cpp, runtime), replacing the network's ``seed`` for that run.
 
         On ``cpp``, up to ``workers`` runs of the compiled binary go at once, each a process of its own
         with its own results folder: every run is single-threaded within Brian2's synaptic propagation
@@ -507,9 +508,16 @@ class CompiledNetwork:
             batches = ((x, params) for x in batches)
         else:
             batches = zip(batches, params, strict=True)
+        if seeds is not None:
+            if self.kind == "cuda":
+                raise ValueError("CompiledNetwork.run_many: per-run seeds need the cpp or runtime device (on cuda "
+                                 "the seed is part of the build)")
+            batches = ((x, pt, s) for (x, pt), s in zip(batches, seeds, strict=True))
+        else:
+            batches = ((x, pt, None) for x, pt in batches)
         if self.kind != "cpp":
-            for x, pt in batches:
-                yield self._run_here(x, pt)
+            for x, pt, s in batches:
+                yield self._run_here(x, pt, s)
             return
         pending = deque()
         t0 = time.perf_counter()
@@ -521,8 +529,8 @@ class CompiledNetwork:
             return out
 
         try:
-            for x, pt in batches:
-                pending.append(self._launch(x, pt))
+            for x, pt, s in batches:
+                pending.append(self._launch(x, pt, s))
                 if len(pending) >= max(1, int(workers)):
                     yield oldest()
                     t0 = time.perf_counter()
@@ -533,14 +541,14 @@ class CompiledNetwork:
             for launch in pending:  # the caller stopped early, or a run failed: stop the others
                 self._finish(launch, stop=True)
 
-    def _run_here(self, x_rates, params=None) -> BatchOutput:
+    def _run_here(self, x_rates, params=None, seed=None) -> BatchOutput:
         """One run through Brian2 itself: runtime (store/restore) or brian2cuda's device.run."""
         padded, b = self._padded(x_rates)
         points, values = self._point_values(params)
         t0 = time.perf_counter()
         if self.kind == "runtime":
             self.network.restore("initial")
-            brian_seed(self.seed)
+            brian_seed(self.seed if seed is None else seed)
             # runtime runs one presentation per copy (K = 1): the inputs are the "input/<population>" values
             set_inputs(self.built, {name.split("/", 1)[1]: v for name, v in self._inputs(padded, points).items()})
             keys = self._run_arg_keys()
@@ -559,7 +567,7 @@ class CompiledNetwork:
         owners = self._result_owners()
         return self._read(b, lambda name: np.asarray(getattr(*owners[name])))
 
-    def _launch(self, x_rates, params=None) -> "_Launch":
+    def _launch(self, x_rates, params=None, seed=None) -> "_Launch":
         """Start the project's binary on one batch, with its inputs and results in a folder of its own
         (never in the project, which other runs and processes share)."""
         padded, b = self._padded(x_rates)
@@ -577,7 +585,8 @@ class CompiledNetwork:
         cmd += write_run_args(self.manifest, self._inputs(padded, points) | values, results)
         # Synapses arrays that no code changes during a run are not written back (nobody reads them here)
         # The seed: the random numbers are those of a build seeded with it (None: a fresh one per run)
-        seed = self.seed if self.seed is not None else int(np.random.SeedSequence().entropy % 2 ** 31)
+        seed = seed if seed is not None else self.seed
+        seed = seed if seed is not None else int(np.random.SeedSequence().entropy % 2 ** 31)
         env = dict(os.environ, **prefs["devices.cpp_standalone.run_environment_variables"],
                    BIOCONV_SKIP_STATIC_OUTPUT="1", BIOCONV_SEED=str(int(seed)))
         stdout = open(results / "stdout.txt", "w")
