@@ -1,8 +1,8 @@
 """Every model in equations/ is built, simulated and checked against a hand-computed value."""
 import numpy as np
 import pytest
-from brian2 import (Hz, Network, SpikeGeneratorGroup, SpikeMonitor, StateMonitor, mV, ms, nA, nF, nS, pA,
-                    pcoulomb, pF, second)
+from brian2 import (EventMonitor, Hz, Network, SpikeGeneratorGroup, SpikeMonitor, StateMonitor, mV, ms, nA, nF,
+                    nS, pA, pcoulomb, pF, second)
 
 from bioconv import models
 from bioconv.errors import ParameterError
@@ -24,14 +24,15 @@ def test_library_lists_every_file():
     names = models.available()
     for name in ["conductance_lif", "perfect_integrator", "delta", "exponential", "alpha", "alpha_conductance"]:
         assert name in names
-    assert set(models.available("neuron")) == {"conductance_lif", "perfect_integrator", "relpsp"}
-    assert set(models.available("synapse")) == {"delta", "exponential", "alpha", "alpha_conductance", "step_current"}
+    assert set(models.available("neuron")) == {"conductance_lif", "perfect_integrator", "relpsp", "tsa", "tsa_relu"}
+    assert set(models.available("synapse")) == {"delta", "exponential", "alpha", "alpha_conductance", "step_current",
+                                                "signed_delta"}
 
 
 def test_every_library_model_is_covered_here():
     # A model added to equations/ must get a dynamics test in this file.
     covered = {"conductance_lif", "perfect_integrator", "delta", "exponential", "alpha", "alpha_conductance",
-               "relpsp", "step_current"}
+               "relpsp", "step_current", "tsa", "tsa_relu", "signed_delta"}
     assert set(models.available()) == covered
 
 
@@ -258,3 +259,26 @@ def test_relpsp_readout_never_fires():
         v_end = float(G.v[0])
     assert sm.num_spikes == 0
     assert v_end == pytest.approx(4.0 * (11e-3 - float(DT)), rel=1e-9)  # 4 V/s over 11 ms - dt
+
+
+def test_tsa_negative_spike_crosses_signed_delta_with_its_sign():
+    # Discrete steps (one per dt). A TSA neuron started at v = -0.6 (beta = 1.5, Ts = 0): step 0,
+    # v = -0.9 <= -1/2: a negative spike (g = -1); step 1, o = -1.35 + 1.5 = 0.15: none; value -1.5.
+    # Through signed_delta (w = 2) its targets' v drop by 2; Brian2's default schedule delivers it after
+    # their threshold test of step 0, so they amplify it once: v = -3. The TSA-ReLU target codes
+    # max(v, 0) = 0 and the readout never fires.
+    dims = dict(reset="signed", beta=1.5, Ts=0.0, T=2.0, k_in=0.0, ternary=1.0)
+    with simulation_device("runtime", dt=DT):
+        src = models.neuron_group(1, "tsa", **dims)
+        src.v = -0.6
+        relu = models.neuron_group(1, "tsa_relu", "signed_delta", **dims)
+        readout = models.neuron_group(1, "tsa", "signed_delta", options=("readout",), **dims)
+        syn = [models.synapses(src, g, "signed_delta", i=[0], j=[0], w=2.0) for g in (relu, readout)]
+        mons = [(SpikeMonitor(g), EventMonitor(g, "negative")) for g in (src, relu, readout)]
+        Network(src, relu, readout, *syn, *[m for pair in mons for m in pair]).run(2 * DT, namespace={})
+        g_src, v_relu, v_readout, o_relu = float(src.g[0]), float(relu.v[0]), float(readout.v[0]), float(relu.o[0])
+        counts = [(pos.num_spikes, neg.num_events) for pos, neg in mons]
+    assert counts == [(0, 1), (0, 0), (0, 0)]
+    assert g_src == pytest.approx(-1.5)
+    assert v_relu == pytest.approx(-3.0) and v_readout == pytest.approx(-3.0)
+    assert o_relu == 0.0

@@ -1,10 +1,10 @@
 """Coding schemes and input encoders: the seam where a new code (rate, TTFS, ...) plugs in.
 
 - `schemes`: the registry of coding schemes (`CodingScheme` subclasses); ``"rate"`` (`RateCoding`),
-  ``"ttfs"`` (`TTFSCoding`, seed 004).
+  ``"ttfs"`` (`TTFSCoding`, seed 004), ``"css"`` (`CSSCoding`, seed 002).
   `scheme(name, **params)` makes one with validated parameters.
 - `encoders`: the registry of input encoders (`Encoder` instances): ``regular``, ``poisson``,
-  ``current``, ``latency`` (TTFS).
+  ``current``, ``latency`` (TTFS), ``css`` and ``css_greedy`` (CSS).
 
 A new scheme: a module defining a `CodingScheme` subclass registered with
 ``@schemes.register("name")`` (imported below so that it registers), its models in ``equations/``,
@@ -15,6 +15,7 @@ from .encoders import Encoder, encoders
 from .scheme import METRICS, CodingScheme, Param, check_batch, check_labels, from_params, scheme, schemes
 from .rate import RateCoding
 from .ttfs import LatencyEncoder, TTFSCoding
+from .css import CSSCoding, CSSEncoder
 
-__all__ = ["CodingScheme", "Encoder", "LatencyEncoder", "METRICS", "Param", "RateCoding", "TTFSCoding", "check_batch",
-           "check_labels", "encoders", "from_params", "scheme", "schemes"]
+__all__ = ["CSSCoding", "CSSEncoder", "CodingScheme", "Encoder", "LatencyEncoder", "METRICS", "Param", "RateCoding",
+           "TTFSCoding", "check_batch", "check_labels", "encoders", "from_params", "scheme", "schemes"]

@@ -94,6 +94,10 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
         fixed for the group: changing them later (run_args) would not bring the integration back.
     **params : parameter values as Brian2 quantities, scalar or one per neuron; missing ones take
         the model file's defaults.
+
+    A discrete-step model (its file has ``step``) gets that update as a ``run_regularly`` operation
+    named ``<name>_step`` in the ``groups`` slot, once per time step; each event the model declares
+    besides the spike (e.g. ``negative``) becomes a Brian2 event with its reset in the ``resets`` slot.
     """
     neuron = _as_model(neuron, "neuron")
     synapse = None if synapse is None else _as_model(synapse, "synapse")
@@ -141,10 +145,27 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
         equations += Equations("spike_count : integer")
         reset_code += "\nspike_count += 1"
     threshold = neuron.threshold
+    events = {name: e.condition for name, e in neuron.events.items()}
     for o in options:
         threshold = neuron.options[o].threshold or threshold
-    group = NeuronGroup(int(n), equations, threshold=threshold, reset=reset_code,
-                        refractory=False if never_refractory else refractory, method=list(methods), **kwargs)
+        events.update(neuron.options[o].events)
+    if events:
+        kwargs["events"] = events
+    if neuron.discrete:  # no differential equations to integrate; refractory only if the model says so
+        group = NeuronGroup(int(n), equations, threshold=threshold, reset=reset_code,
+                            refractory=refractory or False, **kwargs)
+        states = sorted(name for name in Equations(neuron.equations).names
+                        if name in equations.names and equations[name].type == PARAMETER)
+    else:
+        group = NeuronGroup(int(n), equations, threshold=threshold, reset=reset_code,
+                            refractory=False if never_refractory else refractory, method=list(methods), **kwargs)
+    for name, e in neuron.events.items():
+        if e.reset:
+            group.run_on_event(name, e.reset, when="resets")
+    if neuron.step:
+        # Once per step, in the 'groups' slot (where Brian2 integrates continuous models): before
+        # the step's thresholds and the synaptic input they send.
+        group.run_regularly(neuron.step, when="groups", name=f"{group.name}_step")
     for pname, q in values.items():
         setattr(group, pname, q.reshape(()) if pname in shared else q)
     initial = dict(neuron.initial)
@@ -215,6 +236,9 @@ def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None
     live in the neuron). ``w`` is a quantity in the model's weight unit, scalar or one per synapse.
     ``target_refractory=False`` declares that no target neuron has a refractory period (tau_ref = 0):
     the model's ``on_pre_without_refractoriness`` form, if it has one, is then used.
+    Each event of ``pre`` besides the spike gets a pathway of its own, named after the event, running
+    the synapse model's ``on_event`` statement for it (a source event the synapse does not transmit is
+    refused); ``delay`` then applies to every pathway.
     """
     synapse = _as_model(synapse, "synapse")
     built_with = _KERNEL_OF.get(post, synapse.name)
@@ -225,14 +249,26 @@ def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None
     # a target declared never refractory, or built without the mechanism (tau_ref = 0 shared)
     if (not target_refractory or "lastspike" not in post.variables) and synapse.on_pre_without_refractoriness:
         on_pre = synapse.on_pre_without_refractoriness
-    missing = [v for v in _post_names(on_pre) if v not in post.variables]
+    # The source's events besides the spike (a TSA neuron's negative spikes) each get a pathway of
+    # their own; one the synapse cannot transmit would be dropped silently, so it is refused.
+    source_events = [e for e in getattr(pre, "events", {}) if e != "spike"]
+    untransmitted = [e for e in source_events if e not in synapse.on_event]
+    if untransmitted:
+        raise ModelError(f"synapse model {synapse.name!r}: source group {pre.name!r} fires the event(s) "
+                         f"{untransmitted}, which the synapse does not transmit (its on_event: "
+                         f"{sorted(synapse.on_event) or 'none'})")
+    pathways = {"pre": on_pre, **{e: synapse.on_event[e] for e in source_events}}
+    missing = sorted({v for code in pathways.values() for v in _post_names(code) if v not in post.variables})
     if missing:
         raise ModelError(f"synapse model {synapse.name!r}: target group {post.name!r} lacks "
                          f"{missing}; build it with neuron_group(..., synapse={synapse.name!r})")
     w = check_quantity(w, synapse.weight_dim, "w", f"synapse model {synapse.name!r}")
     kwargs = {"name": name} if name else {}
-    if delay is not None:
-        kwargs["delay"] = delay
+    if delay is not None:  # one delay for every pathway
+        kwargs["delay"] = {p: delay for p in pathways} if len(pathways) > 1 else delay
+    if len(pathways) > 1:
+        kwargs["on_event"] = {p: "spike" if p == "pre" else p for p in pathways}
+        on_pre = pathways
     syn = Synapses(pre, post, model=f"w : {_base_unit(synapse.weight_dim)} (constant)", on_pre=on_pre, **kwargs)
     syn.connect(i=np.asarray(i, dtype=np.int32), j=np.asarray(j, dtype=np.int32))
     syn.w = w

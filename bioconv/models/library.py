@@ -4,6 +4,13 @@ A model file is data, not code. Loading one parses every field, turns parameter 
 Brian2 quantities and checks, with Brian2's own unit checker, that each equation, threshold,
 reset and on-spike statement is dimensionally consistent. Any problem raises `ModelError`
 naming the model file and the field.
+
+Besides continuous-time models (differential equations integrated by Brian2), a neuron can be a
+discrete-step model: a ``step`` field holds statements applied once per time step (dt = one step of
+the model, e.g. a coding step of CSS coding), and its equations declare only plain state variables
+and subexpressions. A neuron can also declare events besides the spike (``[events.NAME]``, e.g. the
+negative spike of a TSA neuron) with their condition and reset, and a synapse says what a
+presynaptic event does (``[on_event]``) and which neuron it is written for (``host``).
 """
 from __future__ import annotations
 
@@ -65,6 +72,18 @@ class NeuronOption:
     parameters: MappingProxyType
     # A spike condition replacing the model's (e.g. a windowed or an infinite threshold); None: keep it.
     threshold: str | None = None
+    # Conditions replacing those of the model's events (event name -> condition).
+    events: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event of a neuron model besides the spike (e.g. a negative spike): when it happens and the
+    statements it runs on the neuron (like a reset)."""
+
+    name: str
+    condition: str
+    reset: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,14 @@ class NeuronModel:
     parameters: MappingProxyType
     options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     kind: str = "neuron"
+    # Discrete-step models: statements applied once per time step (empty: a continuous-time model).
+    step: str = ""
+    # Events besides the spike, by name (`Event`).
+    events: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def discrete(self) -> bool:
+        return bool(self.step)
 
 
 @dataclass(frozen=True)
@@ -106,6 +133,10 @@ class SynapseModel:
     # The same jump for targets that are never refractory (tau_ref = 0 everywhere), where the
     # refractoriness test of `on_pre` always passes: cheaper per spike. None: use `on_pre`.
     on_pre_without_refractoriness: str | None = None
+    # What a presynaptic event besides the spike does (event name -> statements), e.g. a negative spike.
+    on_event: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    # The library neuron the synapse is written for, against which its statements are checked.
+    host: str = "conductance_lif"
 
     @property
     def weight_dim(self):
@@ -238,7 +269,8 @@ class _Fields:
             constraint = spec.get("constraint", "")
             if constraint not in CONSTRAINTS:
                 self._fail(f"{label}.constraint", f"must be one of {CONSTRAINTS}, got {constraint!r}")
-            params[pname] = Parameter(pname, float(spec["value"]) * unit, str(spec["unit"]),
+            # Quantity(): a dimensionless product is a plain float, which has no .dim
+            params[pname] = Parameter(pname, Quantity(float(spec["value"]) * unit), str(spec["unit"]),
                                       str(spec.get("description", "")), constraint)
         return MappingProxyType(params)
 
@@ -254,20 +286,38 @@ def _neuron_from(f: _Fields, path: Path) -> NeuronModel:
     resets = f.strings("reset")
     if not resets:
         f._fail("reset", "must define at least one reset mode (e.g. linear, value)")
+    step = f.text("step", "")
+    events = {}
+    for ename in f.table("events", {}):
+        _check_event_name(f, "events", ename)
+        e = f.sub("events").sub(ename)
+        events[ename] = Event(ename, e.text("condition"), e.text("reset", ""))
     options = {}
     for oname in f.table("options", {}):
         o = f.sub("options").sub(oname)
+        overrides = o.strings("events", {})
+        for ename in overrides:
+            if ename not in events:
+                o._fail(f"events.{ename}", f"names no event of the model (its events: {sorted(events) or 'none'})")
         options[oname] = NeuronOption(
             name=oname, description=o.text("description", ""), seed=o.text("seed", ""),
             equations=o.text("equations", ""), threshold_value=o.text("threshold_value", None),
             on_spike=o.text("on_spike", ""), initial=o.strings("initial", {}),
-            parameters=o.parameters(), threshold=o.text("threshold", None))
+            parameters=o.parameters(), threshold=o.text("threshold", None), events=overrides)
+    # A discrete-step model has no refractory period unless it declares one.
     return NeuronModel(
         name=f.text("name"), path=path, description=f.text("description"), seed=f.text("seed"),
         method=f.methods("method", ("exact",)), equations=f.text("equations"),
         threshold_value=f.text("threshold_value"), threshold=f.text("threshold"),
-        refractory=f.text("refractory"), resets=resets, initial=f.strings("initial", {}),
-        parameters=f.parameters(), options=MappingProxyType(options))
+        refractory=f.text("refractory", "" if step else ...), resets=resets, initial=f.strings("initial", {}),
+        parameters=f.parameters(), options=MappingProxyType(options), step=step,
+        events=MappingProxyType(events))
+
+
+def _check_event_name(f: _Fields, key: str, name: str) -> None:
+    if not name.isidentifier() or name == "spike":
+        f._fail(f"{key}.{name}", "must be a name (letters, digits, _) other than 'spike' (the spike is the "
+                                 "model's threshold and reset)")
 
 
 def _synapse_from(f: _Fields, path: Path) -> SynapseModel:
@@ -279,12 +329,16 @@ def _synapse_from(f: _Fields, path: Path) -> SynapseModel:
         parse_unit(weight_unit)
     except ValueError as err:
         f._fail("weight_unit", f"is not a Brian2 unit: {err}")
+    on_event = f.strings("on_event", {})
+    for ename in on_event:
+        _check_event_name(f, "on_event", ename)
     return SynapseModel(
         name=f.text("name"), path=path, description=f.text("description"), seed=f.text("seed"),
         kernel=kernel, conductance=f.flag("conductance", False), weight_unit=weight_unit,
         neuron_equations=f.text("neuron_equations"), on_pre=f.text("on_pre"),
         method=f.methods("method", None), parameters=f.parameters(),
-        on_pre_without_refractoriness=f.text("on_pre_without_refractoriness", None))
+        on_pre_without_refractoriness=f.text("on_pre_without_refractoriness", None),
+        on_event=on_event, host=f.text("host", "conductance_lif"))
 
 
 # --- unit checking -------------------------------------------------------------------------------
@@ -340,10 +394,17 @@ def check_model_units(model: NeuronModel | SynapseModel) -> None:
     """Check every equation and statement of ``model`` with Brian2's unit checker."""
     where = f"model {model.name!r} ({model.path})"
     if isinstance(model, SynapseModel):
-        # A synapse is checked attached to the reference membrane it is written for.
+        # A synapse is checked attached to the reference membrane it is written for (its `host`).
         # Always the library's own membrane, whatever a user folder shadows it with.
-        host_path = LIBRARY_DIR / "conductance_lif.toml"
-        host = _load_path(host_path, host_path.stat().st_mtime_ns)
+        host_path = LIBRARY_DIR / f"{model.host}.toml"
+        if not host_path.is_file() or _read_toml(host_path).get("kind") != "neuron":
+            raise ModelError(f"{where}: field 'host' must name a neuron model of the library "
+                             f"({LIBRARY_DIR}), got {model.host!r}")
+        host = _load_path(host_path.resolve(), host_path.stat().st_mtime_ns)
+        for ename in model.on_event:
+            if ename not in host.events:
+                raise ModelError(f"{where}: field 'on_event.{ename}': the host model {host.name!r} has no event "
+                                 f"{ename!r} (its events: {sorted(host.events) or 'none'})")
         _check(host, model, (), where)
         return
     _check(model, None, (), where)
@@ -358,6 +419,9 @@ def _check(neuron: NeuronModel, synapse: SynapseModel | None, options, where: st
         field_name = "neuron_equations" if synapse else "equations"
         raise ModelError(f"{where}: field '{field_name}' cannot be parsed: {err}") from None
     variables = _variables_for(eqs)
+    if neuron.discrete and eqs.diff_eq_names:
+        raise ModelError(f"{where}: field 'equations' has differential equations ({sorted(eqs.diff_eq_names)}); "
+                         f"a discrete-step model (field 'step') updates its state in 'step' only")
     for name, eq in eqs.items():
         if eq.type == DIFFERENTIAL_EQUATION:
             expected = eqs.dimensions[name] / _second_dim()
@@ -375,7 +439,18 @@ def _check(neuron: NeuronModel, synapse: SynapseModel | None, options, where: st
     for mode, code in neuron.resets.items():
         code = "\n".join([code] + [neuron.options[o].on_spike for o in options if neuron.options[o].on_spike])
         _guard(lambda: check_units_statements(code, variables), where, f"reset.{mode}", "")
-    _guard(lambda: check_dimensions(neuron.refractory, _second_dim(), variables), where, "refractory", "")
+    if neuron.refractory:  # a discrete-step model may have none
+        _guard(lambda: check_dimensions(neuron.refractory, _second_dim(), variables), where, "refractory", "")
+    if neuron.step:
+        _guard(lambda: check_units_statements(neuron.step, variables), where, "step", "")
+    for ename, event in neuron.events.items():
+        condition, condition_field = event.condition, f"events.{ename}.condition"
+        for o in options:
+            if ename in neuron.options[o].events:
+                condition, condition_field = neuron.options[o].events[ename], f"options.{o}.events.{ename}"
+        _guard(lambda: check_dimensions(condition, DIMENSIONLESS, variables), where, condition_field, "")
+        if event.reset:
+            _guard(lambda: check_units_statements(event.reset, variables), where, f"events.{ename}.reset", "")
     initial = dict(neuron.initial)
     for o in options:
         initial.update(neuron.options[o].initial)
@@ -392,6 +467,8 @@ def _check(neuron: NeuronModel, synapse: SynapseModel | None, options, where: st
         if synapse.on_pre_without_refractoriness:
             _guard(lambda: check_units_statements(synapse.on_pre_without_refractoriness, syn_vars), where,
                    "on_pre_without_refractoriness", "")
+        for ename, code in synapse.on_event.items():
+            _guard(lambda: check_units_statements(code, syn_vars), where, f"on_event.{ename}", "")
 
 
 def _variables_for(eqs: Equations) -> dict:
