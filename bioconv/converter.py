@@ -153,6 +153,10 @@ class EvaluationResult:
     build_s: float = 0.0  # of wall_s: building (and compiling) the network
     run_s: float = 0.0    # of wall_s: running it, batch after batch
     sim_s: float = 0.0    # of run_s: the simulation loops themselves (the rest: process start, loading, output)
+    # temporal-code metrics (bioconv.coding.metrics), for the schemes that declare them
+    decision_time: np.ndarray | None = None  # (N,) s: first read time from which the decision is final (NaN: undecided)
+    spikes_per_neuron: dict | None = None    # population -> mean spikes per neuron and sample; 'all': over all
+    energy_proxy: float | None = None        # seed 004 eq. 22 per sample: SynOPs + NeuronOPs
 
     def summary(self) -> dict:
         return dict(accuracy=self.accuracy, ann_accuracy=self.ann_accuracy, agreement=self.agreement,

@@ -230,7 +230,10 @@ def test_convert_with_ttfs_coding_evaluates_like_the_simulation():
     assert res.predictions[:, -1].tolist() == decided.tolist()
     assert res.agreement == pytest.approx(np.mean(decided == y))
     assert (res.duration, res.dt) == pytest.approx((2e-3, 2e-3 / 40))
-    assert res.settings["steps_per_window"] == 40 and res.times.tolist() == pytest.approx([4e-3])
+    # the membranes are read at every step: model times 0, dt, ..., L T_w, the last one the decision's
+    assert res.settings["steps_per_window"] == 40 and res.times[-1] == pytest.approx(4e-3)
+    assert res.times == pytest.approx(np.arange(2 * 40 + 1) * 2e-3 / 40)
+    assert res.predictions.shape == (10, 81) and res.accuracy_vs_time[-1] == res.accuracy
     # every input spikes once into the 6 hidden units, every hidden unit once into the 3 outputs
     assert res.synaptic_events == 10 * (8 * 6 + 6 * 3)
     assert res.layer_correlation["1"] > 0.99

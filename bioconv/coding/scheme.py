@@ -45,6 +45,10 @@ METRICS = {
     "scatter": "per population, a subsample of (target, decoded) pairs",
     "synaptic_events": "spikes times out-degrees over the data set (SynOps)",
     "error_terms": "per population, the bias^2 and variance of the decoded activity over seeds",
+    # temporal codes (bioconv.coding.metrics)
+    "decision_time": "per sample, the first read time from which on the decision is the final one",
+    "spikes_per_neuron": "per population (and 'all'), mean spikes per neuron and sample",
+    "energy_proxy": "seed 004 eq. 22 per sample: SynOPs (spikes x out-degrees) + NeuronOPs (neurons x steps)",
 }
 
 

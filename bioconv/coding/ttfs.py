@@ -9,7 +9,9 @@ are not rate-coded populations).
 Evaluation timing: ``duration`` is the window length ``T_w`` (the run itself lasts ``L`` windows and
 a step); ``steps`` (default 50, the paper's) sets ``dt = T_w / steps``; a ``dt`` given must divide
 ``T_w``. The decision is the output membrane's argmax at ``t = L T_w`` (a unique winner; ties are
-undecided), read once: ``times`` holds that one readout time.
+undecided). The membranes are also recorded at every step, so ``times`` holds every step's model
+time, 0 to ``L T_w``, and ``accuracy_vs_time`` / ``decision_time`` follow the decision read there
+(`bioconv.coding.metrics`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 from brian2 import farad, mV, ms, pF, second, volt
 
 from .. import ttfs
+from . import metrics
 from ..errors import BioconvError, ParameterError
 from ..units import check_quantity
 from .encoders import Encoder, encoders
@@ -51,6 +54,18 @@ class LatencyEncoder(Encoder):
 encoders.register("latency", LatencyEncoder())
 
 
+def energy(net, spikes: dict, steps: int) -> dict:
+    """Seed 004's energy proxy (eq. 22) of each sample of a simulation of the `TTFSNetwork` ``net``:
+    ``synops`` (N,), the simulated ``spikes`` ``{layer: (N, size)}`` times each unit's out-degree as
+    wired (`TTFSNetwork.out_degree`); ``neuron_ops``, the ReL-PSP neurons (`TTFSNetwork.n_neurons`)
+    times the model's ``L x steps`` time steps (``steps`` per window; the simulation's extra first
+    step, the origin, is not part of the model and not counted); ``energy_proxy`` (N,), their sum.
+    Table IV's autoencoder, every neuron spiking once at 50 steps: 221,184 + 360,000 = 581,184."""
+    events = metrics.synops(spikes, {name: net.out_degree(name) for name in spikes})
+    neuron_ops = metrics.neuron_updates(net.n_neurons, net.n_windows * int(steps))
+    return dict(synops=events, neuron_ops=neuron_ops, energy_proxy=metrics.energy_proxy(events, neuron_ops))
+
+
 @schemes.register("ttfs")
 class TTFSCoding(CodingScheme):
     """LC-TTFS: see the module docstring and `bioconv.ttfs.mapping` for the parameters' meaning."""
@@ -70,7 +85,8 @@ class TTFSCoding(CodingScheme):
     encoders = ("latency",)
     default_encoder = "latency"
     metric_names = ("accuracy", "ann_accuracy", "agreement", "accuracy_vs_time", "agreement_vs_time",
-                    "undecided_fraction", "layer_correlation", "scatter", "synaptic_events")
+                    "undecided_fraction", "layer_correlation", "scatter", "synaptic_events", "decision_time",
+                    "spikes_per_neuron", "energy_proxy")
     needs_calibration = False
     simulates_itself = True
 
@@ -118,10 +134,9 @@ class TTFSCoding(CodingScheme):
     def evaluate(self, snn, x, y, *, duration, dt, encoder, device, batch, progress, scatter_points, float32,
                  presentations, seeds, **unused):
         """``unused``: what the rate pipeline plans with and one runtime simulation has no use for
-        (threads, memory_budget, time_points: the output is read once, at t = L T_w)."""
+        (threads, memory_budget, time_points: the output is read at every step)."""
         import time
 
-        from ..converter import EvaluationResult
         if device != "runtime":
             raise ParameterError(f"SNN.evaluate: coding 'ttfs' simulates on Brian2's runtime device only (so far); "
                                  f"pass device='runtime', got {device!r}")
@@ -135,46 +150,74 @@ class TTFSCoding(CodingScheme):
         y = check_labels(y, len(x), net.layers[-1].size, "SNN.evaluate")
         steps = int(round(float(duration / dt)))
         t0 = time.perf_counter()
-        out = ttfs.simulate(net, x, steps=steps, batch=32 if batch is None else batch, device=device,
-                            dynamic_threshold=self.values["dynamic_threshold"], half_step=self.values["half_step"])
-        wall = time.perf_counter() - t0
+        out = self.simulate(snn, x, steps=steps, batch=batch, progress=progress)
+        res = self.result(snn, x, y, out, scatter_points=scatter_points, encoder=encoder, device=device)
+        res.wall_s = res.run_s = res.sim_s = time.perf_counter() - t0
+        return res
+
+    def simulate(self, snn, x, *, steps: int = DEFAULT_STEPS, batch=None, progress: bool = False):
+        """`bioconv.ttfs.simulate` of ``snn`` on ``x`` with this scheme's parameters (dynamic threshold,
+        half step) and the output membranes recorded at every step: what `result` scores."""
+        x = self.check_inputs(x, snn.graph.input_shape, "TTFSCoding.simulate")
+        return ttfs.simulate(snn.mapped, x, steps=steps, batch=32 if batch is None else batch, device="runtime",
+                             dynamic_threshold=self.values["dynamic_threshold"], half_step=self.values["half_step"],
+                             record_potential=True, progress=bool(progress))
+
+    def result(self, snn, x, y, out, *, scatter_points: int = 2000, encoder: str = "latency", device: str = "runtime"):
+        """The `EvaluationResult` of a simulation ``out`` (`simulate`) of inputs ``x`` with labels
+        ``y``: `SNN.evaluate`'s result without the wall times. For callers that also want the spike
+        times themselves (``out.times``, e.g. for `bioconv.coding.metrics.plot_spike_times`)."""
+        from ..converter import EvaluationResult
+        if out.potential_trace is None:
+            raise BioconvError("TTFSCoding.result: the simulation did not record the output membranes; "
+                               "run it with record_potential=True (TTFSCoding.simulate does)")
+        net = snn.mapped
+        x = np.asarray(x, dtype=np.float64)
+        y = check_labels(y, len(x), net.layers[-1].size, "TTFSCoding.result")
         targets = self.targets(snn, x)
         ann_pred = targets[net.layers[-1].name].argmax(1)
-        unique = (out.potential == out.potential.max(1, keepdims=True)).sum(1) == 1
-        pred = np.where(unique, out.potential.argmax(1), -1)
-        corr, scatter = {}, {}
-        rng = np.random.default_rng(0)
-        for p in net.layers[1:-1]:
-            a, t = out.activations[p.name].ravel(), targets[p.name].ravel()
-            ok = np.isfinite(a)  # a neuron that never fired (fixed threshold) has no decoded value
-            corr[p.name] = float(np.corrcoef(t[ok], a[ok])[0, 1]) if ok.sum() > 1 and a[ok].std() > 0 \
-                and t[ok].std() > 0 else float("nan")
+        dt = out.dt
+        res = EvaluationResult(**self.metrics(
+            x=x, y=y, ann_pred=ann_pred, targets=targets, counts={0: {k: [v] for k, v in out.spikes.items()}},
+            scores={0: [out.potential_trace]}, seeds=(0,), times=out.trace_times, duration=float(net.T_w),
+            dt=dt, scatter_points=scatter_points, mapped=net, decoded=out.activations))
+        res.settings = dict(coding=self.name, coding_params=self.params(), encoder=encoder, device=device,
+                            steps_per_window=out.steps, n_windows=net.n_windows,
+                            readout_time_s=float(out.trace_times[-1]), synops_per_sample=res.synaptic_events / len(x),
+                            neuron_updates_per_sample=metrics.neuron_updates(net.n_neurons, net.n_windows * out.steps))
+        return res
+
+    def metrics(self, *, x, y, ann_pred, targets, counts, scores, seeds, times, duration, dt, scatter_points,
+                mapped=None, decoded=None):
+        """The `EvaluationResult` fields, from `bioconv.coding.metrics`: ``scores`` are the output
+        membranes (b, K, n_out) at ``times`` (model time, every step, the last at t = L T_w), so
+        ``accuracy_vs_time`` and ``decision_time`` follow the decision through the run; ``counts``
+        the spikes per neuron of every layer; ``decoded`` the activations decoded from the spike
+        times (hidden layers and max-pool gates), correlated with ``targets``; ``mapped`` the
+        `TTFSNetwork` (out-degrees for SynOPs, neurons for NeuronOPs)."""
+        s0 = seeds[0]
+        scores = np.concatenate(scores[s0])
+        pred_t = metrics.decisions(scores)
+        pred = pred_t[:, -1]
+        spikes = {name: np.concatenate(c) for name, c in counts[s0].items()}
+        hidden = [p.name for p in mapped.layers[1:-1]]
+        corr = metrics.layer_correlation({k: decoded[k] for k in hidden}, {k: targets[k] for k in hidden})
+        scatter, rng = {}, np.random.default_rng(0)
+        for name in hidden:
+            a, t = decoded[name].ravel(), targets[name].ravel()
             pick = rng.choice(len(a), size=min(scatter_points, len(a)), replace=False)
-            scatter[p.name] = (t[pick], a[pick])
-        # SynOps: each spike of a layer reaches its out-degree of synapses
-        events = 0
-        for p in net.layers:
-            degree = np.zeros(p.size)
-            for q in net.layers:
-                for proj in q.projections:
-                    if proj.source == p.name:
-                        degree += np.bincount(proj.i, minlength=p.size)
-                if q.kind == "maxpool" and q.projections[0].source == p.name:
-                    degree += q.pool_groups >= 0
-            if p.name in out.spikes:
-                events += int(np.dot(out.spikes[p.name].sum(0), degree))
-        readout = float(net.n_windows * net.T_w)
-        res = EvaluationResult(
+            scatter[name] = (t[pick], a[pick])
+        ops = energy(mapped, spikes, int(round(duration / dt)))
+        events, energy_ = ops["synops"], float(ops["energy_proxy"].mean())
+        return dict(
             accuracy=float(np.mean(pred == y)), ann_accuracy=float(np.mean(ann_pred == y)),
             agreement=float(np.mean(pred == ann_pred)), layer_correlation=corr, scatter=scatter,
-            times=np.array([readout]), accuracy_vs_time=np.array([np.mean(pred == y)]),
-            agreement_vs_time=np.array([np.mean(pred == ann_pred)]), synaptic_events=events,
-            undecided_fraction=float(np.mean(pred == -1)), n_samples=len(x), duration=float(duration), dt=float(dt),
-            predictions=pred[:, None], ann_predictions=ann_pred, wall_s=wall, run_s=wall, sim_s=wall)
-        res.settings = dict(coding=self.name, coding_params=self.params(), encoder=encoder, device=device,
-                            steps_per_window=steps, n_windows=net.n_windows, readout_time_s=readout,
-                            spikes_per_neuron={k: float(v.mean()) for k, v in out.spikes.items()})
-        return res
+            times=np.asarray(times), accuracy_vs_time=(pred_t == y[:, None]).mean(0),
+            agreement_vs_time=(pred_t == ann_pred[:, None]).mean(0), synaptic_events=int(round(events.sum())),
+            undecided_fraction=float(np.mean(pred == metrics.UNDECIDED)), n_samples=len(x), duration=duration, dt=dt,
+            predictions=pred_t, ann_predictions=ann_pred, decision_time=metrics.decision_time(scores, times),
+            spikes_per_neuron=metrics.spikes_per_neuron({k: v for k, v in spikes.items() if k != mapped.layers[0].name}),
+            energy_proxy=energy_)
 
     def settings(self, mapped):
         return dict(n_windows=mapped.n_windows)

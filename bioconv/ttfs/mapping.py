@@ -79,6 +79,29 @@ class TTFSNetwork:
         """L: the output is read at ``t = L T_w``."""
         return self.layers[-1].window
 
+    def out_degree(self, name: str) -> np.ndarray:
+        """Outgoing synapses of each unit of layer ``name`` as simulated: its synapses in every
+        projection it feeds, plus one per unit that feeds a max-pool gate (`bioconv.ttfs.simulate`
+        wires each such unit to its gate). Each spike of the unit is that many synaptic events."""
+        n = self.layer(name).size
+        degree = np.zeros(n, dtype=np.int64)
+        for q in self.layers:
+            if q.kind == "maxpool":
+                if q.projections[0].source == name:
+                    degree += q.pool_groups >= 0
+                continue
+            for proj in q.projections:
+                if proj.source == name:
+                    degree += np.bincount(proj.i, minlength=n)
+        return degree
+
+    @property
+    def n_neurons(self) -> int:
+        """The ReL-PSP neurons (hidden and output layers), each updated once per time step: seed 004's
+        NeuronOPs count (eq. 22). The input is a spike generator and max-pool gates only pass a spike
+        (no membrane to update), so neither is counted."""
+        return sum(p.size for p in self.layers if p.kind in ("hidden", "output"))
+
     def current(self, weight) -> Quantity:
         """The step current of a synapse of ANN weight ``weight``: ``w v_th Cm / T_w``."""
         return Quantity(np.asarray(weight, dtype=float) * float(self.v_th * self.Cm / self.T_w), dim=amp.dim)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from brian2 import Network, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, Synapses, second
+from brian2 import Network, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, StateMonitor, Synapses, second
 
 from .. import models
 from ..errors import BioconvError, ParameterError
@@ -40,6 +40,10 @@ class TTFSOutput:
     spikes: dict = field(default_factory=dict)       # layer -> (N, size): spikes per neuron
     steps: int = 0
     dt: float = 0.0
+    # record_potential=True: the output membranes (N, K, n_out) in units of v_th at the model times
+    # trace_times (K,) = 0, dt, ..., L T_w (the last one is `potential`): the decision read at each time
+    potential_trace: np.ndarray | None = None
+    trace_times: np.ndarray | None = None
 
 
 def _tile(idx: np.ndarray, n: int, B: int) -> np.ndarray:
@@ -49,7 +53,8 @@ def _tile(idx: np.ndarray, n: int, B: int) -> np.ndarray:
 class _Built:
     """The Brian2 objects for B copies of the network."""
 
-    def __init__(self, net: TTFSNetwork, B: int, dt: float, dynamic_threshold: bool = True, half_step: bool = False):
+    def __init__(self, net: TTFSNetwork, B: int, dt: float, dynamic_threshold: bool = True, half_step: bool = False,
+                 record_potential: bool = False):
         self.net, self.B, self.dt = net, B, dt
         T_w = float(net.T_w)
         origin = dt
@@ -99,7 +104,10 @@ class _Built:
                     S.pre.when, S.pre.order = "after_synapses", 1  # after the gate's threshold (order 0)
                 objects.append(S)
         self.output = self.groups[net.layers[-1].name]
-        self.network = Network(*objects, *self.monitors.values())
+        # the output membranes at the start of every step (before its update): V at t = k dt
+        self.trace = StateMonitor(self.output, "v", record=True, name="ttfs_output_v") if record_potential else None
+        # (a StateMonitor with no data yet has length 0, so it is tested against None, never for truth)
+        self.network = Network(*objects, *self.monitors.values(), *([self.trace] if self.trace is not None else []))
         self.duration = origin + net.n_windows * T_w
         self.network.store("rest")
 
@@ -117,6 +125,12 @@ class _Built:
         self.network.run(self.duration * second, namespace={})
         v = np.asarray(self.output.v[:]).reshape(self.B, out_layer.size)[:b] / float(net.v_th)
         result = TTFSOutput(v, steps=steps, dt=dt)
+        if self.trace is not None:
+            # state time k dt is model time (k - 1) dt (origin = dt): drop k = 0 (model time -dt), and
+            # append the final V, at model time L T_w
+            rec = np.asarray(self.trace.v[:]).reshape(self.B, out_layer.size, -1)[:b, :, 1:] / float(net.v_th)
+            result.potential_trace = np.concatenate([rec, v[:, :, None]], axis=2).transpose(0, 2, 1)
+            result.trace_times = np.arange(result.potential_trace.shape[1]) * dt
         result.activations[net.layers[0].name] = 1.0 - k / steps
         result.times[net.layers[0].name] = k * dt
         result.spikes[net.layers[0].name] = np.ones_like(x)
@@ -136,7 +150,8 @@ class _Built:
 
 
 def simulate(net: TTFSNetwork, x, *, steps: int = 50, batch: int = 32, device: str = "runtime",
-             dynamic_threshold: bool = True, half_step: bool = False) -> TTFSOutput:
+             dynamic_threshold: bool = True, half_step: bool = False, record_potential: bool = False,
+             progress: bool = False) -> TTFSOutput:
     """Run ``net`` on inputs ``x`` (N, *input_shape) in [0, 1], ``steps`` time steps per window
     (dt = T_w / steps), ``batch`` samples at once as disjoint copies. Returns the output membranes at
     t = L T_w (units of v_th) and every layer's decoded activations and spike counts.
@@ -146,6 +161,9 @@ def simulate(net: TTFSNetwork, x, *, steps: int = 50, batch: int = 32, device: s
     unit with weight sum 1 has (``v_th dt / (2 T_w)``): a crossing is seen at the next grid point, up
     to a step late and half a step on average, so this centres the timing error on zero instead of
     letting each layer read about half a step low. The decode rule is unchanged.
+    ``record_potential=True`` also records the output membranes at every step (``potential_trace``
+    at ``trace_times``, model time), from which the decision at each time is read (decision time,
+    `bioconv.coding.metrics`). ``progress``: a progress bar over the samples.
     Only Brian2's runtime device: the batch's input spikes change between runs of one built network."""
     if device != "runtime":
         raise ParameterError(f"bioconv.ttfs.simulate: device {device!r} is not supported yet; use 'runtime'")
@@ -160,11 +178,18 @@ def simulate(net: TTFSNetwork, x, *, steps: int = 50, batch: int = 32, device: s
     steps, B = int(steps), min(int(batch), len(x))
     dt = float(net.T_w) / steps
     parts = []
-    with simulation_device("runtime", dt=dt * second):
-        built = _Built(net, B, dt, dynamic_threshold, half_step)
+    from tqdm.auto import tqdm
+    with simulation_device("runtime", dt=dt * second), \
+            tqdm(total=len(x), desc=f"ttfs ({B} copies, {steps} steps/window)", unit="sample",
+                 disable=not progress) as bar:
+        built = _Built(net, B, dt, dynamic_threshold, half_step, record_potential)
         for k in range(0, len(x), B):
             parts.append(built.run(x[k:k + B], steps))
+            bar.update(len(parts[-1].potential))
     out = TTFSOutput(np.concatenate([p.potential for p in parts]), steps=steps, dt=dt)
+    if record_potential:
+        out.potential_trace = np.concatenate([p.potential_trace for p in parts])
+        out.trace_times = parts[0].trace_times
     for name in parts[0].activations:
         out.activations[name] = np.concatenate([p.activations[name] for p in parts])
         out.times[name] = np.concatenate([p.times[name] for p in parts])
