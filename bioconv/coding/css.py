@@ -4,7 +4,9 @@ The physics lives in `bioconv.css`; this module states it as a `CodingScheme`:
 ``convert(model, x_cal, coding="css", beta=1.5, Ts=1, ...)`` calibrates the spike amplitudes on
 ``x_cal`` (the 99.99th percentile, Algorithm 2) and, with ``adjust > 0``, runs that many rounds of
 A.18's amplitude adjustment on the first ``adjust_samples`` calibration inputs at T = ``steps``.
-``SNN.evaluate`` simulates the TSA network itself (`bioconv.css.simulate`, Brian2's runtime device).
+``SNN.evaluate`` simulates the TSA network itself (`bioconv.css.simulate`): on bioconv's C++
+standalone device (``device="cpp"``, the default; compiled once per call, samples one after another
+in each run of the binary) or Brian2's runtime device.
 
 Evaluation timing: one Brian2 step (``dt``) is one coding step, of physical length ``step`` (1 ms;
 only latencies in seconds depend on it). ``steps`` (default: the scheme's ``steps``, 10) sets T, the
@@ -167,23 +169,24 @@ class CSSCoding(CodingScheme):
         return duration, step
 
     def evaluate(self, snn, x, y, *, duration, dt, encoder, device, batch, progress, scatter_points, float32,
-                 presentations, seeds, **unused):
-        """``unused``: what the rate pipeline plans with and one runtime simulation has no use for
-        (threads, memory_budget, time_points: the decision is read after every step)."""
-        if device != "runtime":
-            raise ParameterError(f"SNN.evaluate: coding 'css' simulates on Brian2's runtime device only (so far); "
-                                 f"pass device='runtime', got {device!r}")
+                 presentations, seeds, threads, **unused):
+        """``device``: 'cpp' (bioconv's C++ standalone device, compiled once per call; ``threads``
+        OpenMP threads, None: 1) or 'runtime'. ``batch``: copies; ``presentations``: samples one
+        after another on each copy in a run (`bioconv.css.simulate`). ``unused``: what the rate
+        pipeline plans with (memory_budget, time_points: the decision is read after every step)."""
+        if device not in ("runtime", "cpp"):
+            raise ParameterError(f"SNN.evaluate: coding 'css' simulates on the 'cpp' or 'runtime' device, got {device!r}")
         seeds = tuple(seeds) if np.iterable(seeds) else (seeds,)
-        for name, value, ok in (("float32", float32, not float32), ("presentations", presentations, presentations is None),
-                                ("seeds", seeds, len(seeds) == 1)):
+        for name, value, ok in (("float32", float32, not float32), ("seeds", seeds, len(seeds) == 1)):
             if not ok:  # refused rather than ignored: the run would not be what was asked for
                 raise ParameterError(f"SNN.evaluate: coding 'css' does not support {name}={value!r} (float64 "
-                                     f"runtime simulation, samples as copies, deterministic: one seed)")
+                                     f"simulation, deterministic: one seed)")
         net = snn.mapped
         y = check_labels(y, len(x), net.layers[-1].size, "SNN.evaluate")
         T = int(round(float(duration / dt)))
         t0 = time.perf_counter()
-        out = self.simulate(snn, x, steps=T, encoder=encoder, batch=batch)
+        out = self.simulate(snn, x, steps=T, encoder=encoder, batch=batch, presentations=presentations, device=device,
+                            threads=1 if threads is None else threads)
         wall = time.perf_counter() - t0
         res = self.result(snn, x, y, out, scatter_points=scatter_points)
         res.wall_s = res.run_s = res.sim_s = wall
@@ -191,7 +194,8 @@ class CSSCoding(CodingScheme):
         return res
 
     def simulate(self, snn, x, *, steps: int | None = None, encoder: str | None = None, batch=None,
-                 record_spikes: bool = False) -> "css.CSSOutput":
+                 presentations=None, record_spikes: bool = False, device: str = "runtime",
+                 threads: int = 1) -> "css.CSSOutput":
         """`bioconv.css.simulate` of ``snn`` on ``x`` with this scheme's parameters at T = ``steps``
         (default: the scheme's) through ``encoder`` (default: the scheme's)."""
         v = self.values
@@ -200,7 +204,8 @@ class CSSCoding(CodingScheme):
         encoders[encoder].check(self.encode(snn, x), "CSSCoding.simulate")  # the greedy rule codes no negatives
         return css.simulate(snn.mapped, x, steps=v["steps"] if steps is None else steps, silent=v["Ts"],
                             beta=v["beta"], ternary=v["ternary"], rule=self._rule(encoder), batch=batch,
-                            step=v["step"], record_spikes=record_spikes)
+                            presentations=presentations, step=v["step"], record_spikes=record_spikes, device=device,
+                            threads=threads)
 
     def result(self, snn, x, y, out: "css.CSSOutput", *, scatter_points: int = 2000):
         """The `EvaluationResult` of a simulation ``out`` of ``snn`` on ``x`` with labels ``y``."""

@@ -27,7 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from brian2 import EventMonitor, Network, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, StateMonitor, ms, second
+from brian2 import (EventMonitor, Network, NeuronGroup, SpikeGeneratorGroup, SpikeMonitor, StateMonitor, TimedArray,
+                    ms, second)
 
 from .. import models
 from ..errors import BioconvError, ParameterError
@@ -38,11 +39,14 @@ from .mapping import CSSNetwork
 
 SIGNED, RECTIFIED, SYNAPSE = "tsa", "tsa_relu", "signed_delta"
 #: model parameters holding one value per layer
-SHARED = ("beta", "Ts", "T", "k_in", "ternary")
+SHARED = ("beta", "Ts", "T", "k_in", "ternary", "period")
 #: input encoder rules (Theorem 2): ternary |u| >= 1/2, or greedy binary u >= 1
 RULES = ("ternary", "greedy")
 #: synapses per run when the batch is chosen automatically (about 40 bytes each on the runtime device)
 SYNAPSES_PER_RUN = 16_000_000
+#: samples per run (copies x presentations) when the presentations are chosen automatically: a run's
+#: start (building or loading the synapses, Brian2's preparations) is shared by this many
+SAMPLES_PER_RUN = 256
 #: the physical length of a coding step when none is given (only latencies in seconds depend on it)
 DEFAULT_STEP = 1 * ms
 
@@ -91,11 +95,11 @@ def initial_potential(fraction, beta: float, steps: int) -> np.ndarray:
     return np.asarray(fraction, dtype=np.float64) * encodable(beta, steps) / beta ** steps
 
 
-def _encoder_group(n: int, *, steps: int, beta: float, rule: str, name: str) -> NeuronGroup:
+def _encoder_group(n: int, *, steps: int, beta: float, rule: str, name: str, period: float = 1e9) -> NeuronGroup:
     # Theorem 2: a signed TSA without input, silent period or bias; the greedy rule is the binary
     # neuron (threshold 1, no negative spikes)
     return models.neuron_group(n, SIGNED, None, reset="signed", shared=SHARED, name=name, beta=beta, Ts=0.0,
-                               T=float(steps), k_in=0.0, ternary=1.0 if rule == "ternary" else 0.0)
+                               T=float(steps), k_in=0.0, ternary=1.0 if rule == "ternary" else 0.0, period=period)
 
 
 def _chain(groups: list[tuple], synapses: list[tuple]) -> None:
@@ -113,35 +117,47 @@ def _chain(groups: list[tuple], synapses: list[tuple]) -> None:
 
 
 class _Built:
-    """The Brian2 objects for B copies of the network."""
+    """The Brian2 objects for B copies of the network, each shown K samples one after another
+    (presentations of P steps: every model's step count k restarts, its sums are reset and the
+    encoder is loaded from the presentation's row of the table ``css_input_table``)."""
 
-    def __init__(self, net: CSSNetwork, B: int, *, steps: int, silent: int, beta: float, ternary: bool, rule: str,
-                 record_spikes: bool = False, store: bool = True):
-        self.net, self.B, self.steps, self.silent, self.beta = net, B, steps, silent, beta
-        T, Ts, L = steps, silent, net.weight_layers
-        self.groups, self.pos_mon, self.neg_mon = {}, {}, {}
+    def __init__(self, net: CSSNetwork, B: int, K: int, P: int, *, steps: int, silent: int, beta: float,
+                 ternary: bool, rule: str, dt: float, store: bool = True):
+        self.net, self.B, self.K, self.P = net, B, K, P
+        self.steps, self.silent, self.beta = steps, silent, beta
+        T, Ts = steps, silent
+        period = P * dt * second
+        self.groups, self.pos_mon, self.neg_mon, self.ends = {}, {}, {}, {}
         chained_groups, chained_synapses, objects = [], [], []
         for k, p in enumerate(net.layers):
             n = B * p.size
             if p.kind == "input":
-                g = _encoder_group(n, steps=T, beta=beta, rule=rule, name="css_input")
+                g = _encoder_group(n, steps=T, beta=beta, rule=rule, name="css_input", period=float(P))
+                self.table = TimedArray(np.zeros((K, n)), dt=period, name="css_input_table")
+                self.namespace = {self.table.name: self.table}  # what the runs resolve, and nothing else
+                start = "v = css_input_table(t, i)\ng = 0"
             else:
                 common = dict(reset="signed", shared=SHARED, name=f"css_layer_{k}", beta=beta, Ts=float(Ts),
                               T=float(T), k_in=float((p.depth - 1) * Ts), ternary=1.0 if ternary else 0.0,
-                              bias=np.tile(net.bias_per_step(p), B))
+                              bias=np.tile(net.bias_per_step(p), B), period=float(P))
                 if p.kind == "hidden":
                     g = models.neuron_group(n, RECTIFIED, SYNAPSE, **common)
                 else:
                     # Ts = 0 for the non-firing readout: its sums freeze right after its input window,
-                    # so v stays the readout however long the run goes on
+                    # so v stays the readout however long the presentation goes on
                     g = models.neuron_group(n, SIGNED, SYNAPSE, options=("readout",), **dict(common, Ts=0.0))
+                start = models.rest_state_code(g)
+            # each presentation starts from rest (slot 'start', before the step update)
+            g.run_regularly(start, dt=period, when="start", order=0, name=f"{g.name}_presentation")
             self.groups[p.name] = g
             objects.append(g)
             chained_groups.append((g, p.depth))
             if p.kind != "output":
-                self.pos_mon[p.name] = SpikeMonitor(g, record=record_spikes, when="resets", name=f"css_pos_{k}")
-                self.neg_mon[p.name] = EventMonitor(g, "negative", record=record_spikes, when="resets",
-                                                    name=f"css_neg_{k}")
+                self.pos_mon[p.name] = SpikeMonitor(g, when="resets", name=f"css_pos_{k}")
+                self.neg_mon[p.name] = EventMonitor(g, "negative", when="resets", name=f"css_neg_{k}")
+                # the sums at the end of each presentation but the last, read before the next one's reset
+                self.ends[p.name] = StateMonitor(g, ["v", "g"], record=True, dt=period, when="start", order=-1,
+                                                 name=f"css_ends_{k}")
             for m, q in enumerate(p.projections):
                 src = net.layer(q.source)
                 order = np.argsort(q.i, kind="stable")  # source order: a spike's targets sit together
@@ -151,66 +167,97 @@ class _Built:
                 objects.append(S)
                 chained_synapses.append((S, src.depth))
         _chain(chained_groups, chained_synapses)
-        self.output = self.groups[net.layers[-1].name]
-        self.trace = StateMonitor(self.output, "v", record=True, when="end", name="css_trace")
-        self.network = Network(*objects, *self.pos_mon.values(), *self.neg_mon.values(), self.trace)
-        self.latency = latency(T, Ts, L)
+        self.trace = StateMonitor(self.groups[net.layers[-1].name], "v", record=True, when="end", name="css_trace")
+        self.network = Network(*objects, *self.pos_mon.values(), *self.neg_mon.values(), *self.ends.values(),
+                               self.trace)
         if store:  # not on a standalone device (no store/restore there)
             self.network.store("rest")
 
-    def run(self, fraction: np.ndarray, run_steps: int, dt: float) -> CSSOutput:
-        """Present ``fraction`` (b <= B samples: flat inputs over p_0) once for ``run_steps`` steps."""
-        b = len(fraction)
-        net, B = self.net, self.B
+    def table_values(self, fraction: np.ndarray) -> np.ndarray:
+        """The encoder's start potentials (K, B n_in) for up to K B samples ``fraction`` (flat
+        inputs over p_0), sample s in presentation s // B of copy s % B; the rest silent."""
+        rows = np.zeros((self.K * self.B, fraction.shape[1]))
+        rows[:len(fraction)] = initial_potential(fraction, self.beta, self.steps)
+        return rows.reshape(self.K, -1)
+
+    def run(self, fraction: np.ndarray, dt: float) -> CSSOutput:
+        """Present ``fraction`` (up to K B samples) on the runtime device."""
         self.network.restore("rest")
-        v0 = np.zeros((B, fraction.shape[1]))
-        v0[:b] = initial_potential(fraction, self.beta, self.steps)
-        self.groups[net.layers[0].name].v = v0.ravel()
-        self.network.run(run_steps * dt * second, namespace={})
-        out_layer = net.layers[-1]
+        self.table.values[:] = self.table_values(fraction)  # in place: the generated code holds this array
+        self.network.run(self.K * self.P * dt * second, namespace=self.namespace)
+        return self.read(len(fraction), dt)
+
+    def _per_sample(self, values: np.ndarray, size: int) -> np.ndarray:
+        """(B size, K) values of every copy's presentations -> (K B, size), sample by sample."""
+        return values.reshape(self.B, size, self.K).transpose(2, 0, 1).reshape(self.K * self.B, size)
+
+    def read(self, b: int, dt: float) -> CSSOutput:
+        """What the last run left for its first ``b`` samples. Copies: on the runtime device a
+        variable's values are a view of its array, which the next run overwrites."""
+        net, B, K, P = self.net, self.B, self.K, self.P
+        out_size = net.layers[-1].size
+        trace = _copy(self.trace.v).reshape(B, out_size, K, P).transpose(2, 0, 3, 1).reshape(K * B, P, out_size)[:b]
+        res = CSSOutput(trace[:, -1].copy(), trace)
         amp = self.beta ** self.silent
-        trace = np.asarray(self.trace.v[:]).reshape(B, out_layer.size, -1)[:b].transpose(0, 2, 1)
-        res = CSSOutput(np.asarray(self.output.v[:]).reshape(B, out_layer.size)[:b], trace)
         for p in net.layers[:-1]:
-            g = self.groups[p.name]
-            shape = (B, p.size)
-            scale = 1.0 if p.kind == "input" else amp  # the encoder has no silent period
-            res.decoded[p.name] = np.asarray(g.g[:]).reshape(shape)[:b]
-            res.residual[p.name] = np.asarray(g.o[:]).reshape(shape)[:b] / scale
+            group, mon = self.groups[p.name], self.ends[p.name]
+            # the presentations' ends: the monitor's samples at the next presentations' starts, then now
+            v = self._per_sample(np.column_stack([_copy(mon.v)[:, 1:], _copy(group.v)]), p.size)[:b]
+            g = self._per_sample(np.column_stack([_copy(mon.g)[:, 1:], _copy(group.g)]), p.size)[:b]
+            res.decoded[p.name] = g
+            # the models' o (tsa: v - g, the encoder has Ts = 0; tsa_relu: max(v, 0) - beta^Ts g), over
+            # beta^Ts; computed here because a standalone device cannot evaluate a subexpression
+            res.residual[p.name] = v - g if p.kind == "input" else (np.maximum(v, 0.0) - amp * g) / amp
             if p.kind == "hidden":
-                res.accumulated[p.name] = np.asarray(g.v[:]).reshape(shape)[:b] / scale
-            res.positive[p.name] = np.asarray(self.pos_mon[p.name].count[:]).reshape(shape)[:b]
-            res.negative[p.name] = np.asarray(self.neg_mon[p.name].count[:]).reshape(shape)[:b]
-            if self.pos_mon[p.name].record:
-                parts = []
-                for mon, sign in ((self.pos_mon[p.name], 1), (self.neg_mon[p.name], -1)):
-                    i, t = np.asarray(mon.i[:]), np.asarray(mon.t[:])
-                    keep = i < b * p.size
-                    i, step = i[keep], np.rint(t[keep] / dt).astype(np.int64)
-                    parts.append((i // p.size, i % p.size, step, np.full(len(i), sign)))
-                res.spikes[p.name] = tuple(np.concatenate(c) for c in zip(*parts))
+                res.accumulated[p.name] = v / amp
+            parts = []
+            for counts, spikes, sign in (("positive", self.pos_mon, 1), ("negative", self.neg_mon, -1)):
+                i, t = _copy(spikes[p.name].i), _copy(spikes[p.name].t)
+                step = np.rint(t / dt).astype(np.int64)
+                sample, unit = (step // P) * B + i // p.size, i % p.size
+                keep = sample < b
+                sample, unit, step = sample[keep], unit[keep], step[keep] % P
+                getattr(res, counts)[p.name] = np.bincount(sample * p.size + unit,
+                                                           minlength=b * p.size).reshape(b, p.size)
+                parts.append((sample, unit, step, np.full(len(sample), sign)))
+            res.spikes[p.name] = tuple(np.concatenate(c) for c in zip(*parts))
         return res
 
 
-def _choose_batch(net: CSSNetwork, n: int) -> int:
+def _copy(variable) -> np.ndarray:
+    return np.array(variable[:], copy=True)
+
+
+def _plan(net: CSSNetwork, n: int, batch: int | None, presentations: int | None) -> tuple[int, int, int]:
+    """(copies B, presentations K, runs) for n samples: B from the synapse budget unless given, K
+    so that a run holds about `SAMPLES_PER_RUN` samples unless given, spread evenly over the runs."""
     synapses = sum(len(q.weight) for p in net.layers for q in p.projections)
-    return int(max(1, min(n, 64, SYNAPSES_PER_RUN // max(synapses, 1))))
+    B = int(max(1, min(n, 64, SYNAPSES_PER_RUN // max(synapses, 1)))) if batch is None else min(int(batch), n)
+    per_copy = -(-n // B)  # presentations the data needs on B copies
+    K = max(1, min(per_copy, SAMPLES_PER_RUN // B)) if presentations is None else min(int(presentations), per_copy)
+    runs = -(-per_copy // K)
+    return B, -(-per_copy // runs), runs
 
 
 def simulate(net: CSSNetwork, x, *, steps: int, silent: int = 1, beta: float = 1.5, ternary: bool = True,
              rule: str = "ternary", batch: int | None = None, step=DEFAULT_STEP, record_spikes: bool = False,
-             run_steps: int | None = None, device: str = "runtime") -> CSSOutput:
+             run_steps: int | None = None, presentations: int | None = None, device: str = "runtime",
+             threads: int | None = 1) -> CSSOutput:
     """Run ``net`` on inputs ``x`` (N, *input_shape) with T = ``steps`` coding steps, silent period
     Ts = ``silent``, amplification ``beta``; ``ternary=False``: binary hidden neurons (threshold
     beta^Ts, no negative spikes: the ablation); ``rule``: the input encoder's ('ternary' or
     'greedy'). ``batch`` samples at once as disjoint copies (None: as many as keep a run near
-    `SYNAPSES_PER_RUN` synapses, at most 64). ``step``: the physical length of a step (Brian2's dt).
-    ``record_spikes``: keep every spike (`CSSOutput.spikes`). ``run_steps``: run this many steps
-    instead of the latency (at least the latency; the readout is then taken at the end).
-    Only Brian2's runtime device: the inputs change between runs of one built network."""
+    `SYNAPSES_PER_RUN` synapses, at most 64), each shown ``presentations`` samples one after another
+    in a run (None: about `SAMPLES_PER_RUN` samples per run). ``step``: the physical length of a step
+    (Brian2's dt). ``record_spikes``: keep every spike (`CSSOutput.spikes`). ``run_steps``: steps per
+    presentation instead of the latency (at least the latency; the readout is then taken at the end).
+    ``device``: 'runtime' (Brian2's numpy runtime: the network built once and restored for every
+    batch) or 'cpp' (bioconv's C++ standalone device: compiled once, the binary run for every batch
+    with new inputs; ``threads`` OpenMP threads, 1 by default). Both run the same schedule
+    (`network_schedule`) and give the same spikes."""
     where = "bioconv.css.simulate"
-    if device != "runtime":
-        raise ParameterError(f"{where}: device {device!r} is not supported yet; use 'runtime'")
+    if device not in ("runtime", "cpp"):
+        raise ParameterError(f"{where}: device must be 'runtime' or 'cpp', got {device!r}")
     steps, silent, beta = check_settings(steps, silent, beta, rule, where)
     step = check_quantity(step, second.dim, "step", where, positive=True)
     x = np.asarray(x, dtype=np.float64)
@@ -223,30 +270,49 @@ def simulate(net: CSSNetwork, x, *, steps: int, silent: int = 1, beta: float = 1
     run_steps = lat if run_steps is None else int(run_steps)
     if run_steps < lat:
         raise ParameterError(f"{where}: run_steps ({run_steps}) is shorter than the latency T + (L-1) Ts = {lat}")
-    B = _choose_batch(net, len(x)) if batch is None else int(batch)
-    if B < 1 or B != batch and batch is not None:
-        raise ParameterError(f"{where}: batch must be a positive integer, got {batch!r}")
-    B = min(B, len(x))
+    for name, value in (("batch", batch), ("presentations", presentations)):
+        if value is not None and (isinstance(value, (bool, np.bool_)) or int(value) != value or value < 1):
+            raise ParameterError(f"{where}: {name} must be a positive integer, got {value!r}")
+    B, K, _ = _plan(net, len(x), batch, presentations)
     fraction = x.reshape(len(x), -1) / net.layers[0].scale
     dt = float(step)
-    parts = []
-    with simulation_device("runtime", dt=step):
-        built = _Built(net, B, steps=steps, silent=silent, beta=beta, ternary=ternary, rule=rule,
-                       record_spikes=record_spikes)
-        for k in range(0, len(x), B):
-            part = built.run(fraction[k:k + B], run_steps, dt)
-            for name, (s, *rest) in part.spikes.items():
-                part.spikes[name] = (s + k, *rest)
-            parts.append(part)
+    settings = dict(steps=steps, silent=silent, beta=beta, ternary=ternary, rule=rule, dt=dt)
+    chunks = [fraction[k:k + B * K] for k in range(0, len(x), B * K)]
+    if device == "runtime":
+        with simulation_device("runtime", dt=step):
+            built = _Built(net, B, K, run_steps, **settings)
+            parts = [built.run(chunk, dt) for chunk in chunks]
+    else:
+        parts = _run_cpp(net, chunks, B, K, run_steps, settings, threads)
+    for k, part in zip(range(0, len(x), B * K), parts):
+        for name, (sample, *rest) in part.spikes.items():
+            part.spikes[name] = (sample + k, *rest)
     out = CSSOutput(np.concatenate([p.potential for p in parts]), np.concatenate([p.trace for p in parts]),
                     steps=steps, silent=silent, beta=beta, latency=lat, run_steps=run_steps, dt=dt)
     for attr in ("decoded", "accumulated", "residual", "positive", "negative"):
         for name in getattr(parts[0], attr):
             getattr(out, attr)[name] = np.concatenate([getattr(p, attr)[name] for p in parts])
-    for name in parts[0].spikes:
-        out.spikes[name] = tuple(np.concatenate(c) for c in zip(*(p.spikes[name] for p in parts)))
+    if record_spikes:
+        for name in parts[0].spikes:
+            out.spikes[name] = tuple(np.concatenate(c) for c in zip(*(p.spikes[name] for p in parts)))
     out.thetas = {p.name: p.theta(beta, steps) for p in net.layers}
     return out
+
+
+def _run_cpp(net, chunks, B, K, P, settings, threads) -> list[CSSOutput]:
+    """bioconv's C++ standalone device: the network compiled once, the binary run for every chunk of
+    samples with their encoder start potentials as a run argument (the table, Brian2's run_args)."""
+    from brian2 import device as current
+    dt = settings["dt"]
+    with simulation_device("cpp", dt=dt * second, build_on_run=False, threads=threads) as folder:
+        built = _Built(net, B, K, P, store=False, **settings)
+        built.network.run(K * P * dt * second, namespace=built.namespace)
+        current.build(directory=str(folder), compile=True, run=False, with_output=False)
+        parts = []
+        for chunk in chunks:
+            current.run(directory=str(folder), with_output=False, run_args={built.table: built.table_values(chunk)})
+            parts.append(built.read(len(chunk), dt))
+        return parts
 
 
 def network_schedule(net: CSSNetwork, *, steps: int = 4, silent: int = 1, beta: float = 1.5,
@@ -257,7 +323,8 @@ def network_schedule(net: CSSNetwork, *, steps: int = 4, silent: int = 1, beta: 
     if device not in ("runtime", "cpp"):
         raise ParameterError(f"network_schedule: device must be 'runtime' or 'cpp', got {device!r}")
     with simulation_device(device, build_on_run=False):
-        built = _Built(net, 1, steps=steps, silent=silent, beta=beta, ternary=True, rule="ternary", store=False)
+        built = _Built(net, 1, 1, latency(steps, silent, net.weight_layers), steps=steps, silent=silent, beta=beta,
+                       ternary=True, rule="ternary", dt=float(DEFAULT_STEP), store=False)
         summary = built.network.scheduling_summary()
     return [(e.name, e.when, e.order) for e in summary.entries]
 
