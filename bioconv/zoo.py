@@ -3,6 +3,8 @@
 - ``mnist_mlp``: 784-256-128-10 with biases, batch norm after each hidden linear layer, dropout.
 - ``mnist_convnet``: seed 003 Table V: conv 12@5x5, max-pool 2, conv 64@5x5, max-pool 2, FC 100,
   FC 10, no biases.
+- ``mnist_convnet_avgpool``: the same ConvNet with average instead of max pooling, for CSS coding
+  (seed 002), which folds average pooling into the next layer and converts no max pooling.
 - ``mnist_mlp_ttfs``: 784-256-128-10 with ReLU1, no batch norm, no hidden biases, trained under the
   LC-TTFS constraints (seed 004; `bioconv.ttfs_train`); ``mnist_convnet_ttfs``: the ConvNet with
   ReLU1, trained the same way.
@@ -55,6 +57,19 @@ def convnet() -> nn.Module:
     )
 
 
+def convnet_avgpool() -> nn.Module:
+    """Seed 003's Table V ConvNet with 2x2 average pooling in place of max pooling (CSS coding folds
+    average pooling into the next layer; it has no max pooling)."""
+    nn = require_torch("bioconv.zoo.convnet_avgpool").nn
+    return nn.Sequential(
+        nn.Conv2d(1, 12, 5, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(12, 64, 5, bias=False), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 4 * 4, 100, bias=False), nn.ReLU(),
+        nn.Linear(100, 10, bias=False),
+    )
+
+
 def mlp_ttfs() -> nn.Module:
     """The MLP for TTFS conversion (seed 004): ReLU1, no batch norm, no hidden biases (the output
     bias is exact as the output membrane's initial potential)."""
@@ -83,6 +98,7 @@ def convnet_ttfs() -> nn.Module:
 
 _ARCHS = {"mnist_mlp": (mlp, dict(epochs=30, lr=1e-3, weight_decay=1e-4)),
           "mnist_convnet": (convnet, dict(epochs=30, lr=1e-3, weight_decay=1e-4)),
+          "mnist_convnet_avgpool": (convnet_avgpool, dict(epochs=30, lr=1e-3, weight_decay=1e-4)),
           # trained under the LC-TTFS constraints (bioconv.ttfs_train.train), same recipe otherwise
           "mnist_mlp_ttfs": (mlp_ttfs, dict(epochs=30, lr=1e-3, weight_decay=1e-4)),
           "mnist_convnet_ttfs": (convnet_ttfs, dict(epochs=30, lr=1e-3, weight_decay=1e-4))}
@@ -94,6 +110,11 @@ def mnist_mlp(retrain: bool = False) -> nn.Module:
 
 def mnist_convnet(retrain: bool = False) -> nn.Module:
     return _get("mnist_convnet", retrain)
+
+
+def mnist_convnet_avgpool(retrain: bool = False) -> nn.Module:
+    """The ConvNet with average pooling (for CSS coding), trained with the same recipe."""
+    return _get("mnist_convnet_avgpool", retrain)
 
 
 def mnist_mlp_ttfs(retrain: bool = False) -> nn.Module:
