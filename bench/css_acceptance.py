@@ -56,7 +56,7 @@ def row(network, snn, ann_acc_torch, x, y, *, steps, encoder, batch, device):
     for k, (name, e) in enumerate(errors.items(), start=1):
         r[f"h{k}_p99_9_error"] = round(e.percentile(99.9), 4)
         r[f"h{k}_saturated"] = float(np.mean(~e.unsaturated))
-    spikes = res.settings["spikes_per_neuron"]
+    spikes = res.settings["spikes_by_sign"]
     r["spikes_pos_per_neuron"] = round(float(np.mean([s["positive"] for s in spikes.values()])), 3)
     r["spikes_neg_per_neuron"] = round(float(np.mean([s["negative"] for s in spikes.values()])), 3)
     r["synops_pos_per_digit"] = round(res.settings["synops_positive"] / len(x))

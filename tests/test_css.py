@@ -196,8 +196,12 @@ def test_negative_spikes_and_signed_synops_are_counted():
     assert neg > 0  # ternary neurons withdraw spikes here
     assert res.settings["synops_positive"] == pos and res.settings["synops_negative"] == neg
     assert res.synaptic_events == pos + neg
-    rates = res.settings["spikes_per_neuron"]
+    rates = res.settings["spikes_by_sign"]
     assert sum(r["negative"] for r in rates.values()) > 0
+    spiking = [n for n in out.positive if n != "input"]
+    assert res.spikes_per_neuron["all"] == pytest.approx(
+        sum(out.positive[n].sum() + out.negative[n].sum() for n in spiking) / len(x)
+        / sum(out.positive[n].shape[1] for n in spiking))
     binary = convert(graph, x, coding="css", steps=6, ternary=False).evaluate(
         x, graph.forward(x)[graph.output].argmax(1), device="runtime", progress=False)
     assert binary.settings["encoder"] == "css_greedy" and binary.settings["synops_negative"] == 0

@@ -30,6 +30,7 @@ from brian2 import Quantity, ms, second
 from .. import css
 from ..errors import ParameterError
 from ..units import check_quantity
+from . import metrics
 from .encoders import Encoder, encoders
 from .scheme import CodingScheme, Param, check_labels, schemes
 
@@ -110,7 +111,8 @@ class CSSCoding(CodingScheme):
     encoders = ("css", "css_greedy")
     default_encoder = "css"
     metric_names = ("accuracy", "ann_accuracy", "agreement", "accuracy_vs_time", "agreement_vs_time",
-                    "undecided_fraction", "layer_correlation", "scatter", "synaptic_events")
+                    "undecided_fraction", "layer_correlation", "scatter", "synaptic_events", "decision_time",
+                    "spikes_per_neuron", "energy_proxy")
     needs_calibration = True
     simulates_itself = True
 
@@ -208,42 +210,53 @@ class CSSCoding(CodingScheme):
                             threads=threads)
 
     def result(self, snn, x, y, out: "css.CSSOutput", *, scatter_points: int = 2000):
-        """The `EvaluationResult` of a simulation ``out`` of ``snn`` on ``x`` with labels ``y``."""
+        """The `EvaluationResult` of a simulation ``out`` of ``snn`` on ``x`` with labels ``y``, its
+        metrics from `bioconv.coding.metrics`: the decision after every step of the run (times: the
+        ends of the steps), decoded values (times theta) correlated with the ANN's activations per
+        hidden layer and for the output's logits, spikes of both signs per neuron (the input's not
+        counted), SynOPs of both signs, and NeuronOPs = the TSA neurons (hidden and output) x the
+        run's steps."""
         from ..converter import EvaluationResult
         net = snn.mapped
+        y = check_labels(y, len(x), net.layers[-1].size, "CSSCoding.result")
         targets = self.targets(snn, x)
         out_name = net.layers[-1].name
         ann_pred = targets[out_name].argmax(1)
-        pred = _decisions(out.trace)  # (N, run steps)
+        step = float(self.values["step"])
+        times = step * np.arange(1, out.run_steps + 1)
+        pred = metrics.decisions(out.trace)  # (N, run steps)
         final = pred[:, -1]
-        corr, scatter = {}, {}
-        rng = np.random.default_rng(0)
         decoded = {p.name: out.decoded[p.name] * out.thetas[p.name] for p in net.layers[1:-1]}
         decoded[out_name] = out.potential * out.thetas[out_name]
+        corr = metrics.layer_correlation(decoded, targets)
+        scatter, rng = {}, np.random.default_rng(0)
         for name, a in decoded.items():
             a, t = a.ravel(), targets[name].ravel()
-            corr[name] = float(np.corrcoef(t, a)[0, 1]) if a.std() > 0 and t.std() > 0 else float("nan")
             pick = rng.choice(len(a), size=min(scatter_points, len(a)), replace=False)
             scatter[name] = (t[pick], a[pick])
         degree = {p.name: out_degree(net, p.name) for p in net.layers[:-1]}
-        syn_pos = sum(float(out.positive[n].sum(0) @ d) for n, d in degree.items())
-        syn_neg = sum(float(out.negative[n].sum(0) @ d) for n, d in degree.items())
-        step = float(self.values["step"])
-        times = step * np.arange(1, out.run_steps + 1)
+        syn_pos = metrics.synops(out.positive, degree)
+        syn_neg = metrics.synops(out.negative, degree)
+        neurons = sum(p.size for p in net.layers[1:])
+        energy = metrics.energy_proxy(syn_pos + syn_neg, metrics.neuron_updates(neurons, out.run_steps))
+        spikes = {name: out.positive[name] + out.negative[name] for name in out.positive if name != net.layers[0].name}
         S_T = css.encodable(out.beta, out.steps)
         res = EvaluationResult(
             accuracy=float(np.mean(final == y)), ann_accuracy=float(np.mean(ann_pred == y)),
             agreement=float(np.mean(final == ann_pred)), layer_correlation=corr, scatter=scatter,
             times=times, accuracy_vs_time=np.mean(pred == y[:, None], axis=0),
-            agreement_vs_time=np.mean(pred == ann_pred[:, None], axis=0), synaptic_events=int(round(syn_pos + syn_neg)),
-            undecided_fraction=float(np.mean(final == -1)), n_samples=len(x), duration=out.steps * step, dt=step,
-            predictions=pred, ann_predictions=ann_pred)
+            agreement_vs_time=np.mean(pred == ann_pred[:, None], axis=0),
+            synaptic_events=int(round(float(syn_pos.sum() + syn_neg.sum()))),
+            undecided_fraction=float(np.mean(final == metrics.UNDECIDED)), n_samples=len(x), duration=out.steps * step,
+            dt=step, predictions=pred, ann_predictions=ann_pred, decision_time=metrics.decision_time(out.trace, times),
+            spikes_per_neuron=metrics.spikes_per_neuron(spikes), energy_proxy=float(np.mean(energy)))
         res.settings = dict(
             coding=self.name, coding_params=self.params(), steps=out.steps, Ts=out.silent,
             latency_steps=out.latency, latency_s=out.latency * step, weight_layers=net.weight_layers,
-            thetas=dict(out.thetas), synops_positive=int(round(syn_pos)), synops_negative=int(round(syn_neg)),
-            spikes_per_neuron={n: dict(positive=float(out.positive[n].mean()), negative=float(out.negative[n].mean()))
-                               for n in out.positive},
+            thetas=dict(out.thetas), synops_positive=int(round(float(syn_pos.sum()))),
+            synops_negative=int(round(float(syn_neg.sum()))),
+            spikes_by_sign={n: dict(positive=float(out.positive[n].mean()), negative=float(out.negative[n].mean()))
+                            for n in out.positive},
             saturated_fraction={p.name: float(np.mean(targets[p.name] / out.thetas[p.name] >= S_T))
                                 for p in net.layers[1:-1]},
             residual_p99_9={n: float(np.percentile(np.abs(r), 99.9)) for n, r in out.residual.items()},
@@ -259,13 +272,6 @@ class CSSCoding(CodingScheme):
         graph = G.sequential((6,), [("linear", {"weight": rng.normal(0, 0.6, (5, 6)), "bias": rng.normal(0, 0.1, 5)}),
                                     "relu", ("linear", {"weight": rng.normal(0, 0.6, (3, 5)), "bias": rng.normal(0, 0.1, 3)})])
         return graph, rng.random((16, 6))
-
-
-def _decisions(scores) -> np.ndarray:
-    """(N, K) decisions from (N, K, n_out) scores: the argmax where it is a unique winner, else -1."""
-    top = scores.max(axis=2, keepdims=True)
-    unique = (scores == top).sum(axis=2) == 1
-    return np.where(unique, scores.argmax(axis=2), -1)
 
 
 def out_degree(net, name: str) -> np.ndarray:
