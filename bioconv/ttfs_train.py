@@ -123,15 +123,46 @@ class WeightSumConstraint:
         return max(float((s - 1).abs().max()) for s in self.sums())
 
 
+#: The tasks `train` knows: what the model's output is compared with.
+TASKS = ("classification", "reconstruction")
+
+
+def reconstruct(logits):
+    """The reconstruction of an autoencoder trained with ``task="reconstruction"``: the sigmoid of
+    its output (seed 004 sec. V-A). A torch tensor or a numpy array (e.g. the TTFS output membranes
+    at t = L, in units of v_th, which are the logits)."""
+    if isinstance(logits, torch.Tensor):
+        return torch.sigmoid(logits)
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
 def train(model, split: data.Split, *, seed: int, epochs: int, lr: float, weight_decay: float, batch_size: int = 64,
           hard: bool = True, soft: bool = True, preactivation: bool = True, lambda_w: float = LAMBDA_W,
-          lambda_a: float = LAMBDA_A) -> dict:
+          lambda_a: float = LAMBDA_A, task: str = "classification", threads: int | None = None) -> dict:
     """Seeded training under the LC-TTFS constraints, with the recipe of `bioconv.zoo.train` (Adam,
     cosine schedule, 2-pixel shifts) so that constrained and reference networks differ only in the
     constraints. ``hard``, ``soft``, ``preactivation`` switch the projection, L_W and L_A (the
-    ablations of seed 004 Table III). Returns the training record."""
+    ablations of seed 004 Table III). ``task``: ``"classification"`` (cross entropy on the labels)
+    or ``"reconstruction"`` (an autoencoder, seed 004 Table IV: the squared error between `reconstruct`
+    of the output, the sigmoid, and the flattened, equally shifted input, summed over the pixels of
+    an image and averaged over the batch; the per-pixel mean would make the task gradient 784 times
+    smaller against the constraint losses, whose weights were chosen beside a per-sample cross
+    entropy). ``threads``: torch threads during training (restored after; None leaves them). Returns
+    the training record."""
     from .zoo import _augment, accuracy
 
+    if task not in TASKS:
+        raise ValueError(f"ttfs_train.train: task must be one of {TASKS}, got {task!r}")
+
+    if threads is not None:
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(threads))
+        try:
+            return train(model, split, seed=seed, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                         batch_size=batch_size, hard=hard, soft=soft, preactivation=preactivation, lambda_w=lambda_w,
+                         lambda_a=lambda_a, task=task)
+        finally:
+            torch.set_num_threads(before)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     for m in model.modules():
@@ -151,8 +182,13 @@ def train(model, split: data.Split, *, seed: int, epochs: int, lr: float, weight
         for k in range(0, len(x), batch_size):
             idx = order[k:k + batch_size]
             opt.zero_grad()
-            out = model(_augment(x[idx], rng))
-            loss = nn.functional.cross_entropy(out, y[idx]) + constraint.loss()
+            xb = _augment(x[idx], rng)
+            out = model(xb)
+            if task == "classification":
+                task_loss = nn.functional.cross_entropy(out, y[idx])
+            else:  # the squared error of each image (summed over its pixels), averaged over the batch
+                task_loss = ((torch.sigmoid(out) - xb.flatten(1)) ** 2).sum(1).mean()
+            loss = task_loss + constraint.loss()
             loss.backward()
             opt.step()
             if hard:
@@ -160,11 +196,22 @@ def train(model, split: data.Split, *, seed: int, epochs: int, lr: float, weight
         sched.step()
     model.eval()
     constraint.remove()
-    return dict(dataset=split.name, seed=seed, epochs=epochs, lr=lr, weight_decay=weight_decay,
+    train_s = round(time.perf_counter() - t0, 1)
+    if task == "classification":
+        scores = dict(train_accuracy=accuracy(model, split.x_train, split.y_train),
+                      test_accuracy=accuracy(model, split.x_test, split.y_test))
+    else:
+        scores = dict(train_mse=_mse(model, split.x_train), test_mse=_mse(model, split.x_test))
+    return dict(dataset=split.name, seed=seed, epochs=epochs, lr=lr, weight_decay=weight_decay, task=task,
                 constraints=dict(hard=hard, soft=soft, preactivation=preactivation,
                                  lambda_w=lambda_w if soft else 0.0, lambda_a=lambda_a if preactivation else 0.0,
                                  target_std=TARGET_STD),
-                worst_weight_sum_deviation=constraint.worst_deviation(),
-                train_accuracy=accuracy(model, split.x_train, split.y_train),
-                test_accuracy=accuracy(model, split.x_test, split.y_test),
-                train_seconds=round(time.perf_counter() - t0, 1), torch=torch.__version__)
+                worst_weight_sum_deviation=constraint.worst_deviation(), **scores,
+                train_seconds=train_s, torch=torch.__version__)
+
+
+def _mse(model, x: np.ndarray) -> float:
+    """Mean squared error of the reconstructions (`reconstruct`) of ``x``, over pixels and images."""
+    with torch.no_grad():
+        rec = torch.sigmoid(model(torch.from_numpy(x)))
+    return float(((rec - torch.from_numpy(x).flatten(1)) ** 2).mean())

@@ -96,3 +96,25 @@ def test_constrained_training_step_keeps_sums_at_one_and_converts():
 def test_hidden_bias_is_refused_naming_the_layer():
     with pytest.raises(G.UnsupportedLayerError, match="node '0': hidden biases"):
         ttfs.map_network(_mlp(bias=True), input_shape=(6,))
+
+
+def test_reconstruction_training_keeps_the_constraints_and_lowers_the_error():
+    # The autoencoder task (seed 004 Table IV): the squared error of the sigmoid of the output; the
+    # hidden weight sums stay at 1, the output layer is free, and the trained net converts (strict).
+    from bioconv import data, zoo
+    from bioconv.ttfs_train import reconstruct, train
+    split = data.mnist_subset()
+    tiny = data.Split(split.x_train[:256], split.y_train[:256], split.x_test[:64], split.y_test[:64], "tiny")
+    model = zoo.autoencoder_ttfs()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        before = float(((torch.sigmoid(model(torch.from_numpy(tiny.x_test))) - torch.from_numpy(tiny.x_test).flatten(1))
+                        ** 2).mean())
+    rec = train(model, tiny, seed=0, epochs=2, lr=3e-3, weight_decay=0.0, task="reconstruction", threads=1)
+    assert rec["task"] == "reconstruction" and rec["test_mse"] < before and "test_accuracy" not in rec
+    assert rec["worst_weight_sum_deviation"] < 1e-5
+    net = ttfs.map_network(model, input_shape=(1, 28, 28))
+    assert net.n_windows == 6 and net.n_neurons == 1200 and net.layers[-1].size == 784
+    assert reconstruct(np.array([0.0, np.log(3.0)])) == pytest.approx([0.5, 0.75])
+    with pytest.raises(ValueError, match="task must be one of"):
+        train(model, tiny, seed=0, epochs=1, lr=1e-3, weight_decay=0.0, task="regression")
