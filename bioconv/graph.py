@@ -10,6 +10,7 @@ forward pass is numpy, so only `from_torch` needs torch.
 """
 from __future__ import annotations
 
+import functools
 import json
 import operator
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from .conv_geometry import ConvGeometry, KernelTerm
 from .errors import BioconvError
 from .optional import require_torch
 
@@ -483,12 +485,154 @@ def _check_finite(graph):
 
 # --- spiking populations and the affine projections between them ------------------------------------
 
-@dataclass
 class Projection:
-    """Input of a population from ``source``: ``matrix`` (n_target x n_source, sparse) of weights."""
+    """Input of a population from ``source``: ``matrix`` (n_target x n_source, sparse) of weights.
 
-    source: str
-    matrix: sp.csr_matrix
+    Made by `populations` from the chain of linear operations it composes, the matrix is computed
+    when first read (a CIFAR-size network's convolutions unroll into hundreds of millions of
+    synapses, which the shared-kernel simulation never needs). ``terms`` is the same projection as
+    a sum: a `conv_geometry.KernelTerm` for each convolution (optionally after a non-overlapping
+    average pooling) read straight from a population, and one sparse `Projection` for the rest.
+    """
+
+    def __init__(self, source: str, matrix: sp.csr_matrix | None = None, *, expr: "_Expr | None" = None,
+                 prune: bool = False):
+        if (matrix is None) == (expr is None):
+            raise ValueError("Projection: give a matrix or an expression, not both")
+        self.source = source
+        self._matrix = None if matrix is None else matrix
+        self._expr = expr
+        self._prune = prune  # drop explicit zeros when computed (the output layer's projections)
+
+    @property
+    def matrix(self) -> sp.csr_matrix:
+        if self._matrix is None:
+            m = self._expr.matrix().tocsr()
+            if self._prune:
+                m.eliminate_zeros()
+            self._matrix = m
+        return self._matrix
+
+    @property
+    def terms(self) -> list:
+        """The projection as a sum of `KernelTerm` (one per convolution) and at most one sparse
+        `Projection` holding everything else, in the order the graph adds them."""
+        if self._expr is None:
+            return [self]
+        kernels, rest = [], []
+        for t in self._expr.terms():
+            (kernels if isinstance(t, KernelTerm) else rest).append(t)
+        if not rest:
+            return kernels
+        total = rest[0] if len(rest) == 1 else functools.reduce(_Sum, rest)
+        return kernels + [Projection(self.source, expr=total, prune=self._prune)]
+
+    @property
+    def unshared(self) -> str | None:
+        """Why a convolution in this projection cannot keep its kernel shared (None: none such)."""
+        if self._expr is None:
+            return None
+        return next((r for r in (t.unshared() for t in self._expr.terms() if not isinstance(t, KernelTerm)) if r),
+                    None)
+
+    def __repr__(self):
+        return f"Projection({self.source!r}, terms={[type(t).__name__ for t in self.terms]})"
+
+
+# --- lazy composition: the chain of linear operations feeding a population, from one source --------
+# Each expression computes its sparse matrix exactly as an eager composition would (the same scipy
+# products and sums, in the same order), so the unrolled weights do not depend on when they are computed.
+
+class _Expr:
+    _m = None
+
+    def matrix(self) -> sp.csr_matrix:
+        if self._m is None:
+            self._m = self._compute()
+        return self._m
+
+    def terms(self) -> list:
+        kernel = self.kernel_term()
+        return [kernel if kernel is not None else self]
+
+    def kernel_term(self):
+        return None
+
+    def unshared(self) -> str | None:
+        return None
+
+
+class _Eye(_Expr):
+    """A population itself (``sign`` -1: its negative, the excess part of a ReLU1)."""
+
+    def __init__(self, size: int, sign: float = 1.0):
+        self.size, self.sign = size, sign
+
+    def _compute(self):
+        eye = sp.identity(self.size, format="csr")
+        return eye if self.sign == 1.0 else -eye
+
+
+class _Apply(_Expr):
+    """One linear node applied to the expression of its input."""
+
+    def __init__(self, node: Node, in_shape: tuple, child: _Expr):
+        self.node, self.in_shape, self.child = node, in_shape, child
+
+    def _compute(self):
+        op_matrix, _ = _linear_operator(self.node, self.in_shape)
+        return (op_matrix @ self.child.matrix()).tocsr()
+
+    def kernel_term(self):
+        """A convolution read from a population (or from a non-overlapping average pooling of one):
+        the kernel's values are those the composed matrix holds (w, w * 1/(kh kw) after a pooling,
+        -w on a negated population), computed by the same products."""
+        n = self.node
+        if n.op != "conv2d":
+            return None
+        child, in_shape, pool, pool_padding = self.child, self.in_shape, None, (0, 0)
+        kernel = n.params["weight"] * 1.0
+        if isinstance(child, _Apply) and child.node.op == "avgpool2d" and _nonoverlapping(child.node):
+            pool, pool_padding = tuple(child.node.params["kernel"]), tuple(child.node.params["padding"])
+            kernel = n.params["weight"] * (1.0 / (pool[0] * pool[1]))  # the pooling matrix's value
+            child, in_shape = child.child, child.in_shape
+        if not isinstance(child, _Eye):
+            return None
+        if child.sign != 1.0:
+            kernel = kernel * child.sign
+        geometry = ConvGeometry(in_shape, n.shape, n.params["weight"].shape[2:], n.params["stride"],
+                                n.params["padding"], pool, pool_padding)
+        return KernelTerm(geometry, kernel)
+
+    def unshared(self):
+        ops = []
+        e = self
+        while isinstance(e, _Apply):
+            ops.append(e.node)
+            e = e.child
+        if not any(o.op == "conv2d" for o in ops):
+            return None
+        chain = " -> ".join(f"{o.name} ({o.op}" + (f", kernel {o.params['kernel']} stride {o.params['stride']}"
+                                                    if o.op == "avgpool2d" else "") + ")" for o in reversed(ops))
+        return (f"{chain}: only a convolution read from a population, or from a non-overlapping average "
+                f"pooling of one, keeps its kernel shared")
+
+
+class _Sum(_Expr):
+    """Two branches added (residual addition)."""
+
+    def __init__(self, a: _Expr, b: _Expr):
+        self.a, self.b = a, b
+
+    def _compute(self):
+        return self.a.matrix() + self.b.matrix()
+
+    def terms(self):
+        return self.a.terms() + self.b.terms()
+
+
+def _nonoverlapping(node: Node) -> bool:
+    return tuple(node.params["kernel"]) == tuple(node.params["stride"])
 
 
 @dataclass
@@ -516,19 +660,16 @@ def populations(graph: LayerGraph) -> list[Population]:
     count or membrane potential). Each linear chain between populations becomes one matrix per
     source plus a bias: affine maps compose exactly, so this is no approximation.
     """
-    consumers = {n.name: [] for n in graph.nodes}
-    for n in graph.nodes:
-        for i in n.inputs:
-            consumers[i].append(n.name)
     pops: list[Population] = []
-    # affine[name] = (dict source_population -> sparse matrix, bias vector): node's output as an
-    # affine function of population activities.
+    # affine[name] = (dict source_population -> expression of its matrix, bias vector): node's output
+    # as an affine function of population activities. The matrices are computed when first read
+    # (`Projection.matrix`); `Projection.terms` reads the convolutions' kernels from the expressions.
     affine: dict[str, tuple[dict, np.ndarray]] = {}
     for n in graph.nodes:
         size = int(np.prod(n.shape))
         if n.op == "input":
             pops.append(Population(n.name, "input", n.shape))
-            affine[n.name] = ({n.name: sp.identity(size, format="csr")}, np.zeros(size))
+            affine[n.name] = ({n.name: _Eye(size)}, np.zeros(size))
             continue
         src = affine[n.inputs[0]]
         if n.op == "relu" or (n.op == "maxpool2d"):
@@ -540,47 +681,57 @@ def populations(graph: LayerGraph) -> list[Population]:
             else:
                 mats, bias = src
                 pops.append(Population(n.name, "relu", n.shape,
-                                       [Projection(s, m.tocsr()) for s, m in mats.items()], bias))
-            affine[n.name] = ({n.name: sp.identity(size, format="csr")}, np.zeros(size))
+                                       [Projection(s, expr=m) for s, m in mats.items()], bias))
+            affine[n.name] = ({n.name: _Eye(size)}, np.zeros(size))
             continue
         if n.op == "relu1":
             # ReLU1(z) = relu(z) - relu(z - 1): two rate populations, exact in the rate domain.
             mats, bias = src
-            projections = [Projection(s, m.tocsr()) for s, m in mats.items()]
+            projections = [Projection(s, expr=m) for s, m in mats.items()]
             pops.append(Population(n.name + RELU_PART, "relu", n.shape, projections, bias))
             pops.append(Population(n.name + EXCESS, "relu", n.shape, list(projections), bias - 1.0))
-            eye = sp.identity(size, format="csr")
-            affine[n.name] = ({n.name + RELU_PART: eye, n.name + EXCESS: -eye}, np.zeros(size))
+            affine[n.name] = ({n.name + RELU_PART: _Eye(size), n.name + EXCESS: _Eye(size, -1.0)}, np.zeros(size))
             continue
         if n.op == "add":
             other = affine[n.inputs[1]]
             mats = dict(src[0])
             for s, m in other[0].items():
-                mats[s] = mats[s] + m if s in mats else m
+                mats[s] = _Sum(mats[s], m) if s in mats else m
             affine[n.name] = (mats, src[1] + other[1])
             continue
-        op_matrix, op_bias = _linear_operator(n, graph.node(n.inputs[0]).shape)
-        mats = {s: (op_matrix @ m).tocsr() for s, m in src[0].items()}
-        affine[n.name] = (mats, op_matrix @ src[1] + op_bias)
+        in_shape = graph.node(n.inputs[0]).shape
+        mats = {s: _Apply(n, in_shape, m) for s, m in src[0].items()}
+        affine[n.name] = (mats, _apply_to_bias(n, in_shape, src[1]))
     out = graph.output
     if graph.node(out).op in NONLINEAR:
         raise UnsupportedLayerError(f"output node {out!r} must be an affine layer (logits), "
                                     f"not {graph.node(out).op}")
     mats, bias = affine[out]
     pops.append(Population(out, "output", graph.node(out).shape,
-                           [Projection(s, m.tocsr()) for s, m in mats.items()], bias))
-    for m in mats.values():
-        m.eliminate_zeros()
+                           [Projection(s, expr=m, prune=True) for s, m in mats.items()], bias))
     return pops
+
+
+def _apply_to_bias(n: Node, in_shape, bias: np.ndarray) -> np.ndarray:
+    """A linear node's output for the bias vector of its input, plus its own bias: through its sparse
+    operator where the input bias is nonzero, else its own bias alone (what the operator would
+    give, without building the operator, which for a large convolution holds hundreds of millions
+    of entries)."""
+    if np.any(bias):
+        op_matrix, op_bias = _linear_operator(n, in_shape)
+        return op_matrix @ bias + op_bias
+    return np.zeros(int(np.prod(n.shape))) + _own_bias(n, in_shape)
 
 
 def _single_population(src, node, graph):
     mats, bias = src
     if len(mats) != 1 or np.any(bias != 0):
         raise UnsupportedLayerError(f"node {node.name!r} (maxpool2d): max pooling must follow a ReLU directly")
-    (s, m), = mats.items()
-    if m.shape[0] != m.shape[1] or (m != sp.identity(m.shape[0])).nnz:
-        raise UnsupportedLayerError(f"node {node.name!r} (maxpool2d): max pooling must follow a ReLU directly")
+    (s, expr), = mats.items()
+    if not (isinstance(expr, _Eye) and expr.sign == 1.0):
+        m = expr.matrix()
+        if m.shape[0] != m.shape[1] or (m != sp.identity(m.shape[0])).nnz:
+            raise UnsupportedLayerError(f"node {node.name!r} (maxpool2d): max pooling must follow a ReLU directly")
     return s
 
 
@@ -600,42 +751,50 @@ def _pool_groups(in_shape, p):
     return groups.ravel()
 
 
+def _own_bias(n: Node, in_shape) -> np.ndarray:
+    """A linear node's own bias on its flattened output (zeros for the operations without one)."""
+    if n.op in ("flatten", "scale", "avgpool2d"):
+        return np.zeros(int(np.prod(n.shape)))
+    if n.op == "linear":
+        return n.params.get("bias", np.zeros(n.params["weight"].shape[0]))
+    if n.op == "conv2d":
+        return np.repeat(n.params.get("bias", np.zeros(n.shape[0])), n.shape[1] * n.shape[2])
+    raise UnsupportedLayerError(f"node {n.name!r}: no linear operator for {n.op}")
+
+
 def _linear_operator(n: Node, in_shape) -> tuple[sp.csr_matrix, np.ndarray]:
     """The sparse matrix (n_out x n_in) and bias of one linear node, on flattened C-order arrays."""
     n_in = int(np.prod(in_shape))
     n_out = int(np.prod(n.shape))
+    bias = _own_bias(n, in_shape)
     if n.op == "flatten":
-        return sp.identity(n_in, format="csr"), np.zeros(n_in)
+        return sp.identity(n_in, format="csr"), bias
     if n.op == "scale":
-        return sp.diags(np.broadcast_to(n.params["scale"], in_shape).ravel(), format="csr"), np.zeros(n_in)
+        return sp.diags(np.broadcast_to(n.params["scale"], in_shape).ravel(), format="csr"), bias
     if n.op == "linear":
-        W = n.params["weight"]
-        return sp.csr_matrix(W), n.params.get("bias", np.zeros(W.shape[0]))
-    if n.op in ("conv2d", "avgpool2d"):
-        C, H, W = in_shape
-        Co, Ho, Wo = n.shape
-        if n.op == "conv2d":
-            weight = n.params["weight"]  # (Co, C, kh, kw)
-            kh, kw = weight.shape[2:]
-        else:
-            kh, kw = n.params["kernel"]
-        sh, sw = n.params["stride"]
-        ph, pw = n.params["padding"]
-        # Every (output unit, kernel tap) pair, vectorized: rows = output index, cols = input index.
-        o_c, o_y, o_x, ci, ky, kx = np.meshgrid(np.arange(Co), np.arange(Ho), np.arange(Wo),
-                                               np.arange(C) if n.op == "conv2d" else np.array([0]),
-                                               np.arange(kh), np.arange(kw), indexing="ij")
-        if n.op == "avgpool2d":
-            ci = o_c
-        iy, ix = o_y * sh - ph + ky, o_x * sw - pw + kx
-        inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)  # zero padding contributes nothing
-        rows = ((o_c * Ho + o_y) * Wo + o_x)[inside]
-        cols = ((ci * H + iy) * W + ix)[inside]
-        if n.op == "conv2d":
-            vals = weight[o_c, ci, ky, kx][inside]
-            bias = np.repeat(n.params.get("bias", np.zeros(Co)), Ho * Wo)
-        else:
-            vals = np.full(rows.shape, 1.0 / (kh * kw))  # count_include_pad=True semantics
-            bias = np.zeros(n_out)
-        return sp.csr_matrix((vals, (rows, cols)), shape=(n_out, n_in)), bias
-    raise UnsupportedLayerError(f"node {n.name!r}: no linear operator for {n.op}")
+        return sp.csr_matrix(n.params["weight"]), bias
+    # conv2d, avgpool2d
+    C, H, W = in_shape
+    Co, Ho, Wo = n.shape
+    if n.op == "conv2d":
+        weight = n.params["weight"]  # (Co, C, kh, kw)
+        kh, kw = weight.shape[2:]
+    else:
+        kh, kw = n.params["kernel"]
+    sh, sw = n.params["stride"]
+    ph, pw = n.params["padding"]
+    # Every (output unit, kernel tap) pair, vectorized: rows = output index, cols = input index.
+    o_c, o_y, o_x, ci, ky, kx = np.meshgrid(np.arange(Co), np.arange(Ho), np.arange(Wo),
+                                           np.arange(C) if n.op == "conv2d" else np.array([0]),
+                                           np.arange(kh), np.arange(kw), indexing="ij")
+    if n.op == "avgpool2d":
+        ci = o_c
+    iy, ix = o_y * sh - ph + ky, o_x * sw - pw + kx
+    inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)  # zero padding contributes nothing
+    rows = ((o_c * Ho + o_y) * Wo + o_x)[inside]
+    cols = ((ci * H + iy) * W + ix)[inside]
+    if n.op == "conv2d":
+        vals = weight[o_c, ci, ky, kx][inside]
+    else:
+        vals = np.full(rows.shape, 1.0 / (kh * kw))  # count_include_pad=True semantics
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n_out, n_in)), bias

@@ -22,6 +22,7 @@ from brian2 import Hz, Quantity, amp, coulomb, farad, mV, ms, pF, second, siemen
 
 from . import analysis, models
 from .errors import ParameterError
+from .conv_geometry import KernelTerm
 from .graph import Population
 from .normalize import Scales
 from .units import check_quantity
@@ -31,12 +32,69 @@ RESETS = ("linear", "value")
 LEAK_RULES = ("table7", "mean_potential")
 
 
-@dataclass
 class MappedProjection:
-    source: str
-    i: np.ndarray  # presynaptic index within the source population
-    j: np.ndarray  # postsynaptic index within the target population
-    w: Quantity    # kernel weight per synapse, in the synapse model's weight unit
+    """A population's input from ``source``, in the synapse model's weight unit.
+
+    ``i``, ``j``, ``w``: the unrolled form, one entry per synapse (presynaptic index within the
+    source, postsynaptic index within the target, kernel weight). ``kernels``: the same projection's
+    convolutions as `conv_geometry.KernelTerm` (geometry and one kernel, in the weight unit), when
+    it has any; ``rest``: a MappedProjection of what no kernel expresses (None: nothing). A
+    projection made from kernels computes its unrolled form only when first read (``unrolled``, a
+    function giving (i, j, w)), so a CIFAR-size network simulated with shared kernels never holds it.
+    """
+
+    def __init__(self, source: str, i=None, j=None, w=None, *, kernels=(), rest=None, unrolled=None,
+                 unshared: str | None = None):
+        if (i is None) != (unrolled is not None):
+            raise ValueError("MappedProjection: give (i, j, w) or a function that computes them")
+        self.source = source
+        self._ijw = None if i is None else (i, j, w)
+        self._unrolled = unrolled
+        self.kernels = tuple(kernels)
+        self.rest = rest
+        self.unshared = unshared  # why a convolution in it cannot keep its kernel shared (None: none such)
+
+    def _materialized(self):
+        if self._ijw is None:
+            self._ijw = self._unrolled()
+            self._unrolled = None
+        return self._ijw
+
+    i = property(lambda self: self._materialized()[0])
+    j = property(lambda self: self._materialized()[1])
+    w = property(lambda self: self._materialized()[2])
+
+    @property
+    def weight_dim(self):
+        return self.kernels[0].kernel.dim if self._ijw is None else self._ijw[2].dim
+
+    @property
+    def n_synapses(self) -> int:
+        """Synapses of the unrolled form (from the geometry where one kernel makes the whole projection)."""
+        if self._ijw is None and len(self.kernels) == 1 and self.rest is None:
+            return self.kernels[0].geometry.n_synapses(np.asarray(self.kernels[0].kernel))
+        return len(self.i)
+
+    def out_degree(self, n_source: int) -> np.ndarray:
+        """Synapses of the unrolled form leaving each source unit."""
+        if self._ijw is None and len(self.kernels) == 1 and self.rest is None:
+            return self.kernels[0].geometry.out_degree(np.asarray(self.kernels[0].kernel))
+        return np.bincount(self.i, minlength=n_source)
+
+    def scaled(self, factor: float) -> "MappedProjection":
+        """The projection with every weight times ``factor`` (unrolled and kernels alike)."""
+        kernels = [KernelTerm(k.geometry, k.kernel * factor) for k in self.kernels]
+        rest = None if self.rest is None else self.rest.scaled(factor)
+        if self._ijw is None:
+            unrolled = self._unrolled
+            return MappedProjection(self.source, kernels=kernels, rest=rest, unshared=self.unshared,
+                                    unrolled=lambda: (lambda i, j, w: (i, j, w * factor))(*unrolled()))
+        i, j, w = self._ijw
+        return MappedProjection(self.source, i, j, w * factor, kernels=kernels, rest=rest, unshared=self.unshared)
+
+    def __repr__(self):
+        return (f"MappedProjection({self.source!r}, kernels={len(self.kernels)}, rest={self.rest is not None}, "
+                f"unrolled={'computed' if self._ijw is not None else 'not computed'})")
 
 
 @dataclass
@@ -74,10 +132,11 @@ class MappedNetwork:
         """Every population's mapped parameters with units (ranges where they vary per unit)."""
         rows = [f"{'population':14s} {'kind':8s} {'units':>7s} {'scale':>9s} {'synapses':>9s} parameters"]
         for p in self.populations:
-            n_syn = sum(len(q.i) for q in p.projections)
+            n_syn = sum(q.n_synapses for q in p.projections)
             desc = [f"{k}={_fmt(v)}" for k, v in p.params.items()]
-            if any(len(q.i) for q in p.projections):
-                w = Quantity(np.concatenate([np.asarray(q.w) for q in p.projections]), dim=p.projections[0].w.dim)
+            if n_syn:
+                w = Quantity(np.concatenate([v for q in p.projections for v in _weight_values(q)]),
+                             dim=p.projections[0].weight_dim)
                 desc.append(f"w={_fmt(w)}")
             if p.bias_weight is not None:
                 desc.append(f"bias_w={_fmt(p.bias_weight)}")
@@ -85,6 +144,14 @@ class MappedNetwork:
         rows.append(f"synapse={self.synapse} {self.synapse_params}, rate_max={self.rate_max}, bias={self.bias}, "
                     f"reset={self.reset}, readout={self.readout}, normalization={self.scales.method}")
         return "\n".join(rows)
+
+
+def _weight_values(q: MappedProjection) -> list[np.ndarray]:
+    """The distinct weights of a projection: its kernels' nonzero taps (no unrolling), else its synapses'."""
+    if not q.kernels:
+        return [np.asarray(q.w)]
+    values = [np.asarray(k.kernel)[np.asarray(k.kernel) != 0] for k in q.kernels]
+    return values + ([] if q.rest is None else _weight_values(q.rest))
 
 
 def _fmt(q) -> str:
@@ -125,6 +192,29 @@ def check_parameters(*, Cm, v_th, tau_ref, rate_max, synapse, tau_s, bias, reset
     return Cm, v_th, tau_ref, rate_max, syn, syn_params
 
 
+def _map_projection(proj, lam_source, lam_target, charge_unit, syn, syn_params) -> MappedProjection:
+    """A projection's weights as kernel amplitudes: normalized by the source's and the target's
+    scales, as charges of ``charge_unit`` per unit weight. The kernels and the unrolled weights go
+    through the same elementwise operations, so each synapse's weight is its tap's value exactly."""
+    def weights(values):
+        w_norm = values * lam_source / lam_target
+        return analysis.kernel_weight_for_charge(syn.kernel, w_norm * charge_unit, syn_params.get("tau_s"))
+
+    def unrolled(projection):
+        def compute():
+            m = projection.matrix.tocoo()
+            return m.col.astype(np.int64), m.row.astype(np.int64), weights(m.data)
+        return compute
+
+    terms = proj.terms
+    kernels = [KernelTerm(t.geometry, weights(t.kernel)) for t in terms if isinstance(t, KernelTerm)]
+    if not kernels:
+        return MappedProjection(proj.source, *unrolled(proj)(), unshared=proj.unshared)
+    rest = [t for t in terms if not isinstance(t, KernelTerm)]
+    rest = MappedProjection(rest[0].source, unrolled=unrolled(rest[0])) if rest else None
+    return MappedProjection(proj.source, kernels=kernels, rest=rest, unrolled=unrolled(proj), unshared=proj.unshared)
+
+
 def map_network(pops: list[Population], scales: Scales, *, Cm=100 * pF, v_th=20 * mV, tau_ref=0 * ms,
                 rate_max=200 * Hz, synapse="delta", tau_s=5 * ms, bias="current", reset="linear",
                 leak_rule="mean_potential", readout="count") -> MappedNetwork:
@@ -144,11 +234,8 @@ def map_network(pops: list[Population], scales: Scales, *, Cm=100 * pF, v_th=20 
                                                    Quantity(np.zeros(0), dim=syn.weight_dim))]
             continue
         for proj in p.projections:
-            m = proj.matrix.tocoo()
-            w_norm = m.data * lam[proj.source] / lam[p.name]
-            q = w_norm * charge_unit
-            w = analysis.kernel_weight_for_charge(syn.kernel, q, syn_params.get("tau_s"))
-            mp.projections.append(MappedProjection(proj.source, m.col.astype(np.int64), m.row.astype(np.int64), w))
+            mp.projections.append(_map_projection(proj, lam[proj.source], lam[p.name],
+                                                  charge_unit, syn, syn_params))
         bias_norm = np.zeros(p.size) if p.bias is None else p.bias / lam[p.name]
         current = Quantity(bias_norm * float(rate_max * charge_unit / amp), dim=amp.dim)
         base = dict(Cm=Cm, v_th=v_th, v_reset=0 * mV, tau_ref=tau_ref)
