@@ -182,15 +182,18 @@ def _evaluate(args) -> int:
 
 def _inspect(args) -> int:
     from . import load
-    from .simulate.runner import BYTES_PER_NEURON, BYTES_PER_SYNAPSE, network_size
+    from .simulate.runner import memory_estimate, network_size, stored_size
 
     snn = load(args.network)
     print(f"{args.network}: input shape {snn.graph.input_shape}, coding {snn.coding.name} {snn.coding.params()}\n")
     print(snn.table())
     neurons, synapses = network_size(snn.mapped)
-    per_copy = BYTES_PER_NEURON * neurons + BYTES_PER_SYNAPSE * synapses
-    print(f"\n{neurons:,} neurons, {synapses:,} synapses per copy; about {per_copy / 2 ** 20:.2f} MiB per copy "
-          f"simulated (at {BYTES_PER_SYNAPSE} bytes per synapse, {BYTES_PER_NEURON} per neuron)")
+    kernel = stored_size(snn.mapped, "shared")[2]
+    mib = {conv: (memory_estimate(snn.mapped, 2, conv) - memory_estimate(snn.mapped, 1, conv)) / 2 ** 20
+           for conv in ("shared", "unrolled")}
+    print(f"\n{neurons:,} neurons, {synapses:,} synapses per copy (unrolled); memory per copy simulated: about "
+          f"{mib['shared']:.2f} MiB with shared convolution kernels ({kernel:,} kernel values, stored once), "
+          f"{mib['unrolled']:.2f} MiB unrolled (bioconv.simulate.runner.memory_estimate)")
     settings = ", ".join(f"{k}={v}" for k, v in snn.conversion.items())
     print(f"converted with: {settings}")
     return 0

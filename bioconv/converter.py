@@ -16,8 +16,9 @@ from .mapping import MappedNetwork
 from .normalize import Scales
 from .optional import require_torch
 from .simulate.devices import check_device, default_threads
+from .simulate.network import conv_form
 from .simulate.runner import (CompiledNetwork, aligned_presentations, batch_for_budget, default_memory_budget,
-                              network_size)
+                              memory_estimate, network_size)
 from .units import check_duration
 
 
@@ -233,7 +234,7 @@ class SNN:
 
     def evaluate(self, x, y, *, duration=None, dt=None, steps=None, encoder=None, device="cpp", batch=None,
                  memory_budget=None, presentations=None, seeds=(0,), time_points=20, threads=None, float32=False,
-                 progress=True, scatter_points=2000) -> EvaluationResult:
+                 progress=True, scatter_points=2000, conv="shared") -> EvaluationResult:
         """Simulate the SNN on inputs ``x`` (N, *input_shape) with labels ``y`` (N,).
 
         ``duration``, ``dt``, ``encoder``: None takes the coding scheme's defaults
@@ -257,6 +258,10 @@ class SNN:
         do not depend on the number of samples): ``settings['cache_hit']``. ``float32``:
         single-precision state variables. With several ``seeds`` (Poisson encoding) each sample runs
         once per seed, and the error of each layer's rates is split into bias and variance (FORMULAS §6).
+        ``conv``: how convolutions are simulated: 'shared' (default; the kernel stored once, the
+        targets of each spike computed from the geometry, on ``cpp``; the other devices keep them
+        unrolled, logged) or 'unrolled' (one stored synapse per connection). The spikes are the
+        same (README, "Fast simulation"); ``settings['conv']`` records the form used.
         """
         coding = self.coding
         duration, dt = coding.timing(duration, dt, steps, "SNN.evaluate")
@@ -264,6 +269,7 @@ class SNN:
         encoder = coding.check_encoder(coding.evaluation_defaults()["encoder"] if encoder is None else encoder,
                                        "SNN.evaluate")
         check_device(device, "SNN.evaluate")
+        conv = conv_form(conv, device, "SNN.evaluate")
         x = coding.check_inputs(x, self.graph.input_shape, "SNN.evaluate")
         own = coding.evaluate(self, x, y, duration=duration, dt=dt, encoder=encoder, device=device, batch=batch,
                               memory_budget=memory_budget, presentations=presentations, seeds=seeds,
@@ -283,7 +289,8 @@ class SNN:
         if batch is None:
             # In sequence, copies come from the network and the memory budget alone (not from the number
             # of samples), so that calls with other data reuse the same compiled project.
-            batch = max(1, batch_for_budget(self.mapped, 2 ** 62 if sequential else len(x), memory_budget) // workers)
+            batch = max(1, batch_for_budget(self.mapped, 2 ** 62 if sequential else len(x), memory_budget, conv)
+                        // workers)
             if sequential and (presentations is None or presentations > 1):
                 batch = min(batch, max(1, SEQUENTIAL_NEURONS // network_size(self.mapped)[0]))
         if int(batch) != batch or batch < 1 or int(time_points) != time_points or time_points < 1:
@@ -350,12 +357,14 @@ class SNN:
         bar = tqdm(total=len(seeds) * len(x), desc=f"evaluate ({device}, {batch} copies x {presentations}"
                    + (f", {workers} runs at once" if workers > 1 else "") + ")", unit="sample", disable=not progress)
         build_s = run_s = sim_s = 0.0
+        peak_rss = 0
         cache_hits, optimizations = [], {}
         for s in seeds:
             tb = time.perf_counter()
             with CompiledNetwork(self.mapped, batch, duration=duration, dt=dt, encoder=encoder, device=device,
                                  seed=s, threads=omp_threads, float32=float32,
-                                 record_output_every=duration / time_points, presentations=presentations) as compiled:
+                                 record_output_every=duration / time_points, presentations=presentations,
+                                 conv=conv) as compiled:
                 build_s += time.perf_counter() - tb
                 cache_hits.append(compiled.cache_hit)
                 optimizations = compiled.project_edits
@@ -367,6 +376,7 @@ class SNN:
                     bar.update(min(per_run, len(x) - k))
                 run_s += compiled.run_seconds
                 sim_s += compiled.sim_seconds
+                peak_rss = max(peak_rss, compiled.peak_rss)
         bar.close()
         result = self._metrics(x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step, scatter_points)
         # events of one presentation of the data set: each unit's spikes times its out-degree
@@ -375,7 +385,9 @@ class SNN:
         result.settings = dict(encoder=encoder, device=device, batch=batch, presentations=presentations,
                                parallel_runs=workers, openmp_threads=omp_threads if device == "cpp" else None,
                                seeds=list(seeds), float32=bool(float32), cache_hit=cache_hits,
-                               optimizations=optimizations, **coding.settings(self.mapped),
+                               optimizations=optimizations, conv=conv,
+                               memory_estimate_bytes=memory_estimate(self.mapped, batch, conv),
+                               peak_rss_bytes=peak_rss or None, **coding.settings(self.mapped),
                                coding=coding.name, coding_params=coding.params())
         result.wall_s = time.perf_counter() - t0
         result.build_s, result.run_s, result.sim_s = build_s, run_s, sim_s
@@ -399,7 +411,7 @@ class SNN:
         for p in self.mapped.populations:
             for q in p.projections:
                 if q.source == name:
-                    deg += np.bincount(q.i, minlength=n)
+                    deg += q.out_degree(n)
             if p.kind == "maxpool" and p.projections[0].source == name:
                 deg += (p.pool_groups >= 0)
         return deg

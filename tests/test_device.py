@@ -78,12 +78,14 @@ def test_convnet_project_is_optimized_exactly_where_it_should_be():
         # thresholders: one per population (input included) and the bias source
         with CompiledNetwork(snn.mapped, 2, duration=10 * ms, dt=DT, encoder=encoder, device="cpp", threads=1) as net:
             opt = net.project_edits
-        # as bioconv.simulate.network.build connects them: each projection, one gate per max pool,
-        # and the bias source to every population with a non-zero bias weight
+        # as bioconv.simulate.network.build connects them: each projection (a Synapses, or a shared-kernel
+        # pathway for the two convolutions), one gate per max pool, and the bias source to every
+        # population with a non-zero bias weight
+        n_shared = sum(1 for p in pops[1:] for q in p.projections if q.kernels)
         n_pathways = sum(1 if p.kind == "maxpool" else len(p.projections)
                          + int(p.bias_weight is not None and np.any(np.asarray(p.bias_weight) != 0))
-                         for p in pops[1:])
-        assert n_pathways >= 6
+                         for p in pops[1:]) - n_shared
+        assert n_pathways >= 4 and n_shared == 2 and opt["conv_pathways_shared"] == n_shared
         assert opt["thresholds"] == len(pops) + 1
         assert opt["thresholds_blocked"] == blocked, (encoder, opt)
         assert opt["pathways"] == opt["pathways_direct"] == n_pathways, opt

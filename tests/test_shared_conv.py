@@ -1,8 +1,11 @@
-"""Weight-shared convolutions: the geometry kept through the populations (`bioconv.conv_geometry`).
+"""Weight-shared convolutions: the geometry kept through the populations (`bioconv.conv_geometry`),
+and the shared-kernel pathway (`bioconv.simulate.shared_conv`) against the unrolled form.
 
 The networks are numpy LayerGraphs with 6x6 inputs and a few channels, so these tests run without
 torch, on both Brian2 pins."""
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pytest
@@ -11,7 +14,11 @@ from brian2 import ms
 from bioconv import graph as G
 from bioconv.conv_geometry import ConvGeometry, KernelTerm
 from bioconv.converter import convert
-from bioconv.simulate.runner import network_size
+from bioconv.simulate.network import conv_form, pathway_parts, weight_values
+from bioconv.simulate.runner import CompiledNetwork, batch_for_budget, memory_estimate, network_size, stored_size
+
+T = 40 * ms
+DT = 0.1 * ms
 
 
 def _conv(rng, c_out, c_in, k, **params):
@@ -141,3 +148,80 @@ def test_mapped_kernels_are_the_unrolled_weights(every_kind):
     assert synapses == sum(len(q.i) for p in snn.mapped.populations[1:] if p.kind != "maxpool"
                            for q in p.projections) + sum(int(np.sum(p.pool_groups >= 0))
                                                          for p in snn.mapped.populations if p.kind == "maxpool")
+
+
+def test_memory_model_of_the_shared_form(every_kind):
+    """Shared kernels count once, not per copy; the stored synapses are what stays unrolled."""
+    model, x = every_kind
+    net = convert(model, x).mapped
+    neurons, stored, kernel = stored_size(net, "shared")
+    _, unrolled, none = stored_size(net, "unrolled")
+    assert none == 0 and stored < unrolled
+    assert kernel == sum(int(np.prod(k.geometry.kernel_shape)) for p in net.populations for q in p.projections
+                         for _, k in pathway_parts(net, q, "", "shared") if isinstance(k, KernelTerm))
+    one, four = memory_estimate(net, 1, "shared"), memory_estimate(net, 4, "shared")
+    assert four - one == 3 * (memory_estimate(net, 2, "shared") - one)  # linear in copies, kernels once
+    budget = memory_estimate(net, 10, "shared")
+    assert batch_for_budget(net, 10 ** 6, budget, "shared") == 10
+    assert batch_for_budget(net, 10 ** 6, budget, "unrolled") < 10
+    # a sweepable tau_s build keeps one kernel per copy (each copy's amplitude moves with its tau_s)
+    per_copy = weight_values(net, 3, "regular", "shared", sweepable=("tau_s",))
+    shared = weight_values(net, 3, "regular", "shared")
+    name = next(n for n, v in shared.items() if len(per_copy[n]) != len(v))
+    assert len(per_copy[name]) == 3 * len(shared[name])
+
+
+def test_shared_form_needs_bioconv_device_and_says_so(caplog):
+    with caplog.at_level(logging.INFO, logger="bioconv.simulate.network"):
+        assert conv_form("shared", "runtime", "here") == "unrolled"
+    assert "not available on the 'runtime' device" in caplog.text
+    assert conv_form("shared", "cpp") == "shared" and conv_form("unrolled", "cpp") == "unrolled"
+    with pytest.raises(Exception, match="conv must be one of"):
+        conv_form("kernel", "cpp")
+
+
+# --- simulation: the same spikes in every population -----------------------------------------------
+
+def _counts(snn, x, device, conv, batch=2, presentations=1, params=None, duration=T, **kwargs):
+    rates = snn.target_rates(x)[snn.mapped.populations[0].name]
+    out = {}
+    with CompiledNetwork(snn.mapped, batch, duration=duration, dt=DT, device=device, presentations=presentations,
+                         conv=conv, **kwargs) as net:
+        assert net.conv == (conv if device == "cpp" else "unrolled")
+        if net.kind == "cpp" and conv == "shared":
+            assert net.project_edits["conv_pathways_shared"] == 5  # c1, c2, c3, proj, c4
+        for k in range(0, len(x), net.capacity):
+            res = net.run(rates[k:k + net.capacity], params=params)
+            for name, c in res.counts.items():
+                out.setdefault(name, []).append(c)
+    return {name: np.concatenate(c) for name, c in out.items()}
+
+
+@pytest.mark.slow
+def test_shared_and_unrolled_give_the_same_spikes_with_refractoriness(every_kind):
+    """Delta synapses into refractory targets (the event code's refractoriness test), samples in
+    sequence (two presentations per copy, a padded last run): every population, every sample."""
+    model, x = every_kind
+    snn = convert(model, x, tau_ref=1 * ms)
+    shared = _counts(snn, x[:5], "cpp", "shared", presentations=2)
+    unrolled = _counts(snn, x[:5], "cpp", "unrolled", presentations=2)
+    assert set(shared) == set(unrolled) == {p.name for p in snn.mapped.populations}
+    for name in shared:
+        assert shared[name].sum() > 0, name  # every population fires: the comparison can fail
+        np.testing.assert_array_equal(shared[name], unrolled[name], err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("synapse", ["alpha", "exponential"])
+def test_shared_kernel_on_cpp_gives_the_unrolled_runtime_spikes(every_kind, synapse):
+    """The kernels whose event moves a current (alpha: y_syn, exponential: I_syn) instead of V. The
+    exponential network is built sweepable over tau_s, each copy at its own tau_s: each copy then
+    holds its own kernel (the amplitude that keeps the charge)."""
+    model, x = every_kind
+    snn = convert(model, x, synapse=synapse, tau_s=1 * ms)
+    sweep = dict(sweepable=("tau_s",), params={"tau_s": [0.5, 1.5] * ms}) if synapse == "exponential" else {}
+    shared = _counts(snn, x[:4], "cpp", "shared", duration=60 * ms, **sweep)
+    unrolled = _counts(snn, x[:4], "runtime", "shared", duration=60 * ms, **sweep)  # runtime keeps them unrolled
+    for name in shared:
+        assert shared[name].sum() > 0, name
+        np.testing.assert_array_equal(shared[name], unrolled[name], err_msg=name)

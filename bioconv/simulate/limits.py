@@ -42,18 +42,44 @@ def default_limit() -> float:
     return check_limit(env, f"${LIMIT_VARIABLE}")
 
 
-def wait(proc: subprocess.Popen, limit_s: float, project, *, started: float | None = None) -> int:
+def wait(proc: subprocess.Popen, limit_s: float, project, *, started: float | None = None,
+         usage: dict | None = None) -> int:
     """Wait for ``proc`` at most ``limit_s`` seconds (counted from ``started``, a `time.monotonic`
     reading taken at its launch; default: now) and return its exit code. Past the limit, kill it and
-    raise `RunTimeLimitError` naming ``project`` (the folder of the binary) and the limit."""
+    raise `RunTimeLimitError` naming ``project`` (the folder of the binary) and the limit.
+    ``usage``: a dict that receives the process's peak resident memory (``maxrss_bytes``), read when
+    it is reaped (POSIX ``wait4``; left empty elsewhere)."""
     limit_s = check_limit(limit_s, "limits.wait: limit_s")
     start = time.monotonic() if started is None else float(started)
+    if usage is not None and hasattr(os, "wait4"):
+        return _wait_with_usage(proc, start + limit_s, limit_s, project, usage)
     try:
         return proc.wait(timeout=max(0.0, start + limit_s - time.monotonic()))
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()  # reap it: no zombie, and its output files are closed
-        raise RunTimeLimitError(
-            f"the simulation binary of project {str(project)!r} ran past its wall-time limit of {limit_s:g} s "
-            f"and was killed (raise the limit with ${LIMIT_VARIABLE} or the caller's run_limit if the run "
-            f"is just long)") from None
+        _kill(proc, limit_s, project)
+
+
+def _wait_with_usage(proc, deadline, limit_s, project, usage) -> int:
+    """`wait` by polling ``wait4``, which reports this child's own resource usage (getrusage's
+    RUSAGE_CHILDREN would mix in every child reaped before, the compiler's included)."""
+    delay = 0.0005
+    while proc.returncode is None:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            usage["maxrss_bytes"] = int(rusage.ru_maxrss) * 1024  # Linux reports kilobytes
+            break
+        if time.monotonic() >= deadline:
+            _kill(proc, limit_s, project)
+        time.sleep(delay)
+        delay = min(2 * delay, 0.05)
+    return proc.returncode
+
+
+def _kill(proc, limit_s, project):
+    proc.kill()
+    proc.wait()  # reap it: no zombie, and its output files are closed
+    raise RunTimeLimitError(
+        f"the simulation binary of project {str(project)!r} ran past its wall-time limit of {limit_s:g} s "
+        f"and was killed (raise the limit with ${LIMIT_VARIABLE} or the caller's run_limit if the run "
+        f"is just long)") from None

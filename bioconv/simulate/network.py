@@ -13,15 +13,25 @@ input group, gives the values a run sets, and its part of the reset between pres
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
-from brian2 import NeuronGroup, Quantity, SpikeMonitor, StateMonitor, Synapses, TimedArray
+from brian2 import NeuronGroup, Quantity, SpikeMonitor, StateMonitor, Synapses, TimedArray, get_device
 
 from .. import models
 from ..coding.encoders import encoders, spike_counter
-from ..mapping import MappedNetwork
+from ..conv_geometry import KernelTerm
+from ..errors import ParameterError
+from ..mapping import MappedNetwork, MappedProjection
 from . import sweepable as sw
+
+logger = logging.getLogger(__name__)
+
+#: How a build gives a convolution's projection: "shared" (its kernel stored once, the targets of a
+#: spike computed from its geometry: `shared_conv`; bioconv's standalone device only) or "unrolled"
+#: (one stored synapse per source-target pair, Brian2's `Synapses`).
+CONV_FORMS = ("shared", "unrolled")
 
 
 @dataclass
@@ -46,6 +56,8 @@ class BuiltNetwork:
     final_state: StateMonitor | None = None
     samples_per_presentation: int = 0
     input_units: dict = None  # population name -> the unit of its input variable (Hz, amp)
+    weight_owners: dict = None  # weight name (`weight_values`) -> the Brian2 object holding it as `w`
+    conv: str = "unrolled"  # the form the convolutions were built in (CONV_FORMS)
 
 
 def input_values(net: MappedNetwork, x: np.ndarray, encoder: str) -> dict[str, np.ndarray]:
@@ -62,8 +74,60 @@ def set_inputs(built: "BuiltNetwork", values: dict[str, np.ndarray]):
         setattr(built.groups[name], var, v * built.input_units[name])
 
 
+def check_conv(conv, where: str) -> str:
+    if conv not in CONV_FORMS:
+        raise ParameterError(f"{where}: conv must be one of {CONV_FORMS}, got {conv!r}")
+    return conv
+
+
+def conv_form(conv: str, kind: str, where: str = "build") -> str:
+    """The form a build on device ``kind`` ('cpp', 'runtime', 'cuda') gives convolutions when
+    ``conv`` is asked for: 'shared' needs bioconv's standalone device (the template of the
+    shared-kernel pathway); on the other devices convolutions stay unrolled, which costs memory
+    and speed only, and is logged (``bioconv.simulate.network``, INFO)."""
+    check_conv(conv, where)
+    if conv == "shared" and kind != "cpp":
+        logger.info("%s: conv='shared' is not available on the %r device (the shared-kernel pathway is a template of "
+                    "bioconv's standalone device, 'cpp'); convolutions stay unrolled", where, kind)
+        return "unrolled"
+    return conv
+
+
+def kernel_copies(n_copies: int, sweepable=()) -> int:
+    """Kernels a shared pathway stores: one for all copies, or one per copy when a sweepable build
+    moves the weights per copy (tau_s: the amplitude that keeps the charge)."""
+    return int(n_copies) if "tau_s" in sw.check_names(sweepable, "kernel_copies") else 1
+
+
+def pathway_parts(net: MappedNetwork, q: MappedProjection, name: str, conv: str, log: bool = False):
+    """The pathways a build makes of projection ``q`` (whose unrolled Synapses is called ``name``):
+    (name, `KernelTerm`) for each convolution kept shared, (name, MappedProjection) for what is
+    unrolled. With conv='shared', a projection made of one kernel gives one shared pathway of the
+    Synapses' own name (so it runs in the schedule where the Synapses' pathway would); one with
+    several parts names its kernels ``<name>_conv<m>`` and its unrolled rest ``<name>``."""
+    if conv != "shared" or not q.kernels:
+        return [(name, q)]
+    events = [e for e in getattr(models.load(net.population(q.source).neuron), "events", {}) or {}
+              if e != "spike"] if net.population(q.source).neuron else []
+    if events:
+        if log:
+            logger.info("projection %s: its source fires events besides the spike (%s), which the shared-kernel "
+                        "pathway does not transmit; it stays unrolled", name, events)
+        return [(name, q)]
+    if len(q.kernels) == 1 and q.rest is None:
+        return [(name, q.kernels[0])]
+    parts = [(f"{name}_conv{m}", k) for m, k in enumerate(q.kernels)]
+    return parts + ([(name, q.rest)] if q.rest is not None else [])
+
+
+def _device_supports_shared() -> bool:
+    from .standalone.device import BioconvStandaloneDevice
+    return isinstance(get_device(), BioconvStandaloneDevice)
+
+
 def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", record_output_every=None,
-          record_times: str = "all", presentations: int = 1, period=None, sweepable=()) -> BuiltNetwork:
+          record_times: str = "all", presentations: int = 1, period=None, sweepable=(),
+          conv: str = "shared") -> BuiltNetwork:
     """Create the Brian2 objects for ``B = len(x_rates)`` samples; ``x_rates`` (B, n_input): the coding
     scheme's encoded inputs, in the encoder's ``value_unit`` (Hz for rate coding's encoders).
 
@@ -83,7 +147,12 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     (see `sweepable`): no model variable they move is shared or specialized on, and when a run
     starts every state is set to its rest value from the variables, which run_args may have
     changed (needs ``period``).
+    ``conv``: the form of the convolutions (`CONV_FORMS`); 'shared' needs bioconv's standalone
+    device, elsewhere they stay unrolled (logged). ``BuiltNetwork.conv`` says which.
     """
+    check_conv(conv, "build")
+    if conv == "shared" and not _device_supports_shared():
+        conv = conv_form(conv, type(get_device()).__name__, "build")
     names = sw.check_names(sweepable, "build")
     swept = sw.swept_variables(net, names)
     net = sw.sweepable_form(net, names)
@@ -93,7 +162,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     if (K > 1 or names) and period is None:
         raise ValueError("presentations > 1 and sweepable builds need the period")
     samples = samples_per_presentation(period, record_output_every) if K > 1 and net.readout == "potential" else 0
-    groups, spikes, objects = {}, {}, []
+    groups, spikes, objects, weight_owners = {}, {}, [], {}
     input_pop = net.populations[0]
     inputs = enc.values(net, x_rates)
     input_vars, input_units = {}, {}
@@ -148,15 +217,25 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
                 continue
             src = groups[q.source]
             n_src = int(np.prod(net.population(q.source).shape))
-            # Synapses in source order: a spike's targets then sit together in memory, which makes
-            # event propagation (most of a ConvNet's run time) read w and the targets sequentially.
-            order = np.argsort(q.i, kind="stable")
-            i = (q.i[order][None, :] + n_src * np.arange(B)[:, None]).ravel()
-            j = (q.j[order][None, :] + p.size * np.arange(B)[:, None]).ravel()
             name = f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}"
-            w = Quantity(weight_values(net, B, encoder)[name], dim=q.w.dim)
-            objects.append(models.synapses(src, g, net.synapse, i=i, j=j, w=w, target_refractory=refractory,
-                                           name=name))
+            if conv == "shared" and q.unshared:
+                logger.info("projection %s stays unrolled: %s", name, q.unshared)
+            for name, part in pathway_parts(net, q, name, conv, log=True):
+                if isinstance(part, KernelTerm):
+                    from .shared_conv import SharedConvPathway
+                    objects.append(SharedConvPathway(src, g, part, _on_pre(net.synapse, g, refractory), n_copies=B,
+                                                     kernel_copies=kernel_copies(B, names), name=name))
+                    weight_owners[name] = objects[-1]
+                    continue
+                # Synapses in source order: a spike's targets then sit together in memory, which makes
+                # event propagation (most of a ConvNet's run time) read w and the targets sequentially.
+                order = np.argsort(part.i, kind="stable")
+                i = (part.i[order][None, :] + n_src * np.arange(B)[:, None]).ravel()
+                j = (part.j[order][None, :] + p.size * np.arange(B)[:, None]).ravel()
+                w = Quantity(np.tile(np.asarray(part.w)[order], B), dim=part.w.dim)
+                objects.append(models.synapses(src, g, net.synapse, i=i, j=j, w=w, target_refractory=refractory,
+                                               name=name))
+                weight_owners[name] = objects[-1]
         if p.bias_weight is not None:
             # one source for all copies, or one per copy where each copy may have its own rate_max
             per_copy = sw.bias_sources_per_copy(net, names)
@@ -170,9 +249,10 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
                 j = (nz[None, :] + p.size * np.arange(B)[:, None]).ravel()
                 i = np.repeat(np.arange(B), len(nz)) if per_copy else np.zeros(len(j), int)
                 name = f"syn_bias_to_{_safe(p.name)}"
-                w = Quantity(weight_values(net, B, encoder)[name], dim=p.bias_weight.dim)
+                w = Quantity(np.tile(np.asarray(p.bias_weight)[nz], B), dim=p.bias_weight.dim)
                 objects.append(models.synapses(bias_source, g, net.synapse, i=i, j=j, w=w,
                                                target_refractory=refractory, name=name))
+                weight_owners[name] = objects[-1]
     if record_times not in ("all", "output"):
         raise ValueError(f"record_times must be 'all' or 'output', got {record_times!r}")
     out_name = net.populations[-1].name
@@ -201,7 +281,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
         for k, (obj, code) in enumerate(resets):
             objects.append(obj.run_regularly(code, dt=period, when="start", name=f"rest_{k}_{obj.name}"))
     return BuiltNetwork(objects, groups, spikes, B, state, input_vars, tables, K, counters, final, samples,
-                        input_units)
+                        input_units, weight_owners, conv)
 
 
 def samples_per_presentation(period, every) -> int:
@@ -216,10 +296,13 @@ def samples_per_presentation(period, every) -> int:
     return n
 
 
-def weight_values(net: MappedNetwork, B: int, encoder: str) -> dict[str, np.ndarray]:
-    """The weight of every synapse `build` creates, per Synapses name, in SI units and in the order
-    `build` connects them (source order, copy after copy): `build` sets them, and a launch of a
-    compiled project passes them as run_args, so that the project serves any weights of its topology."""
+def weight_values(net: MappedNetwork, B: int, encoder: str, conv: str = "unrolled", sweepable=()) -> dict[str, np.ndarray]:
+    """The weights `build` sets, per pathway name, in SI units, as a launch of a compiled project
+    passes them (run_args), so that the project serves any weights of its topology: for a Synapses,
+    every synapse's in the order `build` connects them (source order, copy after copy); for a
+    shared-kernel pathway (``conv="shared"``), its kernel in the pathway's layout
+    (`shared_conv.kernel_layout`), once or once per copy (`kernel_copies`)."""
+    from .shared_conv import kernel_layout
     out = {}
     input_name = net.populations[0].name
     for p in net.populations[1:]:
@@ -228,13 +311,26 @@ def weight_values(net: MappedNetwork, B: int, encoder: str) -> dict[str, np.ndar
         for k, q in enumerate(p.projections):
             if q.source == input_name and not encoders[encoder].spiking:
                 continue
-            order = np.argsort(q.i, kind="stable")
-            out[f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}"] = np.tile(np.asarray(q.w)[order], B)
+            for name, part in pathway_parts(net, q, f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}", conv):
+                if isinstance(part, KernelTerm):
+                    out[name] = np.tile(kernel_layout(part.kernel), kernel_copies(B, sweepable))
+                else:
+                    order = np.argsort(part.i, kind="stable")
+                    out[name] = np.tile(np.asarray(part.w)[order], B)
         if p.bias_weight is not None:
             nz = np.flatnonzero(np.asarray(p.bias_weight))
             if len(nz):
                 out[f"syn_bias_to_{_safe(p.name)}"] = np.tile(np.asarray(p.bias_weight)[nz], B)
     return out
+
+
+def _on_pre(synapse: str, target, target_refractory: bool) -> str:
+    """The synapse model's event code as `models.synapses` picks it for ``target``: the form without
+    the refractoriness test where no target can be refractory."""
+    model = models.load(synapse)
+    if (not target_refractory or "lastspike" not in target.variables) and model.on_pre_without_refractoriness:
+        return model.on_pre_without_refractoriness
+    return model.on_pre
 
 
 def parameter_values(net: MappedNetwork, B: int, encoder: str, sweepable=()) -> dict[tuple[str, str], np.ndarray]:
@@ -262,12 +358,14 @@ def parameter_values(net: MappedNetwork, B: int, encoder: str, sweepable=()) -> 
     return out
 
 
-def shape_signature(net: MappedNetwork, sweepable=()) -> list:
+def shape_signature(net: MappedNetwork, sweepable=(), conv: str = "unrolled") -> list:
     """What of a network's mapped values shapes `build`'s code: the topology, which parameters are
     uniform and their values (shared by the group, specialized on), and the decisions `build` takes
     from per-neuron values (a refractory period anywhere, gl = 0 anywhere). Not the weights, nor the
     per-neuron values themselves: a launch passes them (`weight_values`, `parameter_values`).
-    ``sweepable``: swept variables count as "swept", whatever their values (a launch passes them)."""
+    ``sweepable``: swept variables count as "swept", whatever their values (a launch passes them).
+    ``conv``: the form of the convolutions; a shared pathway counts by its geometry (its kernel is
+    passed at launch), an unrolled one by its synapses."""
     names = sw.check_names(sweepable, "shape_signature")
     swept = sw.swept_variables(net, names)
     net = sw.sweepable_form(net, names)
@@ -286,11 +384,21 @@ def shape_signature(net: MappedNetwork, sweepable=()) -> list:
                      "tau_s": "swept" if "tau_s" in mine else None}
         pops.append({"name": p.name, "kind": p.kind, "shape": list(p.shape), "neuron": p.neuron, "params": params,
                      "decisions": decisions,
-                     "projections": [[q.source, np.asarray(q.i), np.asarray(q.j), str(getattr(q.w, "dim", ""))]
-                                     for q in p.projections],
+                     "projections": [_projection_signature(net, q, f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}",
+                                                           conv) for k, q in enumerate(p.projections)],
                      "bias": None if p.bias_weight is None else np.flatnonzero(np.asarray(p.bias_weight)),
                      "pool_groups": None if p.pool_groups is None else np.asarray(p.pool_groups)})
     return pops
+
+
+def _projection_signature(net, q, name, conv) -> list:
+    parts = []
+    for part_name, part in pathway_parts(net, q, name, conv):
+        if isinstance(part, KernelTerm):
+            parts.append([part_name, "shared", part.geometry.to_dict(), str(part.kernel.dim)])
+        else:
+            parts.append([part_name, np.asarray(part.i), np.asarray(part.j), str(getattr(part.w, "dim", ""))])
+    return [q.source, parts]
 
 
 def _maxpool_gate(p, B, groups, objects, count_spikes=False) -> NeuronGroup:

@@ -64,15 +64,16 @@ def toolchain() -> dict:
 
 
 def shape_parts(net: MappedNetwork, *, B: int, K: int, duration, dt, encoder: str, seed, record_output_every,
-                float32: bool, sweepable=()) -> dict:
+                float32: bool, sweepable=(), conv: str = "unrolled") -> dict:
     """Everything that shapes the generated code of ``net`` built for ``B`` copies x ``K``
     presentations: the cache key is their hash. Not in it: what a launch passes as run_args (inputs,
     weights, per-neuron parameters) and the seed (`network.shape_signature`). ``sweepable``: the names a
-    sweepable build keeps changeable are in the key, their values are not (a launch passes them)."""
+    sweepable build keeps changeable are in the key, their values are not (a launch passes them).
+    ``conv``: the form of the convolutions (`network.CONV_FORMS`), as the build will make them."""
     from .network import shape_signature
     from .sweepable import check_names
     sweepable = check_names(sweepable, "shape_parts")
-    pops = shape_signature(net, sweepable)
+    pops = shape_signature(net, sweepable, conv)
     # every preference that can change the generated code or how it is compiled (not those that only
     # say how a run is launched)
     launch_only = {"devices.cpp_standalone.run_cmd_unix", "devices.cpp_standalone.run_environment_variables"}
@@ -88,7 +89,7 @@ def shape_parts(net: MappedNetwork, *, B: int, K: int, duration, dt, encoder: st
                     "synapse_params": {k: "swept" if k in sweepable else np.asarray(v)
                                        for k, v in sorted(net.synapse_params.items())},
                     "rate_max": "swept" if "rate_max" in sweepable else float(net.rate_max), "bias": net.bias,
-                    "reset": net.reset, "readout": net.readout, "sweepable": list(sweepable)},
+                    "reset": net.reset, "readout": net.readout, "sweepable": list(sweepable), "conv": conv},
         "B": int(B), "K": int(K), "duration": float(duration), "dt": float(dt), "encoder": encoder,
         "seed": seed, "record_output_every": None if record_output_every is None else float(record_output_every),
     }

@@ -39,22 +39,27 @@ from brian2 import Network, Quantity, Synapses, get_device, prefs, seed as brian
 from brian2.core.clocks import Clock
 
 from ..coding.encoders import encoders
+from ..conv_geometry import KernelTerm
 from ..mapping import MappedNetwork
 from . import cache, limits
 from .project import Results, result_spec, run_arg_spec, shape_parts, write_run_args
 from .devices import available_cores, check_device, simulation_device
-from .network import (_safe, build, input_values, parameter_values, samples_per_presentation, set_inputs,
-                      weight_values)
+from .network import (_safe, build, conv_form, input_values, kernel_copies, parameter_values, pathway_parts,
+                      samples_per_presentation, set_inputs, weight_values)
 from . import sweepable as sw
 
 logger = logging.getLogger(__name__)
 
-# Estimated peak memory per synapse and per neuron of a standalone build. The simulation binary
-# holds about 58 bytes per synapse (indices, weight, delay, spike-queue entries; measured with `ps`
-# on the batched MNIST ConvNet); while building, the Python side briefly holds about as much,
-# released once the project is compiled. Per neuron: its state variables.
+# Estimated peak memory of a standalone build, per stored synapse (a Synapses' indices, weight,
+# delay, spike-queue entries: about 58 bytes in the binary, measured with `ps` on the batched MNIST
+# ConvNet; while building, the Python side briefly holds about as much, released once the project
+# is compiled), per neuron (its state variables, spike space, monitors), and per value of a shared
+# kernel (the binary's array, Brian2's static array while building, the run_args copy a launch
+# reads). `memory_estimate` combines them; bench/conversion_throughput.py checks it against the
+# binaries' measured peak memory (README, "Fast simulation").
 BYTES_PER_SYNAPSE = 96
 BYTES_PER_NEURON = 256
+BYTES_PER_KERNEL_VALUE = 24
 
 
 @dataclass
@@ -81,17 +86,48 @@ class _Launch:
 
 
 def network_size(net: MappedNetwork) -> tuple[int, int]:
-    """(neurons, synapses) of one copy of ``net``, as `build` creates them."""
+    """(neurons, synapses) of one copy of ``net``, synapses as the unrolled form connects them
+    (counted from the geometry where a kernel makes a projection: nothing is unrolled)."""
     neurons = sum(p.size for p in net.populations)
     syn = 0
     for p in net.populations[1:]:
         if p.kind == "maxpool":
             syn += int(np.sum(p.pool_groups >= 0))
             continue
-        syn += sum(len(q.i) for q in p.projections)
+        syn += sum(q.n_synapses for q in p.projections)
         if p.bias_weight is not None:
             syn += int(np.count_nonzero(np.asarray(p.bias_weight)))
     return neurons, syn
+
+
+def stored_size(net: MappedNetwork, conv: str = "unrolled") -> tuple[int, int, int]:
+    """(neurons, stored synapses, kernel values) of one copy of ``net`` built with convolutions in
+    form ``conv``: the synapses its Synapses objects hold per copy (a shared pathway holds none), and
+    the values of its shared kernels (`memory_estimate` says how many copies of them a build holds)."""
+    neurons = sum(p.size for p in net.populations)
+    syn = kernel = 0
+    for p in net.populations[1:]:
+        if p.kind == "maxpool":
+            syn += int(np.sum(p.pool_groups >= 0))
+            continue
+        for q in p.projections:
+            for _, part in pathway_parts(net, q, "", conv):
+                if isinstance(part, KernelTerm):
+                    kernel += int(np.prod(part.geometry.kernel_shape))
+                else:
+                    syn += part.n_synapses
+        if p.bias_weight is not None:
+            syn += int(np.count_nonzero(np.asarray(p.bias_weight)))
+    return neurons, syn, kernel
+
+
+def memory_estimate(net: MappedNetwork, n_copies: int, conv: str = "unrolled", sweepable=()) -> int:
+    """Estimated peak memory (bytes) of a standalone build of ``n_copies`` copies of ``net`` with
+    convolutions in form ``conv``: per copy, its neurons and stored synapses; once (or once per copy,
+    `kernel_copies`), the shared kernels."""
+    neurons, syn, kernel = stored_size(net, conv)
+    per_copy = BYTES_PER_NEURON * neurons + BYTES_PER_SYNAPSE * syn
+    return int(per_copy * n_copies + BYTES_PER_KERNEL_VALUE * kernel * kernel_copies(n_copies, sweepable))
 
 
 # cpp_standalone runs objects of two clocks in the same step only if their times differ by at most
@@ -153,13 +189,15 @@ def default_memory_budget() -> int:
     return int(min(8 * 2 ** 30, total // 4))
 
 
-def batch_for_budget(net: MappedNetwork, n_samples: int, memory_budget: int | None = None) -> int:
-    """The largest number of disjoint copies whose estimated memory fits ``memory_budget`` bytes
-    (default `default_memory_budget`), at least 1 and at most ``n_samples``."""
+def batch_for_budget(net: MappedNetwork, n_samples: int, memory_budget: int | None = None, conv: str = "unrolled",
+                     sweepable=()) -> int:
+    """The largest number of disjoint copies whose estimated memory (`memory_estimate`, convolutions
+    in form ``conv``) fits ``memory_budget`` bytes (default `default_memory_budget`), at least 1 and
+    at most ``n_samples``."""
     budget = default_memory_budget() if memory_budget is None else int(memory_budget)
-    neurons, syn = network_size(net)
-    per_copy = BYTES_PER_SYNAPSE * syn + BYTES_PER_NEURON * neurons
-    return int(max(1, min(n_samples, budget // max(per_copy, 1))))
+    one, two = memory_estimate(net, 1, conv, sweepable), memory_estimate(net, 2, conv, sweepable)
+    per_copy, fixed = max(two - one, 1), max(2 * one - two, 0)
+    return int(max(1, min(n_samples, (budget - fixed) // per_copy)))
 
 
 def _release_build_memory(dev):
@@ -203,7 +241,7 @@ class CompiledNetwork:
     def __init__(self, net: MappedNetwork, n_copies: int, *, duration, dt, encoder: str = "regular",
                  device: str = "cpp", seed: int = 0, threads: int | None = None, float32: bool = False,
                  record_output_every=None, directory=None, cuda: dict | None = None, presentations: int = 1,
-                 run_limit: float | None = None, sweepable=()):
+                 run_limit: float | None = None, sweepable=(), conv: str = "shared"):
         self.net, self.B, self.encoder, self.seed = net, int(n_copies), encoder, seed
         self._encoder = encoders[encoder]  # an unknown name fails here, naming the registered ones
         self.K = int(presentations)
@@ -225,12 +263,14 @@ class CompiledNetwork:
                              f"(or the membrane samples, every {record_output_every}) would drift off the network's steps "
                              f"(float rounding); use fewer presentations per run")
         self.kind = check_device(device, "CompiledNetwork")
+        self.conv = conv_form(conv, self.kind, "CompiledNetwork")
         _claim_device()
         self._claimed = True
         self.duration = duration
         self.runs = 0
         self.run_seconds = 0.0  # wall time spent in runs (standalone: starting the binary, loading, writing)
         self.sim_seconds = 0.0  # simulation loops (standalone: Brian2's own timer), summed over processes
+        self.peak_rss = 0  # cpp: the highest peak resident memory (bytes) of a run of the binary so far
         self.project_edits: dict[str, int] = {}  # cpp: what bioconv's device optimized (`optimizations`)
         self.cache_hit = False  # cpp: the compiled project came from the cache (no build, no compile)
         self.key = None         # cpp: the project's cache key (`project.shape_parts`)
@@ -245,7 +285,8 @@ class CompiledNetwork:
             if self.kind == "cpp":
                 # the seed is set per launch ($BIOCONV_SEED, see the device's `seed`): not part of the shape
                 parts = shape_parts(net, B=self.B, K=self.K, duration=duration, dt=dt, encoder=encoder, seed="per run",
-                                    record_output_every=sample_every, float32=float32, sweepable=self.sweepable)
+                                    record_output_every=sample_every, float32=float32, sweepable=self.sweepable,
+                                    conv=self.conv)
                 self.key = cache.project_key(parts)
                 self._open_project(use_cache=directory is None and cache.enabled())
             else:
@@ -265,7 +306,7 @@ class CompiledNetwork:
         n_in = self.net.populations[0].size
         self.built = build(self.net, np.zeros((self.B, n_in)), encoder=self.encoder,
                            record_output_every=self._record_output_every, record_times="output",
-                           presentations=self.K, period=self.duration, sweepable=self.sweepable)
+                           presentations=self.K, period=self.duration, sweepable=self.sweepable, conv=self.conv)
         self.network = Network(*self.built.objects)
         brian_seed(0 if self.kind == "cpp" else self.seed)  # cpp: each launch sets its seed
         if self.kind != "runtime":
@@ -307,7 +348,11 @@ class CompiledNetwork:
     def _manifest(self, dev) -> dict:
         """What a run of this project takes (run_args) and gives (results), by name (`_result_owners`)."""
         summary = {"populations": len(self.net.populations), "neurons_per_copy": network_size(self.net)[0],
-                   "synapses_per_copy": network_size(self.net)[1], "copies": self.B, "presentations": self.K,
+                   "synapses_per_copy": network_size(self.net)[1], "conv": self.conv,
+                   "stored_synapses_per_copy": stored_size(self.net, self.conv)[1],
+                   "kernel_values": stored_size(self.net, self.conv)[2],
+                   "memory_estimate_bytes": memory_estimate(self.net, self.B, self.conv, self.sweepable),
+                   "copies": self.B, "presentations": self.K,
                    "duration_s": float(self.duration), "dt_s": self.dt, "encoder": self.encoder, "seed": self.seed}
         sizes = {name: np.size(v) for name, v in self._inputs(np.zeros((self.capacity, self.net.populations[0].size)))
                  .items()} | {name: np.size(v) for name, v in self._fixed_values().items()}
@@ -328,19 +373,23 @@ class CompiledNetwork:
             keys = {f"input/{name}": (getattr(self.built.groups[name], var), unit)
                     for name, var in self.built.input_vars.items()}
         objects = {obj.name: obj for obj in self.built.objects}
-        for name in weight_values(self.net, self.B, self.encoder):
-            view = objects[name].w
+        for name in self._weights(self.net, self.B):
+            view = self.built.weight_owners[name].w
             keys[f"w/{name}"] = (view, view.dim)
         for group, param in parameter_values(self.net, self.B, self.encoder, self.sweepable):
             view = getattr(objects[group], param)
             keys[f"param/{group}/{param}"] = (view, view.dim)
         return keys
 
+    def _weights(self, net, n_copies: int) -> dict[str, np.ndarray]:
+        """`network.weight_values` of ``net`` for ``n_copies`` copies, in this build's form."""
+        return weight_values(net, n_copies, self.encoder, self.conv, self.sweepable)
+
     def _fixed_values(self) -> dict[str, np.ndarray]:
         """The network's weights and per-neuron parameters as a launch passes them (SI units): not part
         of the project, so that one compiled project serves every network of its shape."""
         if getattr(self, "_fixed", None) is None:
-            self._fixed = {f"w/{name}": v for name, v in weight_values(self.net, self.B, self.encoder).items()}
+            self._fixed = {f"w/{name}": v for name, v in self._weights(self.net, self.B).items()}
             self._fixed.update({f"param/{group}/{param}": v for (group, param), v in
                                 parameter_values(self.net, self.B, self.encoder, self.sweepable).items()})
         return self._fixed
@@ -432,9 +481,9 @@ class CompiledNetwork:
         keys = {f"param/{group}/{param}" for group, param in parameter_values(self.net, 1, self.encoder, self.sweepable)
                 if group == "bias_source" or param in swept.get(group, ())}
         if "tau_s" in self.sweepable:
-            keys |= {f"w/{name}" for name in weight_values(self.net, 1, self.encoder)}
+            keys |= {f"w/{name}" for name in self._weights(self.net, 1)}
         elif "bias_scale" in self.sweepable:
-            keys |= {f"w/{name}" for name in weight_values(self.net, 1, self.encoder) if name.startswith("syn_bias_")}
+            keys |= {f"w/{name}" for name in self._weights(self.net, 1) if name.startswith("syn_bias_")}
         return keys
 
     def _point_values(self, params) -> tuple[list | None, dict[str, np.ndarray]]:
@@ -475,7 +524,7 @@ class CompiledNetwork:
                     out[key] = np.asarray(pops[f"pop_{_safe(p.name)}"].bias_weight)[np.flatnonzero(
                         np.asarray(p.bias_weight))]
         if any(k.startswith("w/") and k not in out for k in keys):
-            out.update({f"w/{n}": v for n, v in weight_values(net, 1, self.encoder).items()
+            out.update({f"w/{n}": v for n, v in self._weights(net, 1).items()
                         if f"w/{n}" in keys and f"w/{n}" not in out})
         return out
 
@@ -600,7 +649,10 @@ class CompiledNetwork:
             if stop:
                 launch.proc.kill()
                 return launch.proc.wait()
-            return limits.wait(launch.proc, self.run_limit, self.project, started=launch.started)
+            usage = {}
+            rc = limits.wait(launch.proc, self.run_limit, self.project, started=launch.started, usage=usage)
+            self.peak_rss = max(self.peak_rss, usage.get("maxrss_bytes", 0))
+            return rc
         finally:
             launch.stdout.close()
 

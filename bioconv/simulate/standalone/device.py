@@ -13,6 +13,10 @@ generation that a compile-once, run-many converted network needs, each part a Br
   source generation, `units`);
 - ``openmp_simd``: ``-fopenmp-simd``, which lets GCC vectorize the blocked threshold tests.
 
+The device also renders bioconv's shared-kernel convolution pathway (templates/bioconv_conv_pathway.cpp,
+`bioconv.simulate.shared_conv`), which has no Brian2 counterpart: a network built with
+``conv="shared"`` needs this device.
+
 Templates the device does not change fall back to Brian2's. Every vendored template records in
 UPSTREAM.toml the Brian2 template and versions it derives from; `drift` compares that with the
 installed Brian2 (a test fails on any difference, and the device warns when it is activated).
@@ -329,6 +333,7 @@ class BioconvStandaloneDevice(CPPStandaloneDevice):
                 "thresholds_blocked": blocked,
                 "pathways": sum(1 for c in codeobjs if c.template_name == "synapses_push_spikes"),
                 "pathways_direct": len(direct),
+                "conv_pathways_shared": sum(1 for c in codeobjs if c.template_name == "bioconv_conv_pathway"),
                 "queue_setup_out_of_line": int(_queue_setup_out_of_line()),
                 "static_synapse_arrays_skippable": len(self._bioconv_static_outputs),
                 "precompiled_header_includes": pch_headers,
