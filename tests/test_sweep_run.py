@@ -297,8 +297,8 @@ def test_neuron_level_marks_only_the_points_whose_v_diverged(monkeypatch):
         n = len(values["I_bias"])
         v = np.zeros(n)
         v[1] = np.nan
-        return np.full(n, 5), np.full(n, 0.01), np.full(n, 0.05), {"cache_hit": True, "build_s": 0.0,
-                                                                   "run_s": 0.0, "v_finite": np.isfinite(v)}
+        return np.full(n, 5), np.full(n, 0.005), np.full(n, 0.01), np.full(n, 0.05), {
+            "cache_hit": True, "build_s": 0.0, "run_s": 0.0, "v_finite": np.isfinite(v)}
     monkeypatch.setattr(neuron, "run_points", fake_run)
     t = spec.tasks()[0]
     rows = neuron.NeuronLevel().evaluate(t.structure, t.configs, size=t.size)

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
-STUDIES = ("rate_validation", "conversion_error")
+STUDIES = ("rate_validation", "conversion_error", "seed003_fig7", "seed003_fig8", "seed003_fig13")
 
 
 def load_config(name: str, full: bool = False, path: Path | None = None) -> dict:
@@ -45,6 +45,17 @@ def run_study(name: str, *, full: bool = False, out: Path | None = None, device:
         tables = conversion_error.run(cfg, out, device=device, progress=tqdm)
         conversion_report.plot(tables, out)
         (out / "summary.md").write_text(conversion_report.summarize(tables, cfg))
+    elif name in ("seed003_fig7", "seed003_fig8"):
+        from . import seed003_sweeps
+        figure = int(name[len("seed003_fig"):])
+        tables = seed003_sweeps.run(figure, cfg, out)
+        seed003_sweeps.plot(figure, tables, cfg, out)
+        (out / "summary.md").write_text(seed003_sweeps.summarize(figure, tables, cfg, "full" if full else "quick"))
+    elif name == "seed003_fig13":
+        from . import seed003_fig13
+        tables = seed003_fig13.run(cfg, out)
+        seed003_fig13.plot(tables, cfg, out)
+        (out / "summary.md").write_text(seed003_fig13.summarize(tables, cfg, "full" if full else "quick"))
     (out / "run.json").write_text(json.dumps(dict(study=name, mode="full" if full else "quick", device=device,
                                                   wall_s=round(time.perf_counter() - t0, 1), config=cfg),
                                              indent=2))

@@ -277,14 +277,17 @@ def _resolve(spec: Spec, level: levels.Level, design: str):
     given = set(names) | set(fixed)
     cols = {}
     for name, param in structural.items():
+        # A structural default of None means "not set": the level decides, and the value stays out
+        # of the point's config (so that adding an option to a level keeps existing configs' hashes).
+        default = None if param.default is None else canonical(param, parse_value(param, param.default,
+                                                                                    f"{where}: default"))
         if name in given:
             cols[name] = column(name, param)
         else:
-            cols[name] = np.array([canonical(param, parse_value(param, param.default, f"{where}: default"))] * n_points,
-                                  dtype=object)
+            cols[name] = np.array([default] * n_points, dtype=object)
         missing = [k for k, v in enumerate(cols[name]) if v is None]
         if missing:  # a list point without a structural value: the default
-            cols[name][missing] = canonical(param, parse_value(param, param.default, f"{where}: default"))
+            cols[name][missing] = default
 
     keys = list(zip(*(cols[name] for name in structural))) if structural else [()] * n_points
     shapes: dict[tuple, list[int]] = {}
@@ -325,7 +328,7 @@ def _resolve(spec: Spec, level: levels.Level, design: str):
                                  f"values (SI) {shown}")
         for j, k in enumerate(idx):
             c = {"level": spec.level}
-            c.update(structure)
+            c.update({k: v for k, v in structure.items() if v is not None})
             c.update({name: _plain(sub[name][j]) for name in sub if sub[name][j] is not None})
             configs[k] = c
         out_structures.append((structure, idx))
