@@ -392,6 +392,37 @@ def _scalar(q, name) -> Quantity:
 
 
 # ------------------------------------------------------------------------------ evaluate_points
+#: The most bytes of records (output spikes, counters, membrane samples) one run of a sweep keeps,
+#: whatever the machine: the layout of a sweep's runs must not depend on the host (Poisson seeds).
+SWEEP_RUN_RECORDS = 512 * 2 ** 20
+
+
+def presentations_per_copy(net, coding, N: int, duration, dt, time_points: int = 20) -> int:
+    """Samples one copy of a sweep's network shows in a run (K), for ``N`` samples per point.
+
+    A run's start-up loads every copy's synapses, and a padded presentation costs as many steps as a
+    real one, so a copy shows a point's whole sample set in one run where it can: K is as large as
+    the clock alignment of the presentation starts (`aligned_presentations`) and `SWEEP_RUN_RECORDS`
+    allow, and the samples are spread evenly over the fewest chunks. SNN.evaluate's plan (about
+    SAMPLES_PER_RUN samples per run) gave the MLP 27 copies x 9 samples: a 4-point sweep task ran
+    its 1200 presentations in 6 runs and 58-62 s, against 1 run and 26-30 s with 4 copies x 300
+    (one core, same accuracies). A function of the samples and the network alone, not of the points,
+    the cores or the host, so that Poisson seeds give the same values in any task or worker.
+    """
+    from ..converter import SEQUENTIAL_NEURONS
+    from .runner import aligned_presentations, network_size
+    neurons = network_size(net)[0]
+    limit = aligned_presentations(duration, dt, max(1, int(N)), duration / time_points if net.readout == "potential"
+                                  else None)
+    per_sample = coding.max_output_spikes(net, duration) * 64 + neurons * 16  # as SNN.evaluate counts them
+    if net.readout == "potential":
+        per_sample += net.populations[-1].size * (time_points + 1) * 16
+    copies = max(1, SEQUENTIAL_NEURONS // neurons)  # at most this many copies share a run
+    limit = max(1, min(limit, int(SWEEP_RUN_RECORDS // max(per_sample * copies, 1.0))))
+    runs = -(-int(N) // limit)
+    return -(-int(N) // runs)
+
+
 def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encoder: str = "regular",
                     device: str = "cpp", sweepable=None, batch: int | None = None, presentations: int | None = None,
                     threads: int | None = None, float32: bool = False, time_points: int = 20,
@@ -409,10 +440,10 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
     between presentations; Poisson input is refused (its random numbers are shared by the copies of
     a run). ``rate_max`` points scale the input rates from the mapping's.
     """
-    from ..converter import SAMPLES_PER_RUN, SEQUENTIAL_NEURONS  # the plan of SNN.evaluate
+    from ..converter import SEQUENTIAL_NEURONS  # the copies of SNN.evaluate's plan
     from ..units import check_quantity
     from .devices import check_device, default_threads
-    from .runner import CompiledNetwork, aligned_presentations, network_size
+    from .runner import CompiledNetwork, network_size
 
     where = "evaluate_points"
     duration = check_quantity(duration, second.dim, "duration", where, positive=True)
@@ -446,12 +477,8 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
     neurons = network_size(net)[0]
     cores = default_threads() if threads is None else max(1, int(threads))
     workers = cores if device == "cpp" else 1
-    K = presentations or (min(_pow2_at_least(N), max(1, SAMPLES_PER_RUN // max(1, SEQUENTIAL_NEURONS // neurons)))
-                          if sequential else 1)
-    K = int(K)
-    if K > 1:
-        K = min(K, aligned_presentations(duration, dt, K, duration / time_points if net.readout == "potential"
-                                         else None))
+    K = int(presentations or (presentations_per_copy(net, snn.coding, N, duration, dt, time_points) if sequential
+                              else 1))
     chunks = [np.arange(k, min(k + K, N)) for k in range(0, N, K)]
     tasks = [(i, c) for i in range(len(points)) for c in chunks]
     B = int(batch or min(_pow2_at_least(-(-len(tasks) // workers)), max(1, SEQUENTIAL_NEURONS // neurons)))
