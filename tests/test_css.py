@@ -303,3 +303,13 @@ def test_scheme_parameters_are_checked_and_rate_ones_refused_by_name():
     with pytest.raises(BioconvError, match="negative"):  # the greedy rule fires positive spikes only
         snn.coding.simulate(snn, -x, encoder="css_greedy")
     assert snn.coding.simulate(snn, -x[:2]).decoded["input"].min() < 0  # the ternary rule codes them
+
+
+def test_saving_and_nir_export_refuse_css_networks_by_name(tmp_path):
+    from bioconv.io import NIRExportError, NetworkFileError, to_nir
+    graph, x = _chain_graph()
+    snn = convert(graph, x, coding="css")
+    with pytest.raises(NetworkFileError, match="coding 'css'"):
+        snn.save(tmp_path / "net.bioconv")
+    with pytest.raises(NIRExportError, match="coding 'css'"):
+        to_nir(snn)
