@@ -181,13 +181,6 @@ def test_points_the_build_cannot_take_are_refused(data):
     sw.check_point(leaky, {"Cm": 50 * pF}, sweepable=("Cm", "gl"))  # gl swept: RK4, no division
 
 
-def test_evaluate_points_refuses_poisson(data):
-    model, x = data
-    snn = convert(model, x, bias="current")
-    with pytest.raises(ParameterError, match="Poisson"):
-        sw.evaluate_points(snn, x, np.zeros(len(x), int), [{"Cm": 100 * pF}], duration=T, dt=DT, encoder="poisson")
-
-
 @pytest.mark.slow  # builds and runs networks (a compile or several runtime builds)
 def test_evaluate_points_equals_evaluate_at_each_point(data):
     """Points x samples spread over copies and presentations of one project give, per point, what

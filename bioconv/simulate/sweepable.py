@@ -7,8 +7,8 @@ Interface (for bioconv.sweep; changes are listed here first):
 - `CompiledNetwork(net, B, ..., sweepable=names)`; `.run(x_rates, params=...)`,
   `.run_many(batches, params=...)`: ``params`` maps a name to a scalar Quantity or one value per copy
   (shape (B,)); `run_many` also takes a list of such dicts, one per batch.
-- `evaluate_points(snn, x, y, points, duration=..., dt=..., ...)` -> one summary dict per point
-  (Poisson input refused).
+- `evaluate_points(snn, x, y, points, duration=..., dt=..., ..., seeds=...)` -> one summary dict per
+  point (Poisson input with one seed per point).
 - Extensions: ``gl_scale`` (a factor on the mapped leak, leak-bias networks), beside ``gl`` (siemens,
   an added uniform leak on every network), so that ``gl`` means the same on every bias strategy;
   `apply_point(net, point, sweepable)` (the mapped network at a point: what a fresh build holds);
@@ -321,7 +321,7 @@ def apply_point(net: MappedNetwork, point: Mapping, sweepable=None) -> MappedNet
         projections = p.projections
         bias_weight = p.bias_weight
         if tau_s_ratio != 1.0:  # the charge per spike held: amplitude q / tau_s
-            projections = [q.scaled(tau_s_ratio) for q in p.projections]
+            projections = [dataclasses.replace(q, w=q.w * tau_s_ratio) for q in p.projections]
         if bias_weight is not None:
             # the bias source's charge is I / rate_max: it follows the bias scale, not rate_max
             bias_weight = bias_weight * (tau_s_ratio * float(values.get("bias_scale", 1.0)))
@@ -426,7 +426,7 @@ def presentations_per_copy(net, coding, N: int, duration, dt, time_points: int =
 def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encoder: str = "regular",
                     device: str = "cpp", sweepable=None, batch: int | None = None, presentations: int | None = None,
                     threads: int | None = None, float32: bool = False, time_points: int = 20,
-                    scatter_points: int = 0) -> list[dict]:
+                    scatter_points: int = 0, seeds=None) -> list[dict]:
     """Evaluate every parameter point on the same samples ``x`` (N, *input_shape) with labels ``y``,
     as copies of one compiled project (a sweepable build over ``sweepable``, default: every name the
     points use): each run holds ``batch`` copies x ``presentations`` samples, and every copy runs
@@ -437,8 +437,15 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
     per-layer correlation, synaptic events, undecided fraction), with ``layer_correlation`` per
     population and ``accuracy_vs_time``. A point's values do not depend on the copy or run that
     computed it: the inputs are deterministic (``regular``, ``current``) and every state is reset
-    between presentations; Poisson input is refused (its random numbers are shared by the copies of
-    a run). ``rate_max`` points scale the input rates from the mapping's.
+    between presentations. ``rate_max`` points scale the input rates from the mapping's.
+
+    Poisson input (``encoder="poisson"``) takes ``seeds``, one integer >= 0 per point (default 0 for
+    every point). A run's copies draw from one random stream, so under Poisson input a run holds the
+    copies of one point only, with a seed derived from the point's seed and the run's index among
+    that point's runs (`run_seed`), and the layout (copies B, presentations K, which samples each
+    copy shows) is a function of the samples and the network alone, not of the other points: a
+    point's values are then the same whichever call, task or worker computes it, on the same pin
+    (Brian2's random generators differ between 2.7 and 2.10), and differ between seeds.
     """
     from ..converter import SEQUENTIAL_NEURONS  # the copies of SNN.evaluate's plan
     from ..units import check_quantity
@@ -448,14 +455,12 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
     where = "evaluate_points"
     duration = check_quantity(duration, second.dim, "duration", where, positive=True)
     dt = check_quantity(dt, second.dim, "dt", where, positive=True)
-    if encoder == "poisson":
-        raise ParameterError(f"{where}: Poisson input draws its spikes from one random stream per run, shared by "
-                             f"the copies, so a point's result would depend on the copy and run that computed it; "
-                             f"use encoder='regular' or 'current'")
     check_device(device, where)
     points = [dict(p) for p in points]
     if not points:
         raise ParameterError(f"{where}: no points given")
+    poisson = encoder == "poisson"
+    seeds = _check_seeds(seeds, len(points), poisson, device, where)
     names = check_names(set().union(*points) if sweepable is None else sweepable, where)
     net = snn.mapped
     for i, p in enumerate(points):
@@ -481,13 +486,19 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
                               else 1))
     chunks = [np.arange(k, min(k + K, N)) for k in range(0, N, K)]
     tasks = [(i, c) for i in range(len(points)) for c in chunks]
-    B = int(batch or min(_pow2_at_least(-(-len(tasks) // workers)), max(1, SEQUENTIAL_NEURONS // neurons)))
+    if poisson:  # copies of one point per run, as many as its chunks need: a layout of the samples alone
+        B = int(batch or min(_pow2_at_least(len(chunks)), max(1, SEQUENTIAL_NEURONS // neurons)))
+        groups = [[(i, c) for c in chunks[r:r + B]] for i in range(len(points)) for r in range(0, len(chunks), B)]
+        run_seeds = [run_seed(seeds[i], r // B) for i in range(len(points)) for r in range(0, len(chunks), B)]
+    else:
+        B = int(batch or min(_pow2_at_least(-(-len(tasks) // workers)), max(1, SEQUENTIAL_NEURONS // neurons)))
+        groups = [tasks[r:r + B] for r in range(0, len(tasks), B)]
+        run_seeds = None
     n_in = net.populations[0].size
     input_name = net.populations[0].name
     x_in = targets[input_name].reshape(N, n_in)
     runs, run_params = [], []
-    for r in range(0, len(tasks), B):
-        mine = tasks[r:r + B]
+    for mine in groups:
         xr = np.zeros((B * K, n_in))
         for b, (i, c) in enumerate(mine):
             ratio = float(full[i]["rate_max"] / net.rate_max) if "rate_max" in full[i] else 1.0
@@ -507,7 +518,7 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
             1, cores // workers) if device == "cpp" else threads, float32=float32,
             record_output_every=duration / time_points, presentations=K, sweepable=names) as compiled:
         build_s = time.perf_counter() - t0
-        outs = compiled.run_many((xr for _, xr in runs), workers=workers, params=run_params)
+        outs = compiled.run_many((xr for _, xr in runs), workers=workers, params=run_params, seeds=run_seeds)
         for (mine, _), out in zip(runs, outs):
             sc = snn._scores(out, times, step)  # (B*K, n_times, n_out), sample s = k*B + copy
             for b, (i, c) in enumerate(mine):
@@ -520,6 +531,8 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
                         sweepable=list(names), cache_hit=[compiled.cache_hit], float32=bool(float32),
                         call_runs=compiled.runs, call_build_s=build_s, call_run_s=compiled.run_seconds,
                         call_sim_s=compiled.sim_seconds)
+        if poisson:
+            settings["runs_per_point"] = len(groups) // len(points)
     logits = snn.graph.forward(np.asarray(x, dtype=np.float64))  # x was checked by target_rates
     ann_pred = logits[snn.graph.output].reshape(N, -1).argmax(1)
     T = float(duration)
@@ -535,10 +548,36 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
         summary = res.summary()
         for key in ("wall_s", "build_s", "run_s", "sim_s"):
             summary.pop(key, None)  # per call, not per point: in call_*
+        if poisson:
+            summary["seed"] = seeds[i]
         rows.append({**{n: float(v) for n, v in full[i].items()}, **summary,
                      "layer_correlation": dict(res.layer_correlation),
                      "accuracy_vs_time": res.accuracy_vs_time.tolist(), "point_index": i})
     return rows
+
+
+def run_seed(seed: int, run: int) -> int:
+    """The seed of a point's ``run``-th run (Poisson input): a hash of both (numpy's SeedSequence), so
+    that the runs of one point, and the points of neighbouring seeds, draw unrelated streams."""
+    return int(np.random.SeedSequence([int(seed), int(run)]).generate_state(1, dtype=np.uint32)[0] % 2 ** 31)
+
+
+def _check_seeds(seeds, n_points: int, poisson: bool, device: str, where: str) -> list[int] | None:
+    if not poisson:
+        if seeds is not None:
+            raise ParameterError(f"{where}: seeds apply to Poisson input; encoder is deterministic (regular and "
+                                 f"current inputs draw no random numbers)")
+        return None
+    if device == "cuda":
+        raise ParameterError(f"{where}: Poisson input with per-point seeds needs device 'cpp' or 'runtime' (on cuda "
+                             f"the seed is part of the build)")
+    seeds = [0] * n_points if seeds is None else list(seeds)
+    if len(seeds) != n_points:
+        raise ParameterError(f"{where}: seeds has {len(seeds)} entries for {n_points} points; give one per point")
+    for k, s in enumerate(seeds):
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+            raise ParameterError(f"{where}: seed of point {k} must be an integer >= 0, got {s!r}")
+    return [int(s) for s in seeds]
 
 
 def _pow2_at_least(n: int) -> int:

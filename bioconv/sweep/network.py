@@ -54,8 +54,8 @@ class NetworkLevel(Level):
             "bias": choice("bias", ("current", "neuron", "leak"), "current", "bias strategy"),
             "reset": choice("reset", ("linear", "value"), "linear", "reset mode"),
             "synapse": choice("synapse", ("delta", "exponential", "alpha"), "delta", "synaptic kernel"),
-            "encoder": choice("encoder", ("regular", "current"), "regular",
-                              "input encoding (Poisson is refused: its random stream is shared by a run's copies)"),
+            "encoder": choice("encoder", ("regular", "current", "poisson"), "regular",
+                              "input encoding (Poisson: with a per-point seed)"),
             "dt": Param("dt", "quantity", dim=second.dim, structural=True, constraint="positive", default="0.1 ms"),
             "T": Param("T", "quantity", dim=second.dim, structural=True, constraint="positive", default="200 ms",
                        description="presentation time per digit"),
@@ -70,6 +70,10 @@ class NetworkLevel(Level):
                 constraint = "positive" if s.lower_open else "nonnegative"
             # default None: a point that does not name it keeps the mapping's value
             out[name] = Param(name, "quantity", dim=s.dim, constraint=constraint, default=None, description=s.meaning)
+        # Poisson input: every point has a seed (0 unless given), so that a seed axis separates the
+        # bias of a point from its variance; other encoders draw no random numbers (default None: no seed)
+        out["seed"] = Param("seed", "int", constraint="nonnegative", default=0 if structure["encoder"] == "poisson"
+                            else None, description="seed of the point's Poisson input (sweepable.run_seed)")
         return out
 
     def _rules(self, structure, c):
@@ -81,6 +85,9 @@ class NetworkLevel(Level):
             rules.append((c["v_reset"] >= c["v_th"], "v_reset must lie below v_th"))
         if "tau_s" in c and structure["synapse"] == "delta":
             rules.append((np.ones(n, bool), "tau_s needs exponential or alpha synapses, not 'delta'"))
+        if "seed" in c and structure["encoder"] != "poisson":
+            rules.append((np.ones(n, bool), f"seed applies to encoder = 'poisson'; {structure['encoder']!r} input "
+                                            f"draws no random numbers"))
         if "gl_scale" in c and structure["bias"] != "leak":
             rules.append((np.ones(n, bool), "gl_scale applies to networks with bias = 'leak' only"))
         if structure["dt"] >= structure["T"]:
@@ -112,7 +119,8 @@ class NetworkLevel(Level):
         snn, x, y = load(**{k: structure[k] for k in ("network", "n_test", "n_calibration", "normalization", "bias",
                                                        "reset", "synapse")})
         pts = [{name: Quantity(p[name], dim=SWEEPABLE[name].dim) for name in SWEEPABLE if name in p} for p in points]
-        built = sorted(set(names) if names is not None else set().union(*pts))
+        built = sorted(n for n in (names if names is not None else set().union(*pts)) if n in SWEEPABLE)
+        seeds = [int(p.get("seed", 0)) for p in points] if structure["encoder"] == "poisson" else None
         out: list = [None] * len(pts)
         for i, pt in enumerate(pts):
             try:
@@ -124,7 +132,7 @@ class NetworkLevel(Level):
             return out
         got = evaluate_points(snn, x, y, [pts[i] for i in good], duration=float(structure["T"]) * second,
                               dt=float(structure["dt"]) * second, encoder=structure["encoder"], device="cpp", threads=1,
-                              sweepable=built or None)
+                              sweepable=built or None, seeds=None if seeds is None else [seeds[i] for i in good])
         rows = []
         for r in got:
             r = dict(r)
@@ -133,7 +141,7 @@ class NetworkLevel(Level):
             avt = r.pop("accuracy_vs_time", None)
             if avt is not None:
                 r["accuracy_vs_time"] = [float(v) for v in np.ravel(avt)]
-            row = {k: v for k, v in r.items() if k not in SWEEPABLE}  # the point's own values: in its config
+            row = {k: v for k, v in r.items() if k not in SWEEPABLE and k != "seed"}  # the point's: in its config
             row["sweepable"] = ",".join(built)
             rows.append(row)
         for i, row in zip(good, rows):
