@@ -1,77 +1,75 @@
-"""LC-TTFS ablations of seed 004 Table III on the MNIST MLP: each component switched off in turn, the
-ANN retrained (30 epochs, the zoo's recipe, seed 0) where the ablation touches training, then
-converted (strict=False where a constraint is broken) and simulated on the held-out digits.
+"""LC-TTFS ablations of seed 004 Table III on the MNIST MLP and ConvNet: each component switched off in
+turn, the ANN retrained (30 epochs, the zoo's recipe, seed 0) where the ablation touches training,
+then converted (strict=False where a constraint is broken) and simulated on the held-out digits at
+the baseline's settings (50 steps per window, T_w = 1 ms). The rows are `bioconv.study.ttfs.ABLATIONS`
+and are computed by `bioconv.study.ttfs.ablation_row`, which the ttfs study (--full) runs too.
 
-    .venv/bin/python bench/ttfs_ablations.py                  # 1000 digits, 50 steps per window
+    .venv/bin/python bench/ttfs_ablations.py --network mlp convnet     # 1000 digits, 50 steps per window
+    .venv/bin/python bench/ttfs_ablations.py --network convnet --rows baseline "ReLU instead of ReLU1"
 
-Prints one JSON line per row: ANN and SNN accuracy, agreement, the worst |sum_j w_ij - 1| of the
-hidden layers, training and simulation seconds.
+Writes bench/results/ttfs_ablations.{md,csv} after every row (a row already there for the same
+network, row, digits and steps is kept and not rerun unless --rerun), and prints one JSON line per
+row: ANN and SNN accuracy, agreement, the worst |sum_j w_ij - 1| of the hidden layers, the largest
+fraction of silent hidden neurons and of ANN activations above 1, warnings, training and
+simulation seconds.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import time
-import warnings
+import os
+import sys
+from pathlib import Path
 
-import numpy as np
+import pandas as pd
 
-from bioconv import data, ttfs, zoo
-from bioconv import graph as G
-from bioconv.optional import require_torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import RESULTS, write  # noqa: E402
 
-#: name -> (training switches, ReLU instead of ReLU1, dynamic threshold)
-ROWS = {
-    "baseline": (None, False, True),
-    "without dynamic threshold": (None, False, False),
-    "without hard constraint": (dict(hard=False), False, True),
-    "without soft and hard constraints": (dict(hard=False, soft=False), False, True),
-    "ReLU instead of ReLU1": (dict(), True, True),
-    "without pre-activation normalization": (dict(preactivation=False), False, True),
-}
+from bioconv import data  # noqa: E402
+from bioconv.optional import require_torch  # noqa: E402
+from bioconv.study.ttfs import ABLATIONS, ablation_row  # noqa: E402
 
-
-def relu_mlp():
-    nn = require_torch("bench/ttfs_ablations.py").nn
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256, bias=False), nn.ReLU(), nn.Dropout(0.2),
-                         nn.Linear(256, 128, bias=False), nn.ReLU(), nn.Dropout(0.2), nn.Linear(128, 10))
+NAME = "ttfs_ablations"
+BATCH = {"mlp": 50, "convnet": 10}  # copies at once: the ConvNet has 1.5 million synapses a copy
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--network", nargs="+", choices=["mlp", "convnet"], default=["mlp", "convnet"])
+    ap.add_argument("--rows", nargs="*", default=list(ABLATIONS), choices=list(ABLATIONS))
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--n-test", type=int, default=1000)
-    ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
+    ap.add_argument("--rerun", action="store_true", help="rerun rows already in the table")
     args = ap.parse_args()
-    torch = require_torch("bench/ttfs_ablations.py")
-    torch.set_num_threads(1)
-    from bioconv.ttfs_train import train
+    require_torch("bench/ttfs_ablations.py").set_num_threads(1)
     split = data.mnist_subset()
     x, y = split.x_test[:args.n_test], split.y_test[:args.n_test]
-    for row in args.rows:
-        switches, relu, dynamic = ROWS[row]
-        if switches is None:
-            model, train_s = zoo.mnist_mlp_ttfs(), zoo.record("mnist_mlp_ttfs").get("train_seconds")
-        else:
-            model = relu_mlp() if relu else zoo.mlp_ttfs()
-            train_s = train(model, split, seed=0, epochs=30, lr=1e-3, weight_decay=1e-4, **switches)["train_seconds"]
-        graph = G.from_torch(model, x.shape[1:])
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            net = ttfs.map_network(graph, strict=False)
-        t0 = time.perf_counter()
-        out = ttfs.simulate(net, x, steps=args.steps, batch=50, dynamic_threshold=dynamic)
-        sim_s = time.perf_counter() - t0
-        ann_pred = graph.forward(x.astype(np.float64))[graph.output].argmax(1)
-        unique = (out.potential == out.potential.max(1, keepdims=True)).sum(1) == 1
-        pred = np.where(unique, out.potential.argmax(1), -1)
-        print(json.dumps(dict(
-            row=row, ann=float(np.mean(ann_pred == y)), snn=float(np.mean(pred == y)),
-            agreement=float(np.mean(pred == ann_pred)),
-            worst_weight_sum_deviation=max(p.weight_sum_deviation for p in net.layers if p.kind == "hidden"),
-            silent_fraction={p.name: float(np.mean(out.spikes[p.name] == 0)) for p in net.layers if p.kind == "hidden"},
-            warnings=sorted({type(w.message).__name__ for w in caught}),
-            train_s=train_s, simulate_s=round(sim_s, 1))), flush=True)
+    path = RESULTS / f"{NAME}.csv"
+    rows = pd.read_csv(path).to_dict("records") if path.exists() else []
+    command = "python bench/ttfs_ablations.py " + " ".join(sys.argv[1:])
+    for network in args.network:
+        for row in args.rows:
+            key = (network, row, len(x), args.steps)
+            old = [r for r in rows if (r["network"], r["row"], r["n_test"], r["steps"]) == key]
+            if old and not args.rerun:
+                print(f"kept: {network}, {row} (in {path}; --rerun to redo it)", flush=True)
+                continue
+            load = os.getloadavg()[0]
+            r = ablation_row(network, row, x, y, steps=args.steps, batch=BATCH[network], progress=True)
+            r["load_start"] = round(load, 1)
+            r["load_end"] = round(os.getloadavg()[0], 1)
+            print(json.dumps(r), flush=True)
+            rows = [q for q in rows if (q["network"], q["row"], q["n_test"], q["steps"]) != key] + [r]
+            order = {n: k for k, n in enumerate(ABLATIONS)}
+            rows.sort(key=lambda q: (q["network"] != "mlp", order[q["row"]]))
+            write(NAME, rows, command, notes=(
+                "Seed 004 Table III on the MNIST subset's 1000 held-out digits (unless n_test says otherwise), "
+                "seed 0, T_w = 1 ms, `steps` time steps per window, Brian2 runtime device, strict=False. "
+                "loss = ann - snn. silent_fraction: largest fraction of a hidden layer's neurons x digits that "
+                "never fired; ann_above_1_fraction: largest fraction of a hidden layer's ANN activations above 1 "
+                "(ReLU row). train_s: the training's own record (the cached zoo network's for the baseline and "
+                "the dynamic-threshold rows). load_start / load_end: 1-minute load average (shared 2-core machine)."))
 
 
 if __name__ == "__main__":

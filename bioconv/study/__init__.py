@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
-STUDIES = ("rate_validation", "conversion_error", "seed003_fig7", "seed003_fig8", "seed003_fig13")
+STUDIES = ("rate_validation", "conversion_error", "seed003_fig7", "seed003_fig8", "seed003_fig13", "ttfs")
 
 
 def load_config(name: str, full: bool = False, path: Path | None = None) -> dict:
@@ -45,6 +45,11 @@ def run_study(name: str, *, full: bool = False, out: Path | None = None, device:
         tables = conversion_error.run(cfg, out, device=device, progress=tqdm)
         conversion_report.plot(tables, out)
         (out / "summary.md").write_text(conversion_report.summarize(tables, cfg))
+    elif name == "ttfs":  # LC-TTFS (seed 004): simulates itself on the runtime device, whatever `device`
+        from . import ttfs, ttfs_report
+        tables = ttfs.run(cfg, out, progress=tqdm)
+        ttfs_report.plot(tables, out)
+        (out / "summary.md").write_text(ttfs_report.summarize(tables, cfg))
     elif name in ("seed003_fig7", "seed003_fig8"):
         from . import seed003_sweeps
         figure = int(name[len("seed003_fig"):])
