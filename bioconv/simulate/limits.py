@@ -47,11 +47,11 @@ def wait(proc: subprocess.Popen, limit_s: float, project, *, started: float | No
     """Wait for ``proc`` at most ``limit_s`` seconds (counted from ``started``, a `time.monotonic`
     reading taken at its launch; default: now) and return its exit code. Past the limit, kill it and
     raise `RunTimeLimitError` naming ``project`` (the folder of the binary) and the limit.
-    ``usage``: a dict that receives the process's peak resident memory (``maxrss_bytes``), read when
-    it is reaped (POSIX ``wait4``; left empty elsewhere)."""
+    ``usage``: a dict that receives the process's peak resident memory (``maxrss_bytes``) where
+    Linux's /proc gives it (left empty elsewhere)."""
     limit_s = check_limit(limit_s, "limits.wait: limit_s")
     start = time.monotonic() if started is None else float(started)
-    if usage is not None and hasattr(os, "wait4"):
+    if usage is not None and os.path.exists(f"/proc/{proc.pid}/status"):
         return _wait_with_usage(proc, start + limit_s, limit_s, project, usage)
     try:
         return proc.wait(timeout=max(0.0, start + limit_s - time.monotonic()))
@@ -60,20 +60,32 @@ def wait(proc: subprocess.Popen, limit_s: float, project, *, started: float | No
 
 
 def _wait_with_usage(proc, deadline, limit_s, project, usage) -> int:
-    """`wait` by polling ``wait4``, which reports this child's own resource usage (getrusage's
-    RUSAGE_CHILDREN would mix in every child reaped before, the compiler's included)."""
+    """`wait`, polling the process's own high-water mark of resident memory (VmHWM) until it exits.
+    Not the rusage of the reaped child: Linux carries the parent's peak into a child's ru_maxrss when
+    the child execs (Python's vfork), so a small binary launched from a large Python process would
+    report the Python process's memory."""
     delay = 0.0005
-    while proc.returncode is None:
-        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
-        if pid == proc.pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            usage["maxrss_bytes"] = int(rusage.ru_maxrss) * 1024  # Linux reports kilobytes
-            break
+    while proc.poll() is None:
+        peak = _vm_hwm(proc.pid)
+        if peak is not None:
+            usage["maxrss_bytes"] = max(usage.get("maxrss_bytes", 0), peak)
         if time.monotonic() >= deadline:
             _kill(proc, limit_s, project)
         time.sleep(delay)
-        delay = min(2 * delay, 0.05)
+        delay = min(2 * delay, 0.02)
     return proc.returncode
+
+
+def _vm_hwm(pid: int) -> int | None:
+    """The peak resident memory (bytes) of a running process, from /proc/<pid>/status."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _kill(proc, limit_s, project):

@@ -50,16 +50,17 @@ from . import sweepable as sw
 
 logger = logging.getLogger(__name__)
 
-# Estimated peak memory of a standalone build, per stored synapse (a Synapses' indices, weight,
-# delay, spike-queue entries: about 58 bytes in the binary, measured with `ps` on the batched MNIST
-# ConvNet; while building, the Python side briefly holds about as much, released once the project
-# is compiled), per neuron (its state variables, spike space, monitors), and per value of a shared
-# kernel (the binary's array, Brian2's static array while building, the run_args copy a launch
-# reads). `memory_estimate` combines them; bench/conversion_throughput.py checks it against the
-# binaries' measured peak memory (README, "Fast simulation").
-BYTES_PER_SYNAPSE = 96
-BYTES_PER_NEURON = 256
-BYTES_PER_KERNEL_VALUE = 24
+# Peak resident memory of a run of a standalone build's binary, per stored synapse (a Synapses'
+# indices, weight, delay, spike-queue entry), per neuron (state variables, spike space, counters, its
+# share of the monitors) and per value of a shared kernel (the array and Brian2's static copy it is
+# loaded from). Measured as the slope of the binary's peak memory (VmHWM) between builds of 2 and 8
+# copies of the MNIST ConvNet (2 presentations): 58.9 bytes per synapse (unrolled and shared forms
+# together) and 99 per neuron (bench/conversion_throughput.py --memory; README, "Fast simulation").
+# The Python side of a build holds about as much again while building; it is released before the
+# runs start, which hold the binaries' memory once per run in flight. `memory_estimate` combines them.
+BYTES_PER_SYNAPSE = 60
+BYTES_PER_NEURON = 100
+BYTES_PER_KERNEL_VALUE = 16
 
 
 @dataclass
