@@ -187,6 +187,8 @@ def test_max_and_average_pooling_match_the_ann():
                                  ("linear", {"weight": rng.normal(size=(2, 4))})])
     net = ttfs.map_network(g)
     assert [p.kind for p in net.layers] == ["input", "hidden", "maxpool", "hidden", "output"]
+    from bioconv import convert  # the seam maps it the same (rate coding's populations would refuse ReLU1 -> max pool)
+    assert [p.kind for p in convert(g, coding="ttfs").mapped.layers] == [p.kind for p in net.layers]
     x = rng.uniform(size=(6, 1, 6, 6))
     out = ttfs.simulate(net, x, steps=STEPS)
     ann = g.forward(x)

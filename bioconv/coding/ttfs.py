@@ -94,6 +94,12 @@ class TTFSCoding(CodingScheme):
         x = super().check_inputs(x, shape, where)
         return ttfs.check_unit_interval(x, where)
 
+    def populations(self, graph):
+        """None: TTFS maps the graph itself (`bioconv.ttfs.map_network` composes its layers, ReLU1 as
+        one population, max pooling as a gate after a ReLU1). Rate coding's populations do not apply
+        and would refuse a max pooling after a ReLU1."""
+        return None
+
     def map(self, graph, pops, calibration):
         v = self.values
         return ttfs.map_network(graph, T_w=v["T_w"], v_th=v["v_th"], Cm=v["Cm"], strict=v["strict"]), None
