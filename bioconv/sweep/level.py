@@ -38,6 +38,13 @@ class Level:
         """Parameters that shape the compiled project (name -> Param, each with its default)."""
         raise NotImplementedError
 
+    def complete(self, structure: dict, where: str) -> dict:
+        """A shape's structural values (canonical), completed by the level: values left unset (a
+        default of None) that the level decides, and whatever identifies the shape beyond its values
+        (e.g. the sha256 of a file it reads). Raises `SweepSpecError` naming a value the level cannot
+        take. Every key it returns goes into the shape's points' configs unless its value is None."""
+        return structure
+
     def parameters(self, structure: dict) -> dict[str, Param]:
         """Per-point parameters (name -> Param with its default), given the structural values
         (canonical): e.g. the neuron model's parameters."""

@@ -1,8 +1,18 @@
-"""The network-level sweep: every point is a converted network evaluated on the same test digits, one
+"""The network-level sweep: every point is a converted network evaluated on the same test samples, one
 row per point (accuracy, agreement with the ANN, per-layer correlation, synaptic events, ...).
 
-Structural values (the network, the conversion settings, dt, T, the encoder, the number of digits)
-decide the compiled shape; the sweepable parameters of `bioconv.simulate.sweepable` (Cm, gl,
+The network is a `bioconv.zoo` network (``network = "mlp"`` or ``"convnet"``, converted on MNIST
+training digits with the structure's conversion settings) or a saved network (``network =
+"path/net.bioconv"``, written by `SNN.save`; its conversion settings are the file's, and a sweep
+cannot change them). The samples are MNIST's held-out digits, or a user's data file (``data =
+"path"``: an .npz with ``x`` and optionally ``y``, an .npy of inputs, or an MNIST IDX images file;
+`bioconv.io.datasets`; without labels, the ANN's decisions are the labels, so accuracy is agreement
+with the ANN). A file is identified by its sha256 in every point's config (``network_sha256``,
+``data_sha256``): a changed file makes new points, and a worker refuses a file that changed since
+the spec was made.
+
+Structural values (the network, the conversion settings, the data, dt, T, the encoder, the number of
+samples) decide the compiled shape; the sweepable parameters of `bioconv.simulate.sweepable` (Cm, gl,
 tau_ref, v_th, v_reset, EL, tau_s, rate_max, bias_scale, gl_scale) are per-point values, passed as
 run_args to copies of one compiled project (`sweepable.evaluate_points`). A worker converts each
 structure once per process and keeps it; compiled projects are shared through the project cache.
@@ -13,18 +23,26 @@ structure decides, so the canonical config holds only the named ones.
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+from pathlib import Path
 
 import numpy as np
 from brian2 import Quantity, second
 
 from .level import Level
-from .params import Param
+from .params import Param, SweepSpecError
 
 NETWORKS = ("mlp", "convnet")
+#: conversion settings of a zoo network where a spec leaves them unset (a saved network has its own)
+ZOO_CONVERSION = {"n_calibration": 1000, "normalization": "p99.9", "bias": "current", "reset": "linear",
+                  "synapse": "delta"}
+MNIST_SHAPE = (1, 28, 28)
 
 
 class NetworkLevel(Level):
-    """Converted zoo networks on MNIST test digits; see the module's docstring.
+    """Converted zoo networks or saved networks, on MNIST's test digits or a user's data; see the
+    module's docstring.
 
     ``evaluate_points`` and ``load_network`` replace `sweepable.evaluate_points` and the zoo + data
     loader (``structure -> (snn, x, y)``): another back end, or a test's stand-in."""
@@ -45,21 +63,60 @@ class NetworkLevel(Level):
 
         def count(name, default, text):
             return Param(name, "int", structural=True, constraint="positive", default=default, description=text)
+        # the conversion settings default to None: `complete` fills in the zoo's (ZOO_CONVERSION) or the
+        # saved network's own, and refuses a given one that a saved network does not have
         return {
-            "network": choice("network", NETWORKS, "mlp", "reference network of bioconv.zoo"),
-            "n_test": count("n_test", 300, "held-out MNIST digits evaluated per point (the first ones)"),
-            "n_calibration": count("n_calibration", 1000, "training digits for data-based normalization"),
-            "normalization": choice("normalization", ("max", "p99", "p99.9", "p99.99"), "p99.9",
+            "network": Param("network", "path", choices=NETWORKS, structural=True, default="mlp",
+                             description="a bioconv.zoo network (mlp, convnet) or a saved network file (SNN.save)"),
+            "data": Param("data", "path", structural=True, default=None,
+                          description="test data file (.npz x[, y], .npy x, MNIST IDX images); default: MNIST's "
+                                      "held-out digits"),
+            "n_test": count("n_test", 300, "test samples evaluated per point (the first ones)"),
+            "n_calibration": count("n_calibration", None, "training digits for data-based normalization (zoo)"),
+            "normalization": choice("normalization", ("max", "p99", "p99.9", "p99.99"), None,
                                     "normalization percentile"),
-            "bias": choice("bias", ("current", "neuron", "leak"), "current", "bias strategy"),
-            "reset": choice("reset", ("linear", "value"), "linear", "reset mode"),
-            "synapse": choice("synapse", ("delta", "exponential", "alpha"), "delta", "synaptic kernel"),
+            "bias": choice("bias", ("current", "neuron", "leak"), None, "bias strategy"),
+            "reset": choice("reset", ("linear", "value"), None, "reset mode"),
+            "synapse": choice("synapse", ("delta", "exponential", "alpha"), None, "synaptic kernel"),
             "encoder": choice("encoder", ("regular", "current", "poisson"), "regular",
                               "input encoding (Poisson: with a per-point seed)"),
             "dt": Param("dt", "quantity", dim=second.dim, structural=True, constraint="positive", default="0.1 ms"),
             "T": Param("T", "quantity", dim=second.dim, structural=True, constraint="positive", default="200 ms",
                        description="presentation time per digit"),
         }
+
+    def complete(self, structure: dict, where: str) -> dict:
+        """The zoo's conversion settings, or the saved network's (a different given one is refused,
+        naming it), the files' sha256, and the data checked against the network (input shape, size)."""
+        s = dict(structure)
+        if s["network"] in NETWORKS:
+            s.update({k: v for k, v in ZOO_CONVERSION.items() if s[k] is None})
+            input_shape = MNIST_SHAPE
+        else:
+            info = _network_file(s["network"], where)
+            for k, own in info["settings"].items():
+                if s[k] is not None and s[k] != own:
+                    raise SweepSpecError(
+                        f"{where}: {k} = {s[k]!r}, but the saved network {s['network']!r} was converted with "
+                        f"{k} = {own!r}: a saved network's conversion settings are fixed (sweep a zoo network, or "
+                        f"save one network per {k})")
+                s[k] = own
+            s["network_sha256"] = info["sha256"]
+            input_shape = info["input_shape"]
+        if s.get("data") is None:
+            if input_shape != MNIST_SHAPE:
+                raise SweepSpecError(f"{where}: network {s['network']!r} takes inputs of shape {input_shape}, not "
+                                     f"MNIST digits {MNIST_SHAPE}: give its test data, data = \"path\"")
+        else:
+            d = _data_file(s["data"], where)
+            if d["input_shape"] != input_shape:
+                raise SweepSpecError(f"{where}: data {s['data']!r} holds inputs of shape {d['input_shape']}; network "
+                                     f"{s['network']!r} takes {input_shape}")
+            if s["n_test"] > d["n"]:
+                raise SweepSpecError(f"{where}: n_test = {s['n_test']}, but data {s['data']!r} holds {d['n']} "
+                                     f"samples")
+            s["data_sha256"] = d["sha256"]
+        return s
 
     def parameters(self, structure: dict) -> dict[str, Param]:
         from ..simulate.sweepable import SWEEPABLE
@@ -116,8 +173,9 @@ class NetworkLevel(Level):
         if evaluate_points is None:
             from ..simulate.sweepable import evaluate_points
         load = self._load_network or load_network
-        snn, x, y = load(**{k: structure[k] for k in ("network", "n_test", "n_calibration", "normalization", "bias",
-                                                       "reset", "synapse")})
+        keys = ("network", "n_test", "n_calibration", "normalization", "bias", "reset", "synapse")
+        files = {k: structure[k] for k in ("data", "network_sha256", "data_sha256") if structure.get(k) is not None}
+        snn, x, y = load(**{k: structure.get(k) for k in keys}, **files)
         pts = [{name: Quantity(p[name], dim=SWEEPABLE[name].dim) for name in SWEEPABLE if name in p} for p in points]
         built = sorted(n for n in (names if names is not None else set().union(*pts)) if n in SWEEPABLE)
         seeds = [int(p.get("seed", 0)) for p in points] if structure["encoder"] == "poisson" else None
@@ -150,13 +208,94 @@ class NetworkLevel(Level):
 
 
 @functools.lru_cache(maxsize=4)
-def load_network(*, network, n_test, n_calibration, normalization, bias, reset, synapse):
-    """(snn, x_test, y_test): a zoo network converted with these settings, and the first ``n_test``
-    held-out digits; kept per worker process, so that a worker converts each structure once."""
-    from .. import data, zoo
-    from ..converter import convert
-    split = data.mnist_subset()
-    model = {"mlp": zoo.mnist_mlp, "convnet": zoo.mnist_convnet}[network]()
-    snn = convert(model, split.x_train[:n_calibration], normalization=normalization, bias=bias, reset=reset,
-                  synapse=synapse)
-    return snn, split.x_test[:n_test], split.y_test[:n_test]
+def load_network(*, network, n_test, n_calibration, normalization, bias, reset, synapse, data=None,
+                 network_sha256=None, data_sha256=None):
+    """(snn, x_test, y_test): a zoo network converted with these settings (on the first
+    ``n_calibration`` MNIST training digits) or the saved network ``network``, and the first ``n_test``
+    samples of ``data`` (default: MNIST's held-out digits; without labels in the file, the ANN's
+    decisions). Kept per worker process, so that a worker converts each structure once. A file whose
+    sha256 is not the spec's is refused (it changed since the sweep was specified)."""
+    from .. import data as mnist
+    from ..errors import BioconvError
+    if network in NETWORKS:
+        from .. import zoo
+        from ..converter import convert
+        model = {"mlp": zoo.mnist_mlp, "convnet": zoo.mnist_convnet}[network]()
+        snn = convert(model, mnist.mnist_subset().x_train[:n_calibration], normalization=normalization, bias=bias,
+                      reset=reset, synapse=synapse)
+    else:
+        from ..io import load
+        _same_file(network, network_sha256, "network")
+        snn = load(network)
+    if data is None:
+        split = mnist.mnist_subset()
+        return snn, split.x_test[:n_test], split.y_test[:n_test]
+    from ..io import datasets
+    _same_file(data, data_sha256, "data")
+    ds = datasets.read(data, limit=n_test)
+    y = ds.y
+    if y is None:
+        y = snn.graph.forward(np.asarray(ds.x, dtype=np.float64))[snn.graph.output].reshape(len(ds.x), -1).argmax(1)
+    n_out = snn.mapped.populations[-1].size
+    if y.min() < 0 or y.max() >= n_out:
+        raise BioconvError(f"data file {data!r}: labels must lie in [0, {n_out}) for network {network!r}, got "
+                           f"[{y.min()}, {y.max()}]")
+    return snn, ds.x, y
+
+
+# ------------------------------------------------------------------------------------ files
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _same_file(path, sha256, what):
+    from ..errors import BioconvError
+    if sha256 is not None and _sha256(path) != sha256:
+        raise BioconvError(f"{what} file {path!r} changed since the sweep was specified (its sha256 is no longer "
+                           f"{sha256[:16]}...): specify the sweep again (its points get new config hashes)")
+
+
+def _stamp(path) -> tuple:
+    st = os.stat(path)
+    return str(Path(path).resolve()), st.st_mtime_ns, st.st_size
+
+
+def _network_file(path, where) -> dict:
+    """What a spec needs of a saved network: its sha256, conversion settings, input shape and the
+    mapped network (for the spec-time limits); read once per file version."""
+    try:
+        return _read_network_file(*_stamp(path))
+    except SweepSpecError:
+        raise
+    except Exception as err:  # not a network file, a model file that changed, ...: name the file
+        raise SweepSpecError(f"{where}: network {str(path)!r} cannot be loaded: {type(err).__name__}: {err}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _read_network_file(path, _mtime_ns, _size) -> dict:
+    from ..converter import rate_values_of
+    from ..io import load
+    snn = load(path)
+    settings = rate_values_of(snn.mapped, snn.conversion)
+    own = {k: settings.get(k) for k in ("normalization", "bias", "reset", "synapse")}
+    own["n_calibration"] = snn.conversion.get("n_calibration")
+    return {"sha256": _sha256(path), "settings": own, "input_shape": tuple(snn.graph.input_shape),
+            "mapped": snn.mapped}
+
+
+def _data_file(path, where) -> dict:
+    try:
+        return _read_data_file(*_stamp(path))
+    except Exception as err:
+        raise SweepSpecError(f"{where}: data {str(path)!r}: {err}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _read_data_file(path, _mtime_ns, _size) -> dict:
+    from ..io import datasets
+    ds = datasets.read(path)
+    return {"sha256": _sha256(path), "n": len(ds.x), "input_shape": tuple(ds.x.shape[1:])}

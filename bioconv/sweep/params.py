@@ -1,7 +1,8 @@
 """Parameters a sweep can vary, declared as a table per level, and their values in canonical form.
 
 A `Param` says what one sweep parameter is: a Brian2 quantity of fixed dimensions (with an optional
-sign constraint), an integer, or one of a set of choices; whether it is structural (changes the
+sign constraint), an integer, one of a set of choices, or a file (or one of a set of names); whether
+it is structural (changes the
 compiled shape, so points that differ in it never share a run) or a per-point value (a run_args
 value, so any number of points share one compiled run).
 
@@ -12,8 +13,10 @@ are the same point.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from brian2 import Quantity
@@ -30,7 +33,8 @@ class SweepSpecError(BioconvError, ValueError):
 @dataclass(frozen=True)
 class Param:
     """One sweep parameter. ``dim``: the dimensions of a quantity (None for an integer or a choice);
-    ``kind``: ``"quantity"``, ``"int"`` or ``"choice"``; ``choices``: the allowed values of a choice;
+    ``kind``: ``"quantity"``, ``"int"``, ``"choice"`` or ``"path"`` (an existing file, or one of
+    ``choices``: e.g. a zoo network's name); ``choices``: the allowed values of a choice;
     ``structural``: whether it shapes the compiled project; ``constraint``: ``"positive"``,
     ``"nonnegative"`` or None."""
 
@@ -55,11 +59,14 @@ class Param:
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
 
 
-def parse_value(param: Param, value, where: str):
+def parse_value(param: Param, value, where: str, root=None):
     """``value`` as ``param`` takes it: a Brian2 quantity of the right dimensions (from a Quantity or a
-    string such as ``"100 pF"``), an int, or one of the choices. Raises `SweepSpecError` naming
-    ``where`` (the axis or point) and the parameter."""
+    string such as ``"100 pF"``), an int, one of the choices, or the absolute path of an existing
+    file (a relative one read from ``root``, default the working directory). Raises
+    `SweepSpecError` naming ``where`` (the axis or point) and the parameter."""
     name = f"{where}: parameter {param.name!r}"
+    if param.kind == "path":
+        return _parse_path(param, value, name, root)
     if param.kind == "choice":
         if not isinstance(value, str) or value not in param.choices:
             raise SweepSpecError(f"{name}: {value!r} is not supported; choose one of {list(param.choices)}")
@@ -102,6 +109,24 @@ def parse_value(param: Param, value, where: str):
     if param.constraint == "positive" and x <= 0 or param.constraint == "nonnegative" and x < 0:
         raise SweepSpecError(f"{name} must be {param.constraint}, got {value!r}")
     return Quantity(x, dim=param.dim)
+
+
+def _parse_path(param: Param, value, name: str, root) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    names = f" or one of {list(param.choices)}" if param.choices else ""
+    if not isinstance(value, str) or not value.strip():
+        raise SweepSpecError(f"{name} takes the path of a file{names}, got {value!r}")
+    if value in param.choices:
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute() and root is not None:
+        path = Path(root) / path
+    if not path.is_file():
+        raise SweepSpecError(f"{name}: file {str(path)!r} does not exist" +
+                             (f" (nor is {value!r} one of {list(param.choices)})" if param.choices else ""))
+    # absolute: a Dask worker runs elsewhere, in another working directory
+    return str(path.resolve())
 
 
 def canonical(param: Param, value):

@@ -9,6 +9,8 @@ Three designs, in Python or TOML (`Spec.from_toml`):
 ``fixed`` holds values shared by every point. Quantities are Brian2 quantities in Python and strings
 such as ``"100 pF"`` in TOML; structural values (``dt``, ``T``, ``reset``, the neuron model, ...)
 are parameters like any other, and points are grouped by them, so that each shape compiles once.
+A file (a saved network, a data set) is a path: a relative one is read from ``root`` (the TOML
+file's folder for `Spec.from_toml`, else the working directory) and kept as an absolute path.
 
 Every point becomes a *canonical config* (each parameter of its level, defaults filled in, in SI
 base units) and a ``config_hash`` of it: the key of its row in the results store.
@@ -28,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from . import level as levels
-from .params import Param, SweepSpecError, canonical, parse_value, values_of
+from .params import Param, SweepSpecError, canonical, values_of
+from .params import parse_value as parse
 
 DESIGNS = ("grid", "random", "list")
 
@@ -72,6 +75,7 @@ class Spec:
     seed: int | None = None
     points_per_task: int | None = None
     name: str = "sweep"
+    root: str | None = None  # the folder relative file paths are read from (None: the working directory)
 
     def __post_init__(self):
         given = [d for d in DESIGNS if self._design_value(d) is not None]
@@ -103,10 +107,11 @@ class Spec:
             data = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise SweepSpecError(f"sweep config {str(path)!r}: {err}") from None
-        return cls.from_dict(data, where=str(path))
+        return cls.from_dict(data, where=str(path), root=str(path.resolve().parent))
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "sweep config") -> "Spec":
+    def from_dict(cls, data: dict, where: str = "sweep config", root=None) -> "Spec":
+        """A spec from a TOML-like dict; ``root``: the folder relative file paths are read from."""
         data = dict(data)
         known = {"name", "level", "grid", "random", "points", "fixed", "points_per_task"}
         unknown = sorted(set(data) - known)
@@ -122,7 +127,8 @@ class Spec:
             random = {k: (_range_from_toml(k, v, where) if isinstance(v, dict) else v) for k, v in random.items()}
         return cls(level=data["level"], grid=data.get("grid"), random=random, points=data.get("points"),
                    fixed=data.get("fixed", {}), n=n, seed=seed, points_per_task=data.get("points_per_task"),
-                   name=data.get("name", Path(where).parent.name if where.endswith(".toml") else "sweep"))
+                   name=data.get("name", Path(where).parent.name if where.endswith(".toml") else "sweep"),
+                   root=None if root is None else str(root))
 
     # --- what it holds -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -182,7 +188,8 @@ class Spec:
             return v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
         return {"name": self.name, "level": self.level, "design": self.design, "grid": text(self.grid),
                 "random": text(self.random), "n": self.n, "seed": self.seed, "points": text(self.points),
-                "fixed": text(self.fixed), "points_per_task": self.points_per_task, "n_points": len(self)}
+                "fixed": text(self.fixed), "points_per_task": self.points_per_task, "n_points": len(self),
+                "root": self.root}
 
 
 def _range_from_toml(name, value: dict, where) -> tuple:
@@ -198,6 +205,9 @@ def _resolve(spec: Spec, level: levels.Level, design: str):
     structural = level.structural()
     where = f"sweep {spec.name!r}"
     fixed = dict(spec.fixed or {})
+
+    def parse_value(param, value, at):  # files relative to the spec's root
+        return parse(param, value, at, root=spec.root)
     if design == "grid":
         axes = dict(spec.grid)
         if not axes:
@@ -290,14 +300,18 @@ def _resolve(spec: Spec, level: levels.Level, design: str):
             cols[name][missing] = default
 
     keys = list(zip(*(cols[name] for name in structural))) if structural else [()] * n_points
-    shapes: dict[tuple, list[int]] = {}
+    # the level completes each shape (values it decides, identities of files) once; shapes that
+    # complete alike are one shape
+    completed = {key: level.complete(dict(zip(structural, key)), f"{where} (shape {_show(dict(zip(structural, key)))})")
+                 for key in dict.fromkeys(keys)}
+    shapes: dict[str, tuple[dict, list[int]]] = {}
     for k, key in enumerate(keys):
-        shapes.setdefault(key, []).append(k)
+        structure = completed[key]
+        shapes.setdefault(json.dumps(structure, sort_keys=True), (structure, []))[1].append(k)
 
     configs: list[dict | None] = [None] * n_points
     out_structures = []
-    for key, idx in shapes.items():
-        structure = dict(zip(structural, key))
+    for structure, idx in shapes.values():
         params = level.parameters(structure)
         shape_where = f"{where} (shape {_show(structure)})"
         unknown = sorted(n for n in given if n not in structural and n not in params)
