@@ -152,3 +152,28 @@ def test_a_default_spec_splits_a_shape_into_several_tasks():
     assert NeuronLevel().default_points_per_task({}) == 10_000
     small = Spec(level="neuron", grid={"I_bias": [500, 600, 700] * pA})
     assert len(small.tasks(workers=2)) == 2
+
+
+def test_network_limits_that_involve_the_mappings_values_fail_at_spec_time_naming_the_culprit(tmp_path):
+    """A point that sets tau_ref alone meets the network's rate_max; v_reset alone meets its v_th: checked
+    when the spec is made (zoo: the values every population of the conversion gets; a saved network: its
+    own), not when a worker reaches the point."""
+    from pathlib import Path
+
+    Spec(level="network", grid={"tau_ref": [1, 4] * ms})  # rate_max 200 Hz x 4 ms = 0.8: fine
+    with pytest.raises(SweepSpecError, match=r"invalid combination at point 1 .*rate_max x tau_ref must stay below 1 "
+                                             r"\(where a point does not set it, the network's rate_max = 200 Hz"):
+        Spec(level="network", grid={"tau_ref": [1, 6] * ms})
+    with pytest.raises(SweepSpecError, match=r"at point 1 .*rate_max x tau_ref must stay below 1"):
+        Spec(level="network", grid={"rate_max": ["100 Hz", "300 Hz"]}, fixed={"tau_ref": 4 * ms})
+    with pytest.raises(SweepSpecError, match=r"at point 1 .*v_reset must lie below v_th .*v_th from 0.02 V"):
+        Spec(level="network", grid={"v_reset": [10, 25] * mV})
+    with pytest.raises(SweepSpecError, match=r"v_reset must lie below v_th"):
+        Spec(level="network", grid={"v_th": [5, -5] * mV})  # below the mapping's reset (0 mV)
+    saved = Path(__file__).resolve().parent / "data" / "small_convnet_v1.bioconv"  # rate_max 200 Hz, leak bias
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).uniform(0, 1, (4, 1, 8, 8)))
+    fixed = {"network": str(saved), "data": str(data), "n_test": 4}
+    with pytest.raises(SweepSpecError, match=r"at point 1 .*rate_max x tau_ref >= 1 in population '1'"):
+        Spec(level="network", grid={"tau_ref": [1, 5] * ms}, fixed=fixed)
+    assert len(Spec(level="network", grid={"tau_ref": [1, 4] * ms, "gl_scale": [0.5, 1.0]}, fixed=fixed)) == 4

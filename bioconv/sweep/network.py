@@ -134,12 +134,29 @@ class NetworkLevel(Level):
         return out
 
     def _rules(self, structure, c):
+        """(mask of bad points, why) per rule. The limits that involve the mapping's own values (a
+        point that sets tau_ref but not rate_max keeps the network's rate_max) are checked against the
+        shape's network here, at the door: a saved network's (every point through
+        `sweepable.check_point`, as the worker would), or for a zoo network the values its conversion
+        gives every population (`_zoo_limits`; only tau_m = tau_s under exact integration, which
+        depends on the leaks the data set, is left to the worker)."""
         n = len(next(iter(c.values()))) if c else 0
         rules = []
-        if "rate_max" in c and "tau_ref" in c:
-            rules.append((c["rate_max"] * c["tau_ref"] >= 1, "rate_max x tau_ref must stay below 1"))
-        if "v_th" in c and "v_reset" in c:
-            rules.append((c["v_reset"] >= c["v_th"], "v_reset must lie below v_th"))
+        if {"rate_max", "tau_ref", "v_th", "v_reset"} & set(c):
+            lim = _limits(structure)
+            mapped = "where a point does not set it, the network's"
+            if "rate_max" in c or "tau_ref" in c:
+                rate_max, tau_ref = c.get("rate_max", lim["rate_max"]), c.get("tau_ref", lim["tau_ref"])
+                rules.append((np.asarray(rate_max * tau_ref >= 1),
+                              f"rate_max x tau_ref must stay below 1 ({mapped} rate_max = {lim['rate_max']:g} Hz, "
+                              f"tau_ref up to {lim['tau_ref']:g} s)"))
+            if "v_th" in c or "v_reset" in c:
+                v_th, v_reset = c.get("v_th", lim["v_th"]), c.get("v_reset", lim["v_reset"])
+                rules.append((np.asarray(v_reset >= v_th),
+                              f"v_reset must lie below v_th ({mapped} v_th from {lim['v_th']:g} V, v_reset up to "
+                              f"{lim['v_reset']:g} V, over its firing populations)"))
+        if structure["network"] not in NETWORKS and c:
+            rules.append(_file_rule(structure, c))
         if "tau_s" in c and structure["synapse"] == "delta":
             rules.append((np.ones(n, bool), "tau_s needs exponential or alpha synapses, not 'delta'"))
         if "seed" in c and structure["encoder"] != "poisson":
@@ -241,6 +258,53 @@ def load_network(*, network, n_test, n_calibration, normalization, bias, reset, 
         raise BioconvError(f"data file {data!r}: labels must lie in [0, {n_out}) for network {network!r}, got "
                            f"[{y.min()}, {y.max()}]")
     return snn, ds.x, y
+
+
+# ------------------------------------------------------------------------------------ limits
+def _limits(structure: dict) -> dict[str, float]:
+    """The network's values the combination limits involve (SI): rate_max, the longest tau_ref, the
+    lowest threshold and the highest reset of its firing populations."""
+    from ..simulate.sweepable import _unreachable_threshold, membranes
+    net = (_zoo_limits_network(structure["bias"], structure["reset"], structure["synapse"])
+           if structure["network"] in NETWORKS else _network_file(structure["network"], "network sweep")["mapped"])
+    pops = membranes(net)
+    firing = [p for p in pops if not _unreachable_threshold(net, p)] or pops
+
+    def values(name, pop_list):
+        return np.concatenate([np.ravel(np.asarray(p.params.get(name, 0.0), dtype=float)) for p in pop_list])
+    return {"rate_max": float(net.rate_max), "tau_ref": float(values("tau_ref", pops).max()),
+            "v_th": float(values("v_th", firing).min()), "v_reset": float(values("v_reset", firing).max())}
+
+
+@functools.lru_cache(maxsize=16)
+def _zoo_limits_network(bias, reset, synapse):
+    """A two-layer stand-in converted as `load_network` converts a zoo network (the same call, the
+    scheme's defaults for Cm, v_th, tau_ref, rate_max): its populations carry the values every zoo
+    population gets, without torch or MNIST."""
+    from .. import graph
+    from ..converter import convert
+    g = graph.sequential((2,), [("linear", {"weight": np.eye(2), "bias": np.array([0.5, -0.5])}), "relu",
+                                ("linear", {"weight": np.eye(2), "bias": np.zeros(2)})])
+    return convert(g, np.ones((4, 2)), normalization="max", bias=bias, reset=reset, synapse=synapse).mapped
+
+
+def _file_rule(structure: dict, c: dict) -> tuple[np.ndarray, str]:
+    """Every point checked against the saved network as the worker checks it (`check_point`, over the
+    shape's names); the first refusal's message says why."""
+    from ..errors import BioconvError
+    from ..simulate.sweepable import SWEEPABLE, check_point
+    net = _network_file(structure["network"], "network sweep")["mapped"]
+    names = sorted(k for k in c if k in SWEEPABLE)
+    n = len(next(iter(c.values())))
+    bad, first = np.zeros(n, bool), ""
+    for i in range(n):
+        point = {k: Quantity(float(c[k][i]), dim=SWEEPABLE[k].dim) for k in names}
+        try:
+            check_point(net, point, names, where=f"saved network {structure['network']!r}")
+        except (BioconvError, ValueError) as err:
+            bad[i] = True
+            first = first or str(err)
+    return bad, first
 
 
 # ------------------------------------------------------------------------------------ files
