@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from brian2 import ms, pF
+from brian2 import pF
 
 import bioconv
 from bioconv import sweep
 from bioconv.errors import BioconvError
-from bioconv.simulate.sweepable import evaluate_points
 from bioconv.sweep import SweepSpecError
 from bioconv.sweep.network import load_network
 
@@ -109,20 +108,5 @@ def test_missing_and_mismatched_files_are_named(tmp_path):
                                            "synapse", "data", "network_sha256", "data_sha256")})
 
 
-@pytest.mark.slow
-def test_a_network_sweep_runs_a_saved_network_on_a_users_unlabelled_data(tmp_path):
-    data, x = _data(tmp_path, labels=False)
-    spec = sweep.Spec(level="network", grid={"Cm": [100, 60] * pF},
-                      fixed={"network": str(FILE), "data": str(data), "n_test": 6, "T": 50 * ms})
-    for t in spec.tasks():
-        sweep.runner.run_task(t.level, t.structure, t.configs, t.hashes, t.size, t.task_id, str(tmp_path), t.names)
-    df = sweep.load(tmp_path)
-    assert (df.status == "ok").all() and len(df) == 2, df.error.tolist()
-    snn = bioconv.load(FILE)
-    ann = snn.graph.forward(x)[snn.graph.output].reshape(len(x), -1).argmax(1)  # no labels: the ANN's decisions
-    ref = evaluate_points(snn, x, ann, [{"Cm": 100 * pF}, {"Cm": 60 * pF}], duration=50 * ms, dt=0.1 * ms,
-                          device="cpp", threads=1, sweepable=("Cm",))
-    got = df.sort_values("Cm", ascending=False)
-    assert got.synaptic_events.tolist() == [r["synaptic_events"] for r in ref]
-    assert got.accuracy.tolist() == [r["accuracy"] for r in ref] == [r["agreement"] for r in ref]
-    assert got.synaptic_events.nunique() == 2  # Cm moved the rates
+# A sweep that runs a saved network on a user's data file end to end: tests/test_sweep_seeds.py (one
+# compile serves that and the seed checks).
