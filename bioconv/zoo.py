@@ -14,7 +14,7 @@
 
 - ``vgg11``, ``cifar10_vgg11(folder)``: a CIFAR-10-shaped VGG-11 (eight 3x3 convolutions, average
   pooling, FC 512-512-10), and that network trained on the CIFAR-10 python batch files a user has
-  (about 12 hours on 2 cores; never in tests or CI): `bioconv.zoo_cifar`.
+  (up to about 16 hours on 2 cores; never in tests or CI): `bioconv.zoo_cifar`.
 
 The cache lives in $BIOCONV_CACHE (default ~/.cache/bioconv)/zoo; a model is a state dict loaded
 with ``torch.load(..., weights_only=True)`` plus a JSON file with its training record.

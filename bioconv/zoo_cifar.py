@@ -8,9 +8,9 @@
 - ``cifar10_vgg11(folder)``: that network trained on CIFAR-10 from the python batch files in
   ``folder`` (`bioconv.data.cifar10`; nothing is downloaded), then cached like the MNIST networks.
   Recipe: `CIFAR_TRAINING` (Adam, cosine schedule, random shifts, 30 epochs). On this project's
-  2-core CPU machines an epoch of the 50,000 images takes about 25 minutes
-  (`bench/results/vgg11_training.md`), so training takes about 12 hours: run it once, where it
-  can run that long; it is never part of the tests or CI.
+  2-core CPU machines a training step takes about 0.04 s per image, about 30 minutes per epoch and
+  16 hours for the 30 epochs (`bench/vgg11_train_time.py`, measured under other load: an upper
+  figure): run it once, where it can run that long; it is never part of the tests or CI.
 """
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def vgg11(n_classes: int = 10):
 
 
 def cifar10_vgg11(folder, retrain: bool = False):
-    """`vgg11` trained on CIFAR-10 from the python batch files in ``folder`` (`CIFAR_TRAINING`; about
-    12 hours on 2 cores), cached in $BIOCONV_CACHE/zoo and loaded safely afterwards."""
+    """`vgg11` trained on CIFAR-10 from the python batch files in ``folder`` (`CIFAR_TRAINING`; up to
+    about 16 hours on 2 cores), cached in $BIOCONV_CACHE/zoo and loaded safely afterwards."""
     from .zoo import ZOO_VERSION, cache_dir, train
     torch = require_torch("bioconv.zoo.cifar10_vgg11")
     name = "cifar10_vgg11"
