@@ -46,7 +46,8 @@ def main():
     split = data.mnist_subset()
     x, y = split.x_test[:args.n_test], split.y_test[:args.n_test]
     path = RESULTS / f"{NAME}.csv"
-    rows = pd.read_csv(path).to_dict("records") if path.exists() else []
+    # (an empty warnings cell would read back as NaN)
+    rows = pd.read_csv(path).fillna({"warnings": ""}).to_dict("records") if path.exists() else []
     command = "python bench/ttfs_ablations.py " + " ".join(sys.argv[1:])
     for network in args.network:
         for row in args.rows:

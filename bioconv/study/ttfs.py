@@ -289,7 +289,7 @@ def _committed_ablations(tables, cfg):
     if not ABLATION_TABLE.exists():
         return
     done = {(r["network"], r["row"]) for r in tables["ablations"]}
-    committed = pd.read_csv(ABLATION_TABLE)
+    committed = pd.read_csv(ABLATION_TABLE).fillna({"warnings": ""})  # an empty cell reads back as NaN
     for r in committed.to_dict("records"):
         if (r["network"], r["row"]) not in done:
             tables["ablations"].append(dict(r, source="committed (bench/results/ttfs_ablations.csv)"))
