@@ -321,7 +321,7 @@ def apply_point(net: MappedNetwork, point: Mapping, sweepable=None) -> MappedNet
         projections = p.projections
         bias_weight = p.bias_weight
         if tau_s_ratio != 1.0:  # the charge per spike held: amplitude q / tau_s
-            projections = [dataclasses.replace(q, w=q.w * tau_s_ratio) for q in p.projections]
+            projections = [q.scaled(tau_s_ratio) for q in p.projections]
         if bias_weight is not None:
             # the bias source's charge is I / rate_max: it follows the bias scale, not rate_max
             bias_weight = bias_weight * (tau_s_ratio * float(values.get("bias_scale", 1.0)))
