@@ -18,7 +18,7 @@ from bioconv.simulate import standalone
 from bioconv.simulate.devices import simulation_device
 from bioconv.simulate.runner import CompiledNetwork
 from bioconv.simulate.standalone import device as D
-from bioconv.simulate.standalone.units import PCH, UNIT, merge_code_objects
+from bioconv.simulate.standalone.units import LOW_OPT_FLAG, PCH, UNIT, header_pays, merge_code_objects
 
 DT = 0.1 * ms
 _CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
@@ -90,7 +90,8 @@ def test_convnet_project_is_optimized_exactly_where_it_should_be():
         assert opt["thresholds_blocked"] == blocked, (encoder, opt)
         assert opt["pathways"] == opt["pathways_direct"] == n_pathways, opt
         assert opt["queue_setup_out_of_line"] == 1 and opt["openmp_simd"] == 1
-        assert opt["code_objects_merged"] > 10 and opt["precompiled_header_includes"] > 3
+        # merged into a unit per core, the project has too few sources for a precompiled header to pay
+        assert opt["code_objects_merged"] > 10 and opt["precompiled_header_includes"] == 0
         # indices and weights of every projection, and the gates' indices
         assert opt["static_synapse_arrays_skippable"] >= 3 * n_pathways - 2, opt
 
@@ -159,11 +160,17 @@ def test_precompiled_header_is_used(monkeypatch):
     snn = convert(G.load(os.path.join(os.path.dirname(__file__), "data", "small_convnet.npz")),
                   np.random.default_rng(3).random((40, 1, 8, 8)))
     monkeypatch.setenv("BIOCONV_PROJECT_CACHE", "off")  # built in its folder, not taken from the cache
+    # merged into a unit per core, a project has a few sources: no header, which would only delay them
     with CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=DT, device="cpp", threads=1) as net:
+        assert not (net.folder / f"{PCH}.gch").exists() and net.project_edits["precompiled_header_includes"] == 0
+    # one source per code object (merging off, as Brian2 writes them): the header pays, and is used
+    monkeypatch.setitem(prefs, "devices.bioconv_standalone.merge_code_objects", False)
+    with CompiledNetwork(snn.mapped, 1, duration=5 * ms, dt=DT, device="cpp", threads=1) as net:
+        assert net.project_edits["code_objects_merged"] == 0 and net.project_edits["precompiled_header_includes"] > 3
         assert (net.folder / f"{PCH}.gch").exists()
         assert not (net.folder / "make.deps").exists()
-        assert (net.folder / "code_objects" / f"{UNIT}_0.d").exists()
-        obj = (net.folder / "code_objects" / f"{UNIT}_0.o").relative_to(net.folder)
+        obj = next((net.folder / "code_objects").glob("*_codeobject.o")).relative_to(net.folder)
+        assert obj.with_suffix(".d").exists() or (net.folder / obj.with_suffix(".d")).exists()
         lines = subprocess.run(["make", "--no-print-directory", "-B", "-n", str(obj)], cwd=net.folder,
                                capture_output=True, text=True, env=_CLEAN_ENV).stdout.splitlines()
         cmd = next(line for line in lines if f"-o {obj}" in line)
@@ -182,7 +189,7 @@ def test_merged_code_objects_keep_each_object_apart(tmp_path):
     """Merged code objects compile into one program that computes what the separate ones did: helpers
     of the same name (Brian2's support code) and the macros each object defines stay its own (also
     one that a standard header had defined before), each function is reachable by its declared name,
-    every merged object keeps -O3 and only objects.cpp gets -O1 (not passed on to the precompiled
+    every merged object keeps -O3 and only objects.cpp gets -O0 (not passed on to the precompiled
     header); an object whose header declares more than functions, that includes a header after its
     opening includes, or that includes a user's header, is left on its own."""
     co = tmp_path / "code_objects"
@@ -221,7 +228,7 @@ def test_merged_code_objects_keep_each_object_apart(tmp_path):
     makefile = D.BioconvCodeObject.templater.makefile(
         None, None, source_files=" ".join(new_sources), header_files="", compiler_flags="-O3",
         compiler_debug_flags="", linker_debug_flags="", linker_flags="", rm_cmd="rm -f $(OBJS)", pch=PCH,
-        low_opt_sources=["objects.cpp"])
+        low_opt_sources=["objects.cpp"], low_opt_flag=LOW_OPT_FLAG)
     (tmp_path / "makefile").write_text(makefile)
     build = subprocess.run(["make", "--no-print-directory", "-j2", "objects.o"], cwd=tmp_path, capture_output=True,
                            text=True, env=_CLEAN_ENV)  # objects.o first: its flags must not reach the header
@@ -233,7 +240,7 @@ def test_merged_code_objects_keep_each_object_apart(tmp_path):
     def last_opt(target):
         return re.findall(r"-O\d", next(line for line in lines if target in line))[-1]
 
-    assert last_opt("objects.cpp") == "-O1"
+    assert last_opt("objects.cpp") == LOW_OPT_FLAG == "-O0"
     assert last_opt(f"{PCH}.gch") == last_opt(f"{UNIT}_0.cpp") == "-O3"
     out = subprocess.run(["./main"], cwd=tmp_path, capture_output=True, text=True).stdout.split("\n")
     assert out[:6] == [f"{n} {11 * k} 3.14" for k, n in enumerate(names, start=1)]
@@ -345,12 +352,14 @@ def test_a_run_past_its_wall_time_limit_fails_naming_the_project(tmp_path, monke
         assert prefs.devices.cpp_standalone.run_cmd_unix == "./main"  # restored
 
 
-def test_delete_removes_what_the_device_built_and_nothing_is_missing(tmp_path):
+def test_delete_removes_what_the_device_built_and_nothing_is_missing(tmp_path, monkeypatch):
     """Brian2's ``device.delete`` (its test_delete_code_data / test_delete_directory) also deletes what
     only this device's build writes (per-object .d files, merged units, the precompiled header), and
     neither misses nor warns about (brian2 >= 2.10) what Brian2's build writes and this one does not
     (make.deps, the objects of merged code objects): the project folder goes, without a warning."""
     from brian2.utils.logger import catch_logs
+    from bioconv.simulate.standalone import units
+    monkeypatch.setattr(units, "PCH_MIN_SOURCES_PER_CORE", 0)  # a precompiled header even for a few sources
     for whole_folder in (False, True):
         folder = tmp_path / f"p{whole_folder}"
         with simulation_device("cpp", dt=DT, threads=1, directory=folder, build_on_run=False):

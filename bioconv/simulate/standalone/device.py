@@ -68,10 +68,11 @@ prefs.register_preferences(
         default=True, docs="Do not write Synapses arrays that no code changes during a run at the end of a run "
                            "launched with the environment variable BIOCONV_SKIP_STATIC_OUTPUT set."),
     precompiled_header=BrianPreference(
-        default=True, docs="Compile the headers most sources include once (GCC precompiled header)."),
+        default=True, docs="Compile the headers most sources include once (GCC precompiled header), where "
+                           "the project has enough C++ sources per core for it to pay (`units.header_pays`)."),
     merge_code_objects=BrianPreference(
         default=True, docs="Compile the code objects as a few translation units (compile_units) instead of "
-                           "one each; objects.cpp at -O1."),
+                           "one each; objects.cpp at -O0."),
     compile_units=BrianPreference(
         default=0, docs="Translation units for merged code objects; 0: the cores this process may use."),
     openmp_simd=BrianPreference(
@@ -283,11 +284,13 @@ class BioconvStandaloneDevice(CPPStandaloneDevice):
             return super().generate_makefile(writer, compiler, compiler_flags, linker_flags, nb_threads, debug)
         folder = Path(self.project_dir)
         sources = sorted(writer.source_files)
-        headers = units.precompiled_header(folder, sources) if _pref("precompiled_header") else []
         merged = 0
+        all_sources = sources
         if _pref("merge_code_objects"):
             n_units = int(_pref("compile_units")) or _cores()
             sources, merged = units.merge_code_objects(folder, sources, n_units)
+        headers = (units.precompiled_header(folder, all_sources)
+                   if _pref("precompiled_header") and units.header_pays(sources, _cores()) else [])
         low_opt = [units.LOW_OPT] if merged and units.LOW_OPT in sources else []
         makefile = self.code_object_class().templater.makefile(
             None, None,
@@ -299,7 +302,7 @@ class BioconvStandaloneDevice(CPPStandaloneDevice):
             linker_flags=linker_flags,
             rm_cmd="rm -f $(OBJS) $(PROGRAM) $(DEPS)",
             pch=units.PCH if headers else None,
-            low_opt_sources=low_opt)
+            low_opt_sources=low_opt, low_opt_flag=units.LOW_OPT_FLAG)
         writer.write("makefile", makefile)
         compiled = [s for s in sources if s.endswith(".cpp")]
         self._bioconv_written = ([units.PCH, f"{units.PCH}.gch"] if headers else []) + [

@@ -13,9 +13,18 @@ from pathlib import Path
 PCH = "bioconv_pch.h"
 UNIT = "bioconv_unit"
 # objects.cpp only allocates, reads, parses and writes arrays (no arithmetic on a simulated value):
-# compiled at -O1, which halves its compile time. Everything else keeps Brian2's flags, since another
-# optimization level can round differently (e.g. no fused multiply-adds at -O1).
+# compiled at -O0, in half the time of -O1 (MNIST ConvNet: 0.9 s against 1.8 s); its loops, which
+# run once per launch and mostly hand whole arrays to the C library, cost milliseconds either way.
+# Everything else keeps Brian2's flags, since another optimization level can round differently (e.g.
+# no fused multiply-adds at -O1).
 LOW_OPT = "objects.cpp"
+LOW_OPT_FLAG = "-O0"
+# A precompiled header is compiled before any source can start (1.5 s for a ConvNet project: the
+# standard headers and objects.h) and saves each C++ source the 0.1-0.25 s of reading them: it pays
+# for itself only from about 8 sources per core. Brian2's ~60 code objects, one source each, are far
+# above that; merged into a unit per core they are below it (a ConvNet project of 8 sources on 2
+# cores compiles in 2.5 s without the header and 3.1 s with it).
+PCH_MIN_SOURCES_PER_CORE = 8
 
 _INCLUDE = re.compile(r'^#include\s*([<"][^>"]+[>"])', re.M)
 # Headers a merged code object may include: Brian2's own and the standard library's. A code object
@@ -50,6 +59,12 @@ def precompiled_header(folder: Path, sources: list[str]) -> list[str]:
     if shared:
         _write_if_changed(folder / PCH, "#pragma once\n" + "".join(f"#include {inc}\n" for inc in shared))
     return [inc.strip('<>"') for inc in shared]
+
+
+def header_pays(sources: list[str], cores: int) -> bool:
+    """Whether a precompiled header shortens the compile of ``sources`` on ``cores`` parallel jobs."""
+    cpp = sum(1 for s in sources if s.endswith(".cpp"))
+    return cpp > PCH_MIN_SOURCES_PER_CORE * max(1, int(cores))
 
 
 def _leading_includes(code: str) -> tuple[list[str], str]:

@@ -45,19 +45,29 @@
             const int32_t _num = _ux + {{pw}} - _kx;
             if(_num >= 0 && _num % {{sw}} == 0 && _num / {{sw}} < {{out_w}}) { _tap_x[_n_x] = _kx; _col[_n_x] = _num / {{sw}}; _n_x++; }
         }
+        // each (tap, output position) pair once as offsets, then every output channel through them:
+        // the innermost loop is two additions per event delivered
+        int32_t _koff[{{kh * kw}}], _poff[{{kh * kw}}];
+        int32_t _n_taps = 0;
+        for(int32_t _a=0; _a<_n_y; _a++)
+            for(int32_t _b=0; _b<_n_x; _b++)
+            {
+                _koff[_n_taps] = _tap_y[_a] * {{kw}} + _tap_x[_b];
+                _poff[_n_taps] = _row[_a] * {{out_w}} + _col[_b];
+                _n_taps++;
+            }
         const size_t _kernel_base = (size_t){{kernel_stride}} * _copy + (size_t)_ci * {{out_c * kh * kw}};
         const size_t _target_base = (size_t)_copy * {{n_target}};
         for(int32_t _co=0; _co<{{out_c}}; _co++)
         {
-            for(int32_t _a=0; _a<_n_y; _a++)
+            const size_t _kernel_co = _kernel_base + (size_t)_co * {{kh * kw}};
+            const size_t _target_co = _target_base + (size_t)_co * {{out_h * out_w}};
+            for(int32_t _t=0; _t<_n_taps; _t++)
             {
-                for(int32_t _b=0; _b<_n_x; _b++)
-                {
-                    const size_t _kidx = _kernel_base + ((size_t)_co * {{kh}} + _tap_y[_a]) * {{kw}} + _tap_x[_b];
-                    const size_t _postidx = _target_base + ((size_t)_co * {{out_h}} + _row[_a]) * {{out_w}} + _col[_b];
-                    const size_t _vectorisation_idx = _postidx;
-                    {{vector_code|autoindent}}
-                }
+                const size_t _kidx = _kernel_co + _koff[_t];
+                const size_t _postidx = _target_co + _poff[_t];
+                const size_t _vectorisation_idx = _postidx;
+                {{vector_code|autoindent}}
             }
         }
     }
