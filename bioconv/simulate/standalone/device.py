@@ -295,6 +295,7 @@ class BioconvStandaloneDevice(CPPStandaloneDevice):
         makefile = self.code_object_class().templater.makefile(
             None, None,
             source_files=" ".join(sources),
+            build_order=" ".join(units.compile_order(folder, sources)),
             header_files=" ".join(sorted(writer.header_files)),
             compiler_flags=compiler_flags,
             compiler_debug_flags="-g -DDEBUG" if debug else "",
