@@ -18,7 +18,7 @@ from bioconv.simulate import standalone
 from bioconv.simulate.devices import simulation_device
 from bioconv.simulate.runner import CompiledNetwork
 from bioconv.simulate.standalone import device as D
-from bioconv.simulate.standalone.units import LOW_OPT_FLAG, PCH, UNIT, header_pays, merge_code_objects
+from bioconv.simulate.standalone.units import LOW_OPT_FLAG, PCH, UNIT, compile_order, merge_code_objects
 
 DT = 0.1 * ms
 _CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
@@ -227,6 +227,7 @@ def test_merged_code_objects_keep_each_object_apart(tmp_path):
     assert f"code_objects/{UNIT}_0.cpp" in new_sources and "code_objects/a_codeobject.cpp" not in new_sources
     makefile = D.BioconvCodeObject.templater.makefile(
         None, None, source_files=" ".join(new_sources), header_files="", compiler_flags="-O3",
+        build_order=" ".join(compile_order(tmp_path, new_sources)),
         compiler_debug_flags="", linker_debug_flags="", linker_flags="", rm_cmd="rm -f $(OBJS)", pch=PCH,
         low_opt_sources=["objects.cpp"], low_opt_flag=LOW_OPT_FLAG)
     (tmp_path / "makefile").write_text(makefile)
@@ -241,6 +242,12 @@ def test_merged_code_objects_keep_each_object_apart(tmp_path):
         return re.findall(r"-O\d", next(line for line in lines if target in line))[-1]
 
     assert last_opt("objects.cpp") == LOW_OPT_FLAG == "-O0"
+    # built largest first (the merged unit before the others), linked in the sources' own order
+    compiled = [line.split(" -o ")[-1] for line in lines if " -c " in line and ".gch" not in line]
+    assert compiled.index(f"code_objects/{UNIT}_0.o") < compiled.index("main.o")
+    link = next(line for line in lines if re.search(r" -o main(\s|$)", line)).split()
+    objs = [w for w in link if w.endswith(".o")]
+    assert objs == [s.rsplit(".", 1)[0] + ".o" for s in new_sources], (objs, new_sources)
     assert last_opt(f"{PCH}.gch") == last_opt(f"{UNIT}_0.cpp") == "-O3"
     out = subprocess.run(["./main"], cwd=tmp_path, capture_output=True, text=True).stdout.split("\n")
     assert out[:6] == [f"{n} {11 * k} 3.14" for k, n in enumerate(names, start=1)]
