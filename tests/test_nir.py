@@ -197,11 +197,22 @@ def test_what_nir_cannot_carry_is_refused_when_strict():
         to_nir(_conv_net(synapse="exponential"))
 
 
-def test_a_ttfs_network_is_refused_by_name():
+@pytest.mark.parametrize("name, params, said, unsaid", [
+    ("ttfs", {}, ["fires once and keeps its potential", "step-current synapse", "the dynamic threshold"], []),
+    ("ttfs", {"dynamic_threshold": False}, ["fires once", "step-current synapse"], ["dynamic threshold"]),
+    ("css", {}, ["discrete-step amplification", "bias added only during", "silent period Ts", "ternary spikes"], []),
+    ("css", {"ternary": False}, ["discrete-step amplification", "silent period Ts"], ["ternary spikes"]),
+])
+def test_temporal_schemes_are_refused_by_name_with_what_nir_cannot_express(name, params, said, unsaid):
     from bioconv.coding import schemes
-    graph, _ = schemes["ttfs"]().example()
-    with pytest.raises(NIRExportError, match="exporting networks of coding 'ttfs' to NIR is not supported yet"):
-        to_nir(bioconv.convert(graph, coding="ttfs"))
+    graph, x = schemes[name]().example()
+    snn = bioconv.convert(graph, x if schemes[name].needs_calibration else None, coding=name, **params)
+    with pytest.raises(NIRExportError, match=f"a network of coding '{name}' cannot be exported to NIR") as err:
+        to_nir(snn)
+    for text in said:
+        assert text in str(err.value)
+    for text in unsaid:
+        assert text not in str(err.value)
 
 
 def test_the_dt_hint_is_a_time_checked_at_the_door():

@@ -52,6 +52,33 @@ class NIRExportError(BioconvError, ValueError):
     """The network holds something NIR has no node for, or that ``strict=True`` refuses."""
 
 
+def inexpressible(coding) -> list[str]:
+    """What NIR cannot express of the neurons of a temporal coding scheme (``coding``: a
+    `bioconv.coding.CodingScheme` with its parameters), each with its reason; empty for a scheme
+    not listed here. NIR's neuron nodes (IF, LIF, CubaLIF, LI, ...) are continuous-time ODEs with
+    constant parameters that emit one kind of spike and reset after it."""
+    v = coding.values
+    if coding.name == "ttfs":
+        out = ["the ReL-PSP neuron fires once and keeps its potential (a 'fired' flag; NIR's IF and LIF reset "
+               "and fire again)",
+               "each input spike starts a constant current that never decays (a step-current synapse; NIR's "
+               "synaptic filter, CubaLIF, decays)"]
+        if v["dynamic_threshold"]:
+            out.append("the dynamic threshold (infinite before the layer's window, v_th within it, a forced spike "
+                       "at its end; NIR's v_threshold is constant)")
+        return out
+    if coding.name == "css":
+        out = ["the TSA neuron's discrete-step amplification (v <- beta v once per coding step, for "
+               "T + Ts steps, then frozen; NIR's neurons are continuous-time with constant parameters)",
+               "the bias added only during the layer's T input steps (NIR's biases are constant)",
+               "the silent period Ts before a layer fires (a time-gated threshold)"]
+        if v["ternary"]:
+            out.append("ternary spikes (a negative spike when the membrane falls to -beta^Ts / 2; NIR's neurons "
+                       "emit one kind of spike)")
+        return out
+    return []
+
+
 def _uniform(q, what: str, pop: str) -> float:
     arr = np.asarray(q, dtype=float)
     if arr.size == 0 or np.any(arr != arr.flat[0]):
@@ -69,15 +96,20 @@ def to_nir(snn, *, strict: bool = False, dt=None):
     record as a hint for discrete-time consumers (graph metadata ``bioconv.dt_s``); bioconv itself
     simulates in continuous time; a time (Brian2 quantity, e.g. ``0.1*ms``), checked here.
     ``strict``: refuse what NIR cannot carry instead of warning. Only rate-coded networks are
-    exported: another scheme's network (TTFS) is refused by name."""
+    exported: a TTFS or CSS network is refused by name with what NIR cannot express of it
+    (`inexpressible`)."""
     if dt is not None:
         dt = check_quantity(dt, second.dim, "dt", "to_nir", positive=True)
         if np.ndim(dt) != 0:
             raise ParameterError(f"to_nir: parameter 'dt' must be one time step, got {np.shape(dt)} values")
     if snn.coding.name != "rate" or not isinstance(snn.mapped, MappedNetwork):
-        raise NIRExportError(f"to_nir: exporting networks of coding {snn.coding.name!r} to NIR is not supported yet "
-                             f"(the export reads rate coding's mapped populations; this network is a "
-                             f"{type(snn.mapped).__name__})")
+        reasons = inexpressible(snn.coding)
+        raise NIRExportError(f"to_nir: a network of coding {snn.coding.name!r} cannot be exported to NIR: "
+                             + ("; ".join(reasons) if reasons else
+                                f"the export reads rate coding's mapped populations; this network is a "
+                                f"{type(snn.mapped).__name__}")
+                             + ". NIR carries its layers' weights (Affine, Conv2d, pooling) but no neuron node "
+                               "that codes as this scheme's do; rate coding's networks export")
     import nir
 
     net = snn.mapped
