@@ -93,7 +93,7 @@ def add_commands(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="use the first N calibration samples")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="network file to write (e.g. net.bioconv); without it the network is converted and reported, "
-                        "not saved. Rate-coded networks only: saving TTFS networks is not supported yet")
+                        "not saved")
     from . import coding
     p.add_argument("--coding", choices=coding.schemes.names(), default=argparse.SUPPRESS,
                    help="coding scheme (default: convert's, rate)")
@@ -182,11 +182,20 @@ def _evaluate(args) -> int:
 
 def _inspect(args) -> int:
     from . import load
+    from .mapping import MappedNetwork
     from .simulate.runner import memory_estimate, network_size, stored_size
 
     snn = load(args.network)
     print(f"{args.network}: input shape {snn.graph.input_shape}, coding {snn.coding.name} {snn.coding.params()}\n")
     print(snn.table())
+    settings = ", ".join(f"{k}={v}" for k, v in snn.conversion.items())
+    if not isinstance(snn.mapped, MappedNetwork):  # TTFS's or CSS's layers, which their scheme simulates
+        layers = snn.mapped.layers
+        synapses = sum(len(q.i) for p in layers for q in p.projections)
+        print(f"\n{sum(p.size for p in layers[1:]):,} neurons (input excluded), {synapses:,} synapses per copy; "
+              f"simulated by coding {snn.coding.name!r} itself")
+        print(f"converted with: {settings}")
+        return 0
     neurons, synapses = network_size(snn.mapped)
     kernel = stored_size(snn.mapped, "shared")[2]
     mib = {conv: (memory_estimate(snn.mapped, 2, conv) - memory_estimate(snn.mapped, 1, conv)) / 2 ** 20
@@ -194,6 +203,5 @@ def _inspect(args) -> int:
     print(f"\n{neurons:,} neurons, {synapses:,} synapses per copy (unrolled); memory per copy simulated: about "
           f"{mib['shared']:.2f} MiB with shared convolution kernels ({kernel:,} kernel values, stored once), "
           f"{mib['unrolled']:.2f} MiB unrolled (bioconv.simulate.runner.memory_estimate)")
-    settings = ", ".join(f"{k}={v}" for k, v in snn.conversion.items())
     print(f"converted with: {settings}")
     return 0

@@ -119,7 +119,7 @@ TTFS_MODEL = textwrap.dedent("""
     """)
 
 
-def test_ttfs_converts_from_the_command_line_and_is_not_saved(user_files, capsys):
+def test_ttfs_converts_from_the_command_line_is_saved_and_inspected(user_files, capsys):
     d, _ = user_files
     (d / "ttfs_model.py").write_text(TTFS_MODEL)
     argv = ["convert", f"{d / 'ttfs_model.py'}:build", "--calibration", str(d / "data.npz"), "--coding", "ttfs"]
@@ -129,12 +129,14 @@ def test_ttfs_converts_from_the_command_line_and_is_not_saved(user_files, capsys
         assert cli.main([*argv, "--no-strict"]) == 0
     out = capsys.readouterr().out
     assert "does not apply to coding 'ttfs'" in out and "not saved" in out and "output read at" in out
-    # -o is refused before any work: the missing model file is not even read
-    assert cli.main(["convert", f"{d / 'missing.py'}:build", "--calibration", str(d / "data.npz"), "--coding",
-                     "ttfs", "--no-strict", "-o", str(d / "t.bioconv")]) == 2
-    err = capsys.readouterr().err
-    assert "saving networks of coding 'ttfs' is not supported yet" in err and "missing.py" not in err
-    assert not (d / "t.bioconv").exists()
+    with pytest.warns(UserWarning):
+        assert cli.main([*argv, "--no-strict", "--T_w", "2 ms", "-o", str(d / "t.bioconv")]) == 0
+    assert "network saved to" in capsys.readouterr().out
+    assert cli.main(["inspect", str(d / "t.bioconv")]) == 0
+    out = capsys.readouterr().out
+    assert "coding ttfs" in out and "'strict': False" in out and "output read at t = 2 T_w" in out
+    assert "11 neurons (input excluded), 152 synapses per copy" in out  # 8 + 3 neurons; 16 x 8 + 8 x 3 weights
+    assert bioconv.load(d / "t.bioconv").coding["T_w"] == 2 * ms
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,17 @@ from bioconv.simulate.runner import CompiledNetwork
 V1_FILE = networks.DATA / "small_convnet_v1.bioconv"
 
 
+#: A version-1 file written at 4bce817, the last commit before version 2 (its convolution stored as unrolled
+#: synapses): `_v1_4bce817_network()` saved with that commit's code.
+V1_4BCE817_FILE = networks.DATA / "small_convnet_v1_4bce817.bioconv"
+V1_4BCE817_SETTINGS = dict(bias="neuron", synapse="alpha", tau_s=2 * ms, tau_ref=0.5 * ms)
+
+
+def _v1_4bce817_network():
+    return convert(networks.graph("small_convnet"), np.random.default_rng(3).random((20, 1, 8, 8)),
+                   **V1_4BCE817_SETTINGS)
+
+
 #: A file written by the first version-1 writer, whose coding record holds rate_max only: later readers
 #: must take the rest from the file, not from defaults. Made with `git worktree add /tmp/d86 d86ace3`
 #: and, in /tmp/d86, `PYTHONPATH=/tmp/d86 python` saving `_d86ace3_network()`'s conversion (same code there).
@@ -45,11 +56,12 @@ def _v1_network():
     return convert(g, np.random.default_rng(3).random((20, 1, 8, 8)), bias="leak")
 
 
-def _same_network(a, b):
-    """Everything a simulation takes from a mapped network: its code's shape, weights, parameters."""
-    assert repr(N.shape_signature(a.mapped)) == repr(N.shape_signature(b.mapped))
-    for values in (N.weight_values, N.parameter_values):
-        va, vb = values(a.mapped, 2, "regular"), values(b.mapped, 2, "regular")
+def _same_network(a, b, conv="unrolled"):
+    """Everything a simulation takes from a mapped network: its code's shape, weights, parameters,
+    for a build with the convolutions in form ``conv`` ('shared': kernels, 'unrolled': synapses)."""
+    assert repr(N.shape_signature(a.mapped, conv=conv)) == repr(N.shape_signature(b.mapped, conv=conv))
+    for va, vb in ((N.weight_values(a.mapped, 2, "regular", conv=conv), N.weight_values(b.mapped, 2, "regular", conv=conv)),
+                   (N.parameter_values(a.mapped, 2, "regular"), N.parameter_values(b.mapped, 2, "regular"))):
         assert va.keys() == vb.keys()
         for k in va:
             assert np.array_equal(va[k], vb[k]), k
@@ -70,12 +82,90 @@ def test_saved_network_loads_as_the_same_network(tmp_path, bias, synapse):
         assert np.array_equal(r, loaded.target_rates(x)[name])
 
 
-def _spikes(snn, x):
+def _spikes(snn, x, conv="shared"):
     rates = snn.target_rates(x)[snn.mapped.populations[0].name]
     with CompiledNetwork(snn.mapped, len(x), duration=40 * ms, dt=0.1 * ms, encoder="regular", device="cpp",
-                         seed=0, threads=1) as net:
+                         seed=0, threads=1, conv=conv) as net:
         out = net.run(rates)
     return out
+
+
+# --- convolutions kept as their kernel and geometry (format version 2) --------------------------------
+
+def _members(path):
+    with zipfile.ZipFile(path) as zf:
+        return json.loads(zf.read(HEADER)), set(zf.namelist())
+
+
+def _assert_same_projections(a, b):
+    """Kernels, geometries and unrolled synapses (computed from the kernel) equal, bit for bit."""
+    for pa, pb in zip(a.mapped.populations, b.mapped.populations):
+        for qa, qb in zip(pa.projections, pb.projections, strict=True):
+            assert qa.source == qb.source and len(qa.kernels) == len(qb.kernels) and qa.unshared == qb.unshared
+            for ka, kb in zip(qa.kernels, qb.kernels):
+                assert ka.geometry == kb.geometry and np.array_equal(ka.kernel, kb.kernel)
+                assert ka.kernel.dim == kb.kernel.dim
+            for x, y in zip((qa.i, qa.j, qa.w), (qb.i, qb.j, qb.w)):
+                assert x.dtype == y.dtype and np.array_equal(x, y), pb.name
+            assert qa.w.dim == qb.w.dim
+
+
+def test_a_convolution_is_saved_as_its_kernel_and_geometry(tmp_path):
+    snn = _v1_network()
+    path = snn.save(tmp_path / "net.bioconv")
+    header, members = _members(path)
+    assert header["version"] == 2
+    conv = header["populations"][1]["projections"][0]
+    q = snn.mapped.populations[1].projections[0]
+    assert conv["form"] == "conv" and conv["geometry"] == q.kernels[0].geometry.to_dict()
+    assert not any(m.startswith("populations/1/projections/0/") and m.endswith(("/i.npy", "/j.npy", "/w.npy"))
+                   for m in members)  # no synapse is stored: 3 x 1 x 3 x 3 kernel values for 1452 synapses
+    kernel = np.load(path)[conv["kernel"]["array"]]
+    assert kernel.shape == (3, 1, 3, 3) and q.n_synapses == 1452
+    loaded = bioconv.load(path)
+    lq = loaded.mapped.populations[1].projections[0]
+    assert repr(lq).endswith("unrolled=not computed)")  # the synapses only when a simulation asks for them
+    assert lq.n_synapses == q.n_synapses
+    _assert_same_projections(snn, loaded)
+    for conv_form in ("shared", "unrolled"):
+        _same_network(snn, loaded, conv=conv_form)
+
+
+def _every_kind_network():
+    from test_shared_conv import _every_kind_graph  # a kernel after a pooling, kernel + identity, converging kernels
+    return convert(_every_kind_graph(), np.random.default_rng(1).random((6, 2, 6, 6)), tau_ref=1 * ms)
+
+
+def test_every_kind_of_convolution_projection_round_trips(tmp_path):
+    """A kernel read through an average pooling, one with a stride, and a kernel plus the identity from
+    one source (form 'conv_terms': the kernel, the rest, and the unrolled sum)."""
+    snn = _every_kind_network()
+    path = snn.save(tmp_path / "net.bioconv")
+    header, _ = _members(path)
+    forms = {(p["name"], q["source"]): q["form"] for p in header["populations"] for q in p["projections"]}
+    assert forms[("r3", "r2")] == "conv_terms" and forms[("r3", "r1")] == "conv" and forms[("r2", "r1")] == "conv"
+    assert header["populations"][2]["projections"][0]["geometry"]["pool"] == [2, 2]
+    loaded = bioconv.load(path)
+    _assert_same_projections(snn, loaded)
+    for conv_form in ("shared", "unrolled"):
+        _same_network(snn, loaded, conv=conv_form)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("conv", ["shared", "unrolled"])
+def test_a_loaded_convnet_gives_the_same_spikes_in_both_conv_forms(tmp_path, conv):
+    """cpp device, regular encoder: each convolution run as a shared kernel, or as its unrolled synapses
+    (computed, in the loaded network, from the kernel): every population's counts and every output spike."""
+    snn = _every_kind_network()
+    loaded = bioconv.load(snn.save(tmp_path / "net.bioconv"))
+    x = np.random.default_rng(5).random((3, 2, 6, 6))
+    a, b = _spikes(snn, x, conv), _spikes(loaded, x, conv)
+    assert a.counts.keys() == b.counts.keys()
+    for name in a.counts:
+        assert a.counts[name].sum() > 0, name  # every population fires: the comparison can fail
+        assert np.array_equal(a.counts[name], b.counts[name]), name
+    for field in ("out_sample", "out_unit", "out_t"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
 
 
 @pytest.mark.slow
@@ -99,6 +189,33 @@ def test_loading_needs_no_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "population" in out.stdout
+
+
+def test_format_version_1_of_4bce817_keeps_loading():
+    """Written before version 2: its convolution is unrolled synapses, so the loaded network has no
+    kernel to share; it is the network the current code converts, synapse for synapse."""
+    with zipfile.ZipFile(V1_4BCE817_FILE) as zf:
+        header = json.loads(zf.read(HEADER))
+    assert header["version"] == 1 and header["populations"][1]["projections"][0]["form"] == "sparse"
+    loaded = bioconv.load(V1_4BCE817_FILE, on_model_change="warn")
+    fresh = _v1_4bce817_network()
+    assert loaded.coding == fresh.coding == RateCoding(**V1_4BCE817_SETTINGS)
+    assert not loaded.mapped.populations[1].projections[0].kernels
+    assert fresh.mapped.populations[1].projections[0].kernels
+    _same_network(fresh, loaded)
+
+
+@pytest.mark.slow
+def test_format_version_1_of_4bce817_gives_the_same_spikes():
+    """The old file (unrolled synapses) against today's conversion simulated with its shared kernel."""
+    loaded = bioconv.load(V1_4BCE817_FILE, on_model_change="warn")
+    x = np.random.default_rng(5).random((4, 1, 8, 8))
+    a, b = _spikes(_v1_4bce817_network(), x, conv="shared"), _spikes(loaded, x, conv="shared")
+    assert sum(c.sum() for c in a.counts.values()) > 0
+    for name in a.counts:
+        assert np.array_equal(a.counts[name], b.counts[name]), name
+    for field in ("out_sample", "out_unit", "out_t"):
+        assert np.array_equal(getattr(a, field), getattr(b, field)), field
 
 
 def test_format_version_1_keeps_loading():
@@ -169,15 +286,6 @@ def test_a_network_made_without_a_coding_reads_its_parameters_from_the_mapping()
     assert SNN(potential.graph, potential.populations, potential.mapped, None).coding["v_th"] == 15 * mV
 
 
-def test_a_ttfs_network_is_refused_by_name_not_saved(tmp_path):
-    from bioconv.coding import schemes
-    graph, _ = schemes["ttfs"]().example()
-    snn = convert(graph, coding="ttfs")
-    with pytest.raises(NetworkFileError, match="saving networks of coding 'ttfs' is not supported yet"):
-        snn.save(tmp_path / "ttfs.bioconv")
-    assert not (tmp_path / "ttfs.bioconv").exists()
-
-
 # --- files that must be refused ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -235,7 +343,7 @@ def _with_header(saved, dst, edit):
 
 def test_newer_format_version_is_refused(saved, tmp_path):
     path = _with_header(saved, tmp_path / "new.bioconv", lambda h: h.update(version=99))
-    with pytest.raises(NetworkFileError, match="newer bioconv.*format version 99.*reads versions up to 1"):
+    with pytest.raises(NetworkFileError, match="newer bioconv.*format version 99.*reads versions up to 2"):
         bioconv.load(path)
 
 
@@ -244,6 +352,32 @@ def test_unknown_projection_form_is_refused(saved, tmp_path):
                         lambda h: h["populations"][1]["projections"][0].update(form="kernel"))
     with pytest.raises(NetworkFileError, match="population '1', projection 0 has projection form 'kernel'"):
         bioconv.load(path)
+
+
+def test_a_version_1_file_with_a_version_2_form_is_refused(saved, tmp_path):
+    path = _with_header(saved, tmp_path / "v1conv.bioconv", lambda h: h.update(version=1))
+    with pytest.raises(NetworkFileError, match="population '1', projection 0 has projection form 'conv'; format "
+                                               "version 1 holds"):
+        bioconv.load(path)
+
+
+def test_a_geometry_that_does_not_join_its_populations_is_refused(saved, tmp_path):
+    def edit(h):  # a valid convolution, to a map of another size than its target population
+        h["populations"][1]["projections"][0]["geometry"].update(out_shape=[3, 6, 6], padding=[0, 0])
+    with pytest.raises(NetworkFileError, match=r"projection 'input' -> '1' holds a convolution from \(1, 8, 8\) to "
+                                               r"\(3, 6, 6\), but joins populations of shapes \(1, 8, 8\) and \(3, 8, 8\)"):
+        bioconv.load(_with_header(saved, tmp_path / "geom.bioconv", edit))
+
+    def edit1(h):  # a kernel of another size than the geometry's
+        h["populations"][1]["projections"][0]["geometry"].update(out_shape=[3, 7, 7], padding=[0, 0], kernel=[2, 2])
+    with pytest.raises(NetworkFileError, match=r"population '1', projection 0: KernelTerm: kernel of shape \(3, 1, 3, 3\), "
+                                               r"the geometry takes \(3, 1, 2, 2\)"):
+        bioconv.load(_with_header(saved, tmp_path / "geom1.bioconv", edit1))
+
+    def edit2(h):
+        h["populations"][1]["projections"][0]["geometry"].update(stride=[0, 1])
+    with pytest.raises(NetworkFileError, match="population '1', projection 0: not a convolution's geometry"):
+        bioconv.load(_with_header(saved, tmp_path / "geom2.bioconv", edit2))
 
 
 def test_missing_and_foreign_files_are_refused(tmp_path):
@@ -269,5 +403,5 @@ def test_changed_model_file_is_refused_or_warned(saved, tmp_path, monkeypatch):
         bioconv.load(saved, on_model_change="warn")
 
 
-if __name__ == "__main__":  # writes the version-1 fixture (only when format version 1 is current)
-    print(_v1_network().save(V1_FILE))
+if __name__ == "__main__":  # wrote the version-1 fixture (when format version 1 was current)
+    raise SystemExit("format version 1 is no longer written: tests/data/small_convnet_v1.bioconv stays as it is")

@@ -1,14 +1,18 @@
-"""Save and load a converted network (`SNN`): the file format, schema version 1 (docs/network_file.md).
+"""Save and load a converted network (`SNN`): the file format, schema version 2 (docs/network_file.md).
 
-What a file holds: the imported LayerGraph (``graph.npz``, `LayerGraph.save`'s own format), every
-mapped population (kind, shape, neuron model, scale, physical parameters with units, projections,
-bias weights, max-pool windows), the per-unit maxima of the calibration activations (all that
-`SNN.saturation` needs), the scales, the conversion settings, the coding scheme with its parameters,
-and the text and sha256 of every model file used. Loading needs neither torch nor the calibration
-data, and checks each model file against the library's current one.
+What a file holds: the imported LayerGraph (``graph.npz``, `LayerGraph.save`'s own format), the
+conversion settings, the coding scheme with its parameters, and the network the scheme mapped:
+- rate coding's mapped populations (kind, shape, neuron model, scale, physical parameters with
+  units, projections (a convolution as its kernel and geometry, `bioconv.io.projections`), bias
+  weights, max-pool windows), the per-unit maxima of the calibration activations (all that
+  `SNN.saturation` needs), the scales, and the text and sha256 of every model file used;
+- or TTFS's or CSS's layers (`bioconv.io.layered`).
+Loading needs neither torch nor the calibration data, and checks each model file against the
+library's current one. Version 1 files (rate coding, every projection unrolled) keep loading.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import warnings
@@ -22,15 +26,12 @@ from ..coding import from_params
 from ..errors import BioconvError, ModelError
 from ..mapping import MappedNetwork, MappedPopulation, MappedProjection
 from ..normalize import Scales
-from . import quantities
+from . import layered, projections, quantities
 from .archive import ArchiveReader, ArchiveWriter, NetworkFileError
 
 FORMAT = "bioconv.network"
 #: The version `save` writes. `load` reads every version in `_READERS`.
-VERSION = 1
-#: Projection forms a file may hold. 'sparse': one (i, j, w) triple per synapse. A convolution kept as
-#: its kernel and geometry (the weight-shared convolutions issue) will be a form of its own.
-PROJECTION_FORMS = ("sparse",)
+VERSION = 2
 
 
 def _bioconv_version() -> str:
@@ -43,28 +44,39 @@ class ModelChangedWarning(UserWarning):
 
 
 def check_savable(coding, where: str = "save") -> None:
-    """Refuse (`NetworkFileError`, naming the scheme) a coding scheme whose networks the format
-    cannot hold. The file holds mapped populations (`bioconv.mapping.MappedNetwork`): what the shared
-    simulation runs, i.e. the networks of schemes that do not simulate themselves (rate coding). A
-    scheme that simulates its own kind of network (TTFS's layer windows) cannot be saved yet.
+    """Refuse (`NetworkFileError`, naming the scheme) a coding scheme whose networks the format cannot
+    hold: a scheme that simulates its own kind of network other than TTFS's and CSS's layers
+    (`bioconv.io.layered`). Rate coding's mapped populations and those layers are saved.
     ``coding``: a `bioconv.coding.CodingScheme` (or its class)."""
-    if getattr(coding, "simulates_itself", False):
+    if getattr(coding, "simulates_itself", False) and coding.name not in layered.SCHEMES:
         raise NetworkFileError(f"{where}: saving networks of coding {coding.name!r} is not supported yet (a network "
-                               f"file holds mapped populations, as rate coding makes them; a {coding.name!r} network "
-                               f"is simulated by its scheme itself)")
+                               f"file holds rate coding's mapped populations, or the layers of "
+                               f"{' / '.join(map(repr, layered.SCHEMES))})")
 
 
 def save(snn, path) -> Path:
-    """Write ``snn`` (a `bioconv.SNN`) to ``path`` (conventionally ``*.bioconv``); returns the path.
-    A network of a scheme the format cannot hold (`check_savable`: TTFS) is refused by name."""
+    """Write ``snn`` (a `bioconv.SNN`) to ``path`` (conventionally ``*.bioconv``); returns the path."""
     check_savable(snn.coding)
-    if not isinstance(snn.mapped, MappedNetwork):
-        raise NetworkFileError(f"save: network of coding {snn.coding.name!r} is a {type(snn.mapped).__name__}; saving "
-                               f"it is not supported yet (a network file holds a bioconv.mapping.MappedNetwork)")
     w = ArchiveWriter()
     graph_buf = io.BytesIO()
     snn.graph.save(graph_buf)
     w.add_bytes("graph.npz", graph_buf.getvalue())
+    header = dict(format=FORMAT, version=VERSION, bioconv_version=_bioconv_version(),
+                  conversion=_encode_settings(getattr(snn, "conversion", None) or {}, w), coding=_coding_of(snn))
+    if isinstance(snn.mapped, MappedNetwork):
+        header.update(_encode_mapped(snn, w))
+    elif layered.kind_of(snn.mapped) == snn.coding.name:
+        network, layers = layered.encode(snn.mapped, w)
+        header.update(network=network, layers=layers, models={})
+    else:
+        raise NetworkFileError(f"save: network of coding {snn.coding.name!r} is a {type(snn.mapped).__name__}; a "
+                               f"network file holds a bioconv.mapping.MappedNetwork, or the layers of "
+                               f"{' / '.join(map(repr, layered.SCHEMES))} under their own scheme")
+    return w.write(path, header)
+
+
+def _encode_mapped(snn, w: ArchiveWriter) -> dict:
+    """The header entries of a rate-coded network's mapped populations."""
     net: MappedNetwork = snn.mapped
     pops = []
     for k, p in enumerate(net.populations):
@@ -72,7 +84,7 @@ def save(snn, path) -> Path:
         entry = dict(name=p.name, kind=p.kind, shape=[int(d) for d in p.shape], neuron=p.neuron,
                      scale=float(p.scale),
                      params={name: quantities.encode(v, w, f"{where}/params/{name}") for name, v in p.params.items()},
-                     projections=[_encode_projection(q, w, f"{where}/projections/{m}")
+                     projections=[projections.encode(q, w, f"{where}/projections/{m}")
                                   for m, q in enumerate(p.projections)],
                      bias_weight=None if p.bias_weight is None else quantities.encode(p.bias_weight, w,
                                                                                       f"{where}/bias_weight"),
@@ -81,20 +93,15 @@ def save(snn, path) -> Path:
                                            np.asarray(snn._calibration_acts[p.name]).max(axis=0)))
         pops.append(entry)
     used = sorted({p.neuron for p in net.populations if p.neuron} | {net.synapse})
-    header = dict(
-        format=FORMAT, version=VERSION, bioconv_version=_bioconv_version(),
-        network=dict(synapse=net.synapse,
+    return dict(
+        network=dict(kind="mapped", synapse=net.synapse,
                      synapse_params={k: quantities.encode(v, w, f"synapse_params/{k}")
                                      for k, v in net.synapse_params.items()},
                      rate_max=quantities.encode(net.rate_max, w, "rate_max"), bias=net.bias, reset=net.reset,
                      readout=net.readout),
         scales=dict(method=str(net.scales.method), values={k: float(v) for k, v in net.scales.values.items()}),
-        conversion=_encode_settings(getattr(snn, "conversion", None) or {}, w),
-        coding=_coding_of(snn),
         models={name: _model_entry(name) for name in used},
-        populations=pops,
-    )
-    return w.write(path, header)
+        populations=pops)
 
 
 def load(path, *, on_model_change: str = "error"):
@@ -127,10 +134,11 @@ def load(path, *, on_model_change: str = "error"):
                                    f"{type(err).__name__}: {err}") from None
 
 
-def _read_v1(r: ArchiveReader, on_model_change: str):
-    from ..converter import SNN  # here: converter imports this package's users, not the other way round
-
+def _read(r: ArchiveReader, on_model_change: str):
+    """Versions 1 and 2: version 2 adds the projection forms 'conv' and 'conv_terms' and the networks
+    of TTFS and CSS (``network.kind``; a version-1 file holds mapped populations)."""
     h = r.header
+    version = h["version"]
     for name, entry in h["models"].items():
         _check_model(r, name, entry, on_model_change)
     try:
@@ -139,14 +147,55 @@ def _read_v1(r: ArchiveReader, on_model_change: str):
         raise
     except Exception as err:  # the graph's own loader names what is wrong with it
         raise NetworkFileError(f"{r.where}: member 'graph.npz': {err}") from None
+    conversion = _decode_settings(h["conversion"], r)
+    kind = h["network"].get("kind", "mapped") if version >= 2 else "mapped"
+    if kind == "mapped":
+        return _read_mapped(r, graph, conversion, version)
+    if kind not in layered.SCHEMES:
+        raise NetworkFileError(f"{r.where}: network kind {kind!r} is not one this bioconv reads ('mapped', "
+                               f"{', '.join(map(repr, layered.SCHEMES))})")
+    return _read_layered(r, graph, conversion, kind)
+
+
+def _read_layered(r: ArchiveReader, graph, conversion: dict, kind: str):
+    """A TTFS or CSS network: its scheme, then its layers, checked against the scheme's populations."""
+    from ..converter import SNN
+    h = r.header
+    coding = _restore_coding(r, h["coding"], None, conversion)
+    if coding.name != kind:
+        raise NetworkFileError(f"{r.where}: its network holds {kind!r} layers but its coding is {coding.name!r}")
+    net = layered.decode(h["network"], h["layers"], r)
+    try:
+        pops = coding.populations(graph)
+    except BioconvError as err:
+        raise NetworkFileError(f"{r.where}: its graph does not convert under coding {kind!r}: {err}") from None
+    nodes = {n.name: tuple(n.shape) for n in graph.nodes}
+    expected = [(p.name, tuple(p.shape)) for p in pops] if pops is not None else None
+    got = [(p.name, tuple(p.shape)) for p in net.layers]
+    if (expected is not None and got != expected) or any(nodes.get(name) != shape for name, shape in got):
+        raise NetworkFileError(f"{r.where}: its layers {got} are not those of its graph under coding {kind!r}")
+    snn = SNN(graph, pops, net, None, coding=coding)
+    snn.conversion = conversion
+    return snn
+
+
+def _read_mapped(r: ArchiveReader, graph, conversion: dict, version: int):
+    from ..converter import SNN  # here: converter imports this package's users, not the other way round
+
+    h = r.header
     net_h = h["network"]
+    pops = G.populations(graph)
+    graph_pops = {p.name: p for p in pops}
     mapped_pops, calibration_max = [], {}
     for k, e in enumerate(h["populations"]):
         where = f"population {e['name']!r}"
+
         p = MappedPopulation(e["name"], e["kind"], tuple(int(d) for d in e["shape"]), neuron=e["neuron"],
                              params={n: quantities.decode(v, r, f"{where}, parameter {n!r}")
                                      for n, v in e["params"].items()},
-                             projections=[_decode_projection(q, r, f"{where}, projection {m}")
+                             projections=[projections.decode(q, r, f"{where}, projection {m}", version,
+                                                             functools.partial(_graph_synapses, r, graph_pops,
+                                                                               e["name"], q["source"]))
                                           for m, q in enumerate(e["projections"])],
                              bias_weight=None if e["bias_weight"] is None else
                              quantities.decode(e["bias_weight"], r, f"{where}, bias_weight"),
@@ -160,59 +209,47 @@ def _read_v1(r: ArchiveReader, on_model_change: str):
                             for k, v in net_h["synapse_params"].items()},
                            quantities.decode(net_h["rate_max"], r, "rate_max"), net_h["bias"], net_h["reset"],
                            net_h["readout"], scales)
-    pops = G.populations(graph)
     _check_populations(r, pops, mapped_pops)
-    conversion = _decode_settings(h["conversion"], r)
-    try:
-        coding = _restore_coding(h["coding"]["name"], h["coding"]["params"], mapped, conversion)
-    except (KeyError, BioconvError) as err:  # an unknown scheme, or parameters it refuses
-        raise NetworkFileError(f"{r.where}: coding scheme {h['coding'].get('name')!r} cannot be restored: "
-                               f"{type(err).__name__}: {err}") from None
+    coding = _restore_coding(r, h["coding"], mapped, conversion)
     # SNN.saturation needs each unit's largest calibration activation, which is all the file keeps.
     snn = SNN(graph, pops, mapped, calibration_max, coding=coding)
     snn.conversion = conversion
     return snn
 
 
-def _restore_coding(name: str, params: dict, mapped: MappedNetwork, conversion: dict):
+def _graph_synapses(r: ArchiveReader, graph_pops: dict, target: str, source: str):
+    """The (i, j) of the graph's projection ``source`` -> ``target``, in its order: the synapses the
+    mapping unrolled from it."""
+    proj = next((q for q in getattr(graph_pops.get(target), "projections", ()) if q.source == source), None)
+    if proj is None:
+        raise NetworkFileError(f"{r.where}: its graph has no projection {source!r} -> {target!r}, which it maps")
+    m = proj.matrix.tocoo()
+    return m.col, m.row
+
+
+def _restore_coding(r: ArchiveReader, record: dict, mapped: MappedNetwork | None, conversion: dict):
     """The coding scheme a file records. A parameter its record lacks (files of the first version-1
     writer recorded rate coding's ``rate_max`` only) is taken from the file's conversion settings,
     else, for rate coding, from the mapped network (`bioconv.converter.rate_values_of`), never from
     the scheme's defaults where the file knows the value."""
     from ..coding import schemes
     from ..converter import rate_values_of
-    cls = schemes[name]
-    if set(cls.PARAMETERS) <= set(params):
-        return from_params(name, params)
-    known = rate_values_of(mapped, conversion) if name == "rate" else \
-        {k: v for k, v in conversion.items() if k in cls.PARAMETERS}
-    return from_params(name, {**cls(**known).params(), **params})
+    name = record.get("name")
+    try:
+        params = record["params"]
+        cls = schemes[name]
+        if set(cls.PARAMETERS) <= set(params):
+            return from_params(name, params)
+        known = rate_values_of(mapped, conversion) if name == "rate" and mapped is not None else \
+            {k: v for k, v in conversion.items() if k in cls.PARAMETERS}
+        return from_params(name, {**cls(**known).params(), **params})
+    except (KeyError, BioconvError) as err:  # an unknown scheme, or parameters it refuses
+        raise NetworkFileError(f"{r.where}: coding scheme {name!r} cannot be restored: "
+                               f"{type(err).__name__}: {err}") from None
 
 
 #: Reader per format version; a new version adds its reader here and keeps the old ones.
-_READERS = {1: _read_v1}
-
-
-def _encode_projection(q: MappedProjection, w: ArchiveWriter, member: str) -> dict:
-    i, j = np.asarray(q.i), np.asarray(q.j)
-    # Indices are the bulk of a file: int32 where they fit (read back as int64, as `map_network` makes them).
-    small = max(int(i.max(initial=0)), int(j.max(initial=0))) < 2 ** 31
-    idx = np.int32 if small else np.int64
-    return dict(source=q.source, form="sparse", i=w.add(f"{member}/i", i.astype(idx)),
-                j=w.add(f"{member}/j", j.astype(idx)), w=quantities.encode(q.w, w, f"{member}/w"))
-
-
-def _decode_projection(e: dict, r: ArchiveReader, where: str) -> MappedProjection:
-    if e["form"] not in PROJECTION_FORMS:
-        raise NetworkFileError(f"{r.where}: {where} has projection form {e['form']!r}; this bioconv reads "
-                               f"{PROJECTION_FORMS}")
-    i, j = r.array(e["i"]).astype(np.int64), r.array(e["j"]).astype(np.int64)
-    w = quantities.decode(e["w"], r, f"{where}, weights")
-    w = w * np.ones(len(i)) if np.ndim(w) == 0 else w  # an empty projection's weights may be stored as a scalar
-    if not (len(i) == len(j) == len(w)):
-        raise NetworkFileError(f"{r.where}: {where}: i, j and w have different lengths ({len(i)}, {len(j)}, "
-                               f"{len(w)})")
-    return MappedProjection(e["source"], i, j, w)
+_READERS = {1: _read, 2: _read}
 
 
 def _check_populations(r: ArchiveReader, pops: list, mapped: list) -> None:
@@ -227,9 +264,18 @@ def _check_populations(r: ArchiveReader, pops: list, mapped: list) -> None:
             if n_src is None:
                 raise NetworkFileError(f"{r.where}: population {p.name!r} has a projection from unknown "
                                        f"population {q.source!r}")
-            if len(q.i) and (q.i.min() < 0 or q.i.max() >= n_src or q.j.min() < 0 or q.j.max() >= p.size):
-                raise NetworkFileError(f"{r.where}: projection {q.source!r} -> {p.name!r} has indices outside its "
-                                       f"populations ({n_src} -> {p.size} units)")
+            shape_src = next(m.shape for m in mapped if m.name == q.source)
+            for k in q.kernels:  # a kernel's geometry must join these two populations
+                if (tuple(k.geometry.in_shape), tuple(k.geometry.out_shape)) != (tuple(shape_src), tuple(p.shape)):
+                    raise NetworkFileError(f"{r.where}: projection {q.source!r} -> {p.name!r} holds a convolution "
+                                           f"from {k.geometry.in_shape} to {k.geometry.out_shape}, but joins "
+                                           f"populations of shapes {tuple(shape_src)} and {tuple(p.shape)}")
+            if len(q.kernels) == 1 and q.rest is None:
+                continue  # form 'conv': its synapses follow from the geometry (computed when a simulation asks)
+            for s in (q, q.rest) if q.rest is not None else (q,):  # the stored unrolled indices
+                if len(s.i) and (s.i.min() < 0 or s.i.max() >= n_src or s.j.min() < 0 or s.j.max() >= p.size):
+                    raise NetworkFileError(f"{r.where}: projection {q.source!r} -> {p.name!r} has indices outside "
+                                           f"its populations ({n_src} -> {p.size} units)")
 
 
 def _encode_settings(settings: dict, w: ArchiveWriter) -> dict:
