@@ -89,7 +89,8 @@ def add_commands(sub) -> None:
     p.add_argument("model", help="package.module:factory or path/to/file.py:factory, called without arguments")
     p.add_argument("--weights", type=Path, help="state dict or {'state_dict': ...} checkpoint, read with "
                                                 "torch.load(weights_only=True)")
-    p.add_argument("--calibration", type=Path, required=True, help="calibration inputs: .npz (x), .npy or IDX")
+    p.add_argument("--calibration", type=Path, required=True, help="calibration inputs: .npz (x), .npy, IDX or a "
+                                                                           "CIFAR-10 batch file")
     p.add_argument("--limit", type=int, default=None, help="use the first N calibration samples")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="network file to write (e.g. net.bioconv); without it the network is converted and reported, "
@@ -104,7 +105,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("evaluate", help="simulate a saved network on a data set; tables, figures, summary")
     p.add_argument("network", type=Path, help="network file written by bioconv convert or SNN.save")
     p.add_argument("--data", type=Path, required=True, help=".npz (x, y), .npy (x only: agreement with the ANN "
-                                                            "only) or an MNIST IDX images file")
+                                                            "only), an MNIST IDX images file or a CIFAR-10 python "
+                                                            "batch file (data_batch_N, test_batch)")
     p.add_argument("--limit", type=int, default=None, help="use the first N samples")
     p.add_argument("--out", type=Path, default=Path("results/evaluate"), help="output folder (default: %(default)s)")
     for name, (default, help_) in _evaluate_parameters().items():

@@ -201,6 +201,52 @@ def test_data_files_npz_npy_and_idx(tmp_path):
     assert np.array_equal(got.y, labels)
 
 
+def _cifar_batch(path, n, seed):
+    from test_cifar_data import _write_batch  # the python version's layout: a pickled dict of data and labels
+    x, y = _write_batch(path, n, seed)
+    return x.reshape(n, 3, 32, 32) / np.float32(255), y
+
+
+def test_data_files_cifar_batches(tmp_path):
+    """A CIFAR-10 batch file by its name, or by its content under another name; read without running
+    code from the pickle."""
+    x, y = _cifar_batch(tmp_path / "test_batch", 5, 0)
+    got = datasets.read(tmp_path / "test_batch", limit=4)
+    assert got.x.shape == (4, 3, 32, 32) and got.x.dtype == np.float32
+    assert np.array_equal(got.x, x[:4]) and np.array_equal(got.y, y[:4])
+    x2, y2 = _cifar_batch(tmp_path / "my_cifar_slice", 3, 1)
+    got = datasets.read(tmp_path / "my_cifar_slice")
+    assert np.array_equal(got.x, x2) and np.array_equal(got.y, y2)
+    import pickle
+    with open(tmp_path / "data_batch_1", "wb") as fh:  # a pickle that would run code when loaded
+        pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"labels": [0], b"x": print}, fh, protocol=2)
+    with pytest.raises(bioconv.BioconvError, match="data_batch_1.*refused to load (__builtin__|builtins).print"):
+        datasets.read(tmp_path / "data_batch_1")
+    (tmp_path / "notes.txt").write_text("not data")
+    with pytest.raises(bioconv.BioconvError, match="notes.txt.*unknown kind of data file.*CIFAR-10 python batch"):
+        datasets.read(tmp_path / "notes.txt")
+
+
+@pytest.mark.slow
+def test_evaluate_a_network_on_a_cifar_batch(tmp_path, capsys):
+    """`bioconv evaluate --data test_batch` on a network of CIFAR's input shape, calibrated on another
+    batch through the same reader; the command line's results are the API's on the same images."""
+    from bioconv import graph as G
+    rng = np.random.default_rng(0)
+    x_cal, _ = _cifar_batch(tmp_path / "data_batch_1", 12, 1)
+    x, y = _cifar_batch(tmp_path / "test_batch", 4, 2)
+    graph = G.sequential((3, 32, 32), [("conv2d", dict(weight=rng.normal(0, 0.3, (2, 3, 4, 4)), stride=(8, 8))),
+                                       "relu", "flatten", ("linear", dict(weight=rng.normal(0, 0.5, (10, 32))))])
+    net = bioconv.convert(graph, datasets.read(tmp_path / "data_batch_1").x).save(tmp_path / "net.bioconv")
+    out = tmp_path / "out"
+    argv = ["evaluate", str(net), "--data", str(tmp_path / "test_batch"), "--duration", "20ms", "--dt", "0.5ms",
+            "--device", "runtime", "--out", str(out)]
+    assert cli.main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    res = bioconv.load(net).evaluate(x, y, duration=20 * ms, dt=0.5 * ms, device="runtime", progress=False)
+    assert summary["samples"] == 4 and summary["accuracy"] == res.accuracy and summary["agreement"] == res.agreement
+
+
 def test_flags_are_the_api_parameters_with_its_defaults(capsys):
     """One source: every coding scheme's parameter is a convert flag, every evaluate keyword an
     evaluate flag, each showing the API's default."""

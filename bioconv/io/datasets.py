@@ -5,7 +5,13 @@
 - ``.npy``: inputs only (no labels: the SNN is then scored by its agreement with the ANN);
 - an MNIST IDX images file (``*-images-idx3-ubyte``, optionally ``.gz``): its labels are read from
   the file of the same name with ``labels-idx1`` when it is there; pixels scaled to [0, 1], shape
-  (N, 1, H, W), as `bioconv.data.mnist_idx` does.
+  (N, 1, H, W), as `bioconv.data.mnist_idx` does;
+- a CIFAR-10 batch file of the python version (``data_batch_1`` ... ``data_batch_5``, ``test_batch``
+  in ``cifar-10-batches-py``, or any file of that format under another name without one of the
+  suffixes above), read by `bioconv.data.read_cifar_batch`: images and labels, pixels scaled to
+  [0, 1], shape (N, 3, 32, 32). These files are pickles (the data set's own format); the reader
+  rebuilds numpy arrays only and refuses a pickle that names anything else, so no code in the
+  file runs.
 
 Values are passed on as they are (no rescaling): the network's own input range is the user's to keep.
 """
@@ -16,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import mnist_idx, read_idx
+from ..data import mnist_idx, read_cifar_batch, read_idx
 from ..errors import BioconvError
 
 
@@ -59,9 +65,12 @@ def read(path, limit: int | None = None) -> Dataset:
             if raw.ndim != 3:
                 raise BioconvError(f"{where}: an IDX images file holds (N, H, W), got {raw.shape}")
             x, y = (raw.astype(np.float32) / 255.0)[:, None], None
+    elif _is_cifar_batch(path):
+        x, y = read_cifar_batch(path)
     else:
-        raise BioconvError(f"{where}: unknown kind of data file; give an .npz (x, y), an .npy (x) or an MNIST IDX "
-                           f"images file (*-images-idx3-ubyte[.gz])")
+        raise BioconvError(f"{where}: unknown kind of data file; give an .npz (x, y), an .npy (x), an MNIST IDX "
+                           f"images file (*-images-idx3-ubyte[.gz]) or a CIFAR-10 python batch file (data_batch_N, "
+                           f"test_batch)")
     if x.dtype.kind not in "biuf" or x.ndim < 2 or len(x) == 0:
         raise BioconvError(f"{where}: inputs 'x' must be a non-empty numeric array (N, ...), got dtype {x.dtype}, "
                            f"shape {x.shape}")
@@ -74,3 +83,12 @@ def read(path, limit: int | None = None) -> Dataset:
             raise BioconvError(f"limit must be a positive number of samples, got {limit!r}")
         x, y = x[:limit], (None if y is None else y[:limit])
     return Dataset(x, y, str(path))
+
+
+def _is_cifar_batch(path: Path) -> bool:
+    """A CIFAR-10 python batch: by its name, or by its content (a pickle of protocol 2 or later, as
+    the data set's files are, starts with the PROTO opcode 0x80)."""
+    if path.name == "test_batch" or path.name.startswith("data_batch_"):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(1) == b"\x80"
