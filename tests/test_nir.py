@@ -185,16 +185,47 @@ def test_a_nir_file_written_by_snntorch_imports_and_simulates():
     assert np.any(rates > 0) and np.any(rates == 0)  # the biases put units on both sides of threshold
 
 
+def _maxpool_net():
+    """conv -> ReLU -> max pooling (a gate) -> flatten -> linear: value reset, so the gate is all NIR lacks."""
+    return bioconv.convert(networks.graph("small_convnet"), np.random.default_rng(0).random((10, 1, 8, 8)),
+                           reset="value")
+
+
+@pytest.mark.slow
+def test_a_max_pool_gate_is_named_exported_as_pooling_and_restored(tmp_path):
+    """NIR has no max pooling: the gate travels as an AvgPool2d of its windows, warned about by name
+    and recorded in its metadata, and bioconv's import restores the gate: the same spikes."""
+    snn = _maxpool_net()
+    gate = next(p for p in snn.mapped.populations if p.kind == "maxpool")
+    with pytest.warns(NIRExportWarning, match=f"population '{gate.name}': max-pool gate over 2x2 windows") as record:
+        graph = to_nir(snn)
+    assert len(record) == 1  # the gate is the only thing NIR cannot carry here
+    node = graph.nodes[gate.name]
+    assert type(node).__name__ == "AvgPool2d" and list(node.kernel_size) == [2, 2] and list(node.stride) == [2, 2]
+    assert node.metadata["bioconv.kind"] == "maxpool" and "max-pool gate" in node.metadata["bioconv.not_carried"]
+    nir.write(tmp_path / "net.nir", graph)
+    back = from_nir(tmp_path / "net.nir")
+    restored = back.mapped.population(gate.name)
+    assert restored.kind == "maxpool" and np.array_equal(restored.pool_groups, gate.pool_groups)
+    x = np.random.default_rng(1).random((4, 1, 8, 8))
+    a, b = _run(snn, x), _run(back, x)
+    assert a.counts[gate.name].sum() > 0
+    _same_spikes(a, b)
+    # without the metadata the pooling node is an average pooling: a different network, not a gate
+    node.metadata = {}
+    assert all(p.kind != "maxpool" for p in from_nir(graph).mapped.populations)
+
+
 def test_what_nir_cannot_carry_is_refused_when_strict():
     snn = _conv_net(tau_ref=0.5 * ms)
     with pytest.raises(NIRExportError, match=r"strict=True\): population '1': refractory period"):
         to_nir(snn, strict=True)
-    with pytest.raises(NIRExportError, match="population '2' is a max-pool gate"):
-        to_nir(bioconv.convert(networks.graph("small_convnet"), np.random.default_rng(0).random((10, 1, 8, 8))))
     with pytest.raises(NIRExportError, match="population '1' has units without leak"):
         to_nir(_conv_net(bias="leak"))
     with pytest.raises(NIRExportError, match="leak-free membrane behind the exponential kernel"):
         to_nir(_conv_net(synapse="exponential"))
+    with pytest.raises(NIRExportError, match=r"strict=True\): population '2': max-pool gate over 2x2 windows"):
+        to_nir(_maxpool_net(), strict=True)
 
 
 @pytest.mark.parametrize("name, params, said, unsaid", [
