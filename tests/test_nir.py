@@ -86,6 +86,23 @@ def test_round_trip_through_a_nir_file_gives_the_same_spikes(tmp_path, node, syn
     _same_spikes(_run(snn, x), _run(back, x))
 
 
+def test_leak_bias_exports_per_unit_leaks_where_every_unit_leaks():
+    """bias='leak' with every bias negative: each unit its own gl, carried by LIF's per-unit tau and r."""
+    rng = np.random.default_rng(0)
+    g = G.sequential((6,), [("linear", {"weight": rng.uniform(0, 0.6, (5, 6)), "bias": -rng.uniform(0.05, 0.2, 5)}),
+                            "relu", ("linear", {"weight": rng.uniform(0, 0.6, (3, 5)), "bias": -rng.uniform(0.05, 0.2, 3)})])
+    snn = bioconv.convert(g, rng.random((30, 6)), bias="leak", reset="value")
+    hidden = snn.mapped.population("1")
+    gl = np.asarray(hidden.params["gl"])
+    assert len(np.unique(gl)) == 5 and np.all(gl > 0)
+    lif = to_nir(snn).nodes["1"]
+    assert type(lif).__name__ == "LIF"
+    np.testing.assert_allclose(1 / lif.r, gl, rtol=1e-15)
+    np.testing.assert_allclose(lif.tau, float(hidden.params["Cm"]) / gl, rtol=1e-15)
+    back = from_nir(to_nir(snn)).mapped.population("1")
+    np.testing.assert_allclose(np.asarray(back.params["gl"]), gl, rtol=1e-15)
+
+
 @pytest.mark.slow
 def test_round_trip_without_metadata_on_what_nir_expresses_exactly():
     """Value reset, tau_ref = 0, delta synapses: the bare NIR graph is the whole network."""
@@ -220,8 +237,9 @@ def test_what_nir_cannot_carry_is_refused_when_strict():
     snn = _conv_net(tau_ref=0.5 * ms)
     with pytest.raises(NIRExportError, match=r"strict=True\): population '1': refractory period"):
         to_nir(snn, strict=True)
-    with pytest.raises(NIRExportError, match="population '1' has units without leak"):
+    with pytest.raises(NIRExportError, match=r"population '1' has units without leak: \d+ of 72 have gl = 0") as err:
         to_nir(_conv_net(bias="leak"))
+    assert "tau = r = infinity" in str(err.value) and "bias='current' or 'neuron'" in str(err.value)
     with pytest.raises(NIRExportError, match="leak-free membrane behind the exponential kernel"):
         to_nir(_conv_net(synapse="exponential"))
     with pytest.raises(NIRExportError, match=r"strict=True\): population '2': max-pool gate over 2x2 windows"):

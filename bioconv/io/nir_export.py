@@ -349,10 +349,17 @@ def _neuron_node(nir, p, net, syn, rate_max, strict):
             meta["bioconv.not_carried"] = "; ".join(notes)
         return nir.IF(r=_per_unit(1.0 / Cm, shape), v_threshold=threshold, v_reset=reset, metadata=meta)
     gl = np.asarray(p.params["gl"], dtype=float)
-    if np.any(gl <= 0):
-        raise NIRExportError(f"to_nir: population {p.name!r} has units without leak (gl = 0, e.g. where bias='leak' "
-                             f"left a positive bias as a current); NIR's LIF needs tau = Cm/gl finite for every unit")
     gl = _per_unit(gl, shape)
+    if np.any(gl <= 0):
+        # NIR's LIF carries per-unit tau, r and v_leak (a population whose units all leak exports, each unit
+        # with its own gl); what it cannot carry is a unit without leak among them
+        raise NIRExportError(
+            f"to_nir: population {p.name!r} has units without leak: {int(np.sum(gl <= 0))} of {gl.size} have gl = 0 "
+            f"(bias='leak' leaves a unit whose bias is not negative leak-free, its bias a current). NIR cannot carry "
+            f"leak-free units in a LIF node: LIF is tau dv/dt = (v_leak - v) + r I with tau = Cm/gl and r = 1/gl, "
+            f"so gl = 0 needs tau = r = infinity (their finite ratio 1/Cm has no NIR value), and one NIR node holds "
+            f"one neuron type (IF has no leak for the other units). Convert with bias='current' or 'neuron' (IF "
+            f"nodes), or give every unit a leak")
     EL = _per_unit(p.params.get("EL", 0.0), shape)
     tau = Cm / gl
     meta["bioconv.EL_V"] = _uniform(EL, "EL", p.name)
