@@ -90,7 +90,8 @@ def test_leak_bias_exports_per_unit_leaks_where_every_unit_leaks():
     """bias='leak' with every bias negative: each unit its own gl, carried by LIF's per-unit tau and r."""
     rng = np.random.default_rng(0)
     g = G.sequential((6,), [("linear", {"weight": rng.uniform(0, 0.6, (5, 6)), "bias": -rng.uniform(0.05, 0.2, 5)}),
-                            "relu", ("linear", {"weight": rng.uniform(0, 0.6, (3, 5)), "bias": -rng.uniform(0.05, 0.2, 3)})])
+                            "relu",
+                            ("linear", {"weight": rng.uniform(0, 0.6, (3, 5)), "bias": -rng.uniform(0.05, 0.2, 3)})])
     snn = bioconv.convert(g, rng.random((30, 6)), bias="leak", reset="value")
     hidden = snn.mapped.population("1")
     gl = np.asarray(hidden.params["gl"])

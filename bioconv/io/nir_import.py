@@ -14,7 +14,8 @@ EL = v_leak); CubaLIF -> conductance_lif with the exponential synapse (tau_s = t
 only) -> a non-firing conductance_lif read out by its potential; Affine/Linear, Conv2d (groups 1,
 dilation 1), AvgPool2d, SumPool2d, Flatten and Scale -> the LayerGraph's linear operations; several
 edges into one node are summed. A pooling node whose metadata names a bioconv max-pool gate
-(``bioconv.kind`` 'maxpool', written by `to_nir`) becomes the gate again. NIR fires on ``v > v_threshold``: bioconv's threshold is the next
+(``bioconv.kind`` 'maxpool', written by `to_nir`) becomes the gate again. NIR fires on
+``v > v_threshold``: bioconv's threshold is the next
 float64 above it (bioconv fires on ``v >= v_th``). NIR resets to v_reset (bioconv's value reset) and
 has no refractory period, unless the node's ``bioconv.*`` metadata (written by `to_nir`) says
 otherwise. Membranes start at bioconv's rest: ``v_reset`` (IF) or ``v_leak`` (LIF, CubaLIF, LI).
