@@ -114,7 +114,7 @@ def test_a_convolution_is_saved_as_its_kernel_and_geometry(tmp_path):
     snn = _v1_network()
     path = snn.save(tmp_path / "net.bioconv")
     header, members = _members(path)
-    assert header["version"] == 2
+    assert header["version"] == 3
     conv = header["populations"][1]["projections"][0]
     q = snn.mapped.populations[1].projections[0]
     assert conv["form"] == "conv" and conv["geometry"] == q.kernels[0].geometry.to_dict()
@@ -343,7 +343,7 @@ def _with_header(saved, dst, edit):
 
 def test_newer_format_version_is_refused(saved, tmp_path):
     path = _with_header(saved, tmp_path / "new.bioconv", lambda h: h.update(version=99))
-    with pytest.raises(NetworkFileError, match="newer bioconv.*format version 99.*reads versions up to 2"):
+    with pytest.raises(NetworkFileError, match="newer bioconv.*format version 99.*reads versions up to 3"):
         bioconv.load(path)
 
 

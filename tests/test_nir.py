@@ -86,6 +86,24 @@ def test_round_trip_through_a_nir_file_gives_the_same_spikes(tmp_path, node, syn
     _same_spikes(_run(snn, x), _run(back, x))
 
 
+def test_leak_bias_exports_per_unit_leaks_where_every_unit_leaks():
+    """bias='leak' with every bias negative: each unit its own gl, carried by LIF's per-unit tau and r."""
+    rng = np.random.default_rng(0)
+    g = G.sequential((6,), [("linear", {"weight": rng.uniform(0, 0.6, (5, 6)), "bias": -rng.uniform(0.05, 0.2, 5)}),
+                            "relu",
+                            ("linear", {"weight": rng.uniform(0, 0.6, (3, 5)), "bias": -rng.uniform(0.05, 0.2, 3)})])
+    snn = bioconv.convert(g, rng.random((30, 6)), bias="leak", reset="value")
+    hidden = snn.mapped.population("1")
+    gl = np.asarray(hidden.params["gl"])
+    assert len(np.unique(gl)) == 5 and np.all(gl > 0)
+    lif = to_nir(snn).nodes["1"]
+    assert type(lif).__name__ == "LIF"
+    np.testing.assert_allclose(1 / lif.r, gl, rtol=1e-15)
+    np.testing.assert_allclose(lif.tau, float(hidden.params["Cm"]) / gl, rtol=1e-15)
+    back = from_nir(to_nir(snn)).mapped.population("1")
+    np.testing.assert_allclose(np.asarray(back.params["gl"]), gl, rtol=1e-15)
+
+
 @pytest.mark.slow
 def test_round_trip_without_metadata_on_what_nir_expresses_exactly():
     """Value reset, tau_ref = 0, delta synapses: the bare NIR graph is the whole network."""
@@ -185,16 +203,48 @@ def test_a_nir_file_written_by_snntorch_imports_and_simulates():
     assert np.any(rates > 0) and np.any(rates == 0)  # the biases put units on both sides of threshold
 
 
+def _maxpool_net():
+    """conv -> ReLU -> max pooling (a gate) -> flatten -> linear: value reset, so the gate is all NIR lacks."""
+    return bioconv.convert(networks.graph("small_convnet"), np.random.default_rng(0).random((10, 1, 8, 8)),
+                           reset="value")
+
+
+@pytest.mark.slow
+def test_a_max_pool_gate_is_named_exported_as_pooling_and_restored(tmp_path):
+    """NIR has no max pooling: the gate travels as an AvgPool2d of its windows, warned about by name
+    and recorded in its metadata, and bioconv's import restores the gate: the same spikes."""
+    snn = _maxpool_net()
+    gate = next(p for p in snn.mapped.populations if p.kind == "maxpool")
+    with pytest.warns(NIRExportWarning, match=f"population '{gate.name}': max-pool gate over 2x2 windows") as record:
+        graph = to_nir(snn)
+    assert len(record) == 1  # the gate is the only thing NIR cannot carry here
+    node = graph.nodes[gate.name]
+    assert type(node).__name__ == "AvgPool2d" and list(node.kernel_size) == [2, 2] and list(node.stride) == [2, 2]
+    assert node.metadata["bioconv.kind"] == "maxpool" and "max-pool gate" in node.metadata["bioconv.not_carried"]
+    nir.write(tmp_path / "net.nir", graph)
+    back = from_nir(tmp_path / "net.nir")
+    restored = back.mapped.population(gate.name)
+    assert restored.kind == "maxpool" and np.array_equal(restored.pool_groups, gate.pool_groups)
+    x = np.random.default_rng(1).random((4, 1, 8, 8))
+    a, b = _run(snn, x), _run(back, x)
+    assert a.counts[gate.name].sum() > 0
+    _same_spikes(a, b)
+    # without the metadata the pooling node is an average pooling: a different network, not a gate
+    node.metadata = {}
+    assert all(p.kind != "maxpool" for p in from_nir(graph).mapped.populations)
+
+
 def test_what_nir_cannot_carry_is_refused_when_strict():
     snn = _conv_net(tau_ref=0.5 * ms)
     with pytest.raises(NIRExportError, match=r"strict=True\): population '1': refractory period"):
         to_nir(snn, strict=True)
-    with pytest.raises(NIRExportError, match="population '2' is a max-pool gate"):
-        to_nir(bioconv.convert(networks.graph("small_convnet"), np.random.default_rng(0).random((10, 1, 8, 8))))
-    with pytest.raises(NIRExportError, match="population '1' has units without leak"):
+    with pytest.raises(NIRExportError, match=r"population '1' has units without leak: \d+ of 72 have gl = 0") as err:
         to_nir(_conv_net(bias="leak"))
+    assert "tau = r = infinity" in str(err.value) and "bias='current' or 'neuron'" in str(err.value)
     with pytest.raises(NIRExportError, match="leak-free membrane behind the exponential kernel"):
         to_nir(_conv_net(synapse="exponential"))
+    with pytest.raises(NIRExportError, match=r"strict=True\): population '2': max-pool gate over 2x2 windows"):
+        to_nir(_maxpool_net(), strict=True)
 
 
 @pytest.mark.parametrize("name, params, said, unsaid", [

@@ -1,4 +1,4 @@
-"""Save and load a converted network (`SNN`): the file format, schema version 2 (docs/network_file.md).
+"""Save and load a converted network (`SNN`): the file format, schema version 3 (docs/network_file.md).
 
 What a file holds: the imported LayerGraph (``graph.npz``, `LayerGraph.save`'s own format), the
 conversion settings, the coding scheme with its parameters, and the network the scheme mapped:
@@ -8,7 +8,8 @@ conversion settings, the coding scheme with its parameters, and the network the 
   `SNN.saturation` needs), the scales, and the text and sha256 of every model file used;
 - or TTFS's or CSS's layers (`bioconv.io.layered`).
 Loading needs neither torch nor the calibration data, and checks each model file against the
-library's current one. Version 1 files (rate coding, every projection unrolled) keep loading.
+library's current one. Version 1 files (rate coding, every projection unrolled) and version 2 files
+(TTFS's and CSS's convolutions unrolled) keep loading.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from .archive import ArchiveReader, ArchiveWriter, NetworkFileError
 
 FORMAT = "bioconv.network"
 #: The version `save` writes. `load` reads every version in `_READERS`.
-VERSION = 2
+VERSION = 3
 
 
 def _bioconv_version() -> str:
@@ -66,7 +67,7 @@ def save(snn, path) -> Path:
     if isinstance(snn.mapped, MappedNetwork):
         header.update(_encode_mapped(snn, w))
     elif layered.kind_of(snn.mapped) == snn.coding.name:
-        network, layers = layered.encode(snn.mapped, w)
+        network, layers = layered.encode(snn.mapped, w, snn.graph)
         header.update(network=network, layers=layers, models={})
     else:
         raise NetworkFileError(f"save: network of coding {snn.coding.name!r} is a {type(snn.mapped).__name__}; a "
@@ -135,8 +136,9 @@ def load(path, *, on_model_change: str = "error"):
 
 
 def _read(r: ArchiveReader, on_model_change: str):
-    """Versions 1 and 2: version 2 adds the projection forms 'conv' and 'conv_terms' and the networks
-    of TTFS and CSS (``network.kind``; a version-1 file holds mapped populations)."""
+    """Versions 1 to 3: version 2 adds the projection forms 'conv' and 'conv_terms' and the networks
+    of TTFS and CSS (``network.kind``; a version-1 file holds mapped populations); version 3 the
+    form 'conv' in TTFS's and CSS's layers (`bioconv.io.layered.FORMS`)."""
     h = r.header
     version = h["version"]
     for name, entry in h["models"].items():
@@ -164,7 +166,7 @@ def _read_layered(r: ArchiveReader, graph, conversion: dict, kind: str):
     coding = _restore_coding(r, h["coding"], None, conversion)
     if coding.name != kind:
         raise NetworkFileError(f"{r.where}: its network holds {kind!r} layers but its coding is {coding.name!r}")
-    net = layered.decode(h["network"], h["layers"], r)
+    net = layered.decode(h["network"], h["layers"], r, h["version"], graph)
     try:
         pops = coding.populations(graph)
     except BioconvError as err:
@@ -249,7 +251,7 @@ def _restore_coding(r: ArchiveReader, record: dict, mapped: MappedNetwork | None
 
 
 #: Reader per format version; a new version adds its reader here and keeps the old ones.
-_READERS = {1: _read, 2: _read}
+_READERS = {1: _read, 2: _read, 3: _read}
 
 
 def _check_populations(r: ArchiveReader, pops: list, mapped: list) -> None:

@@ -20,11 +20,12 @@ Thresholds: NIR fires on ``v > v_threshold``, bioconv on ``v >= v_th``. The expo
 the largest float64 below ``v_th``, so that both fire on the same values of v in float64.
 
 What NIR cannot carry (refractory period, subtractive reset, the bias spike source, the alpha
-kernel, a potential readout on a leak-free membrane) is warned about by name (`NIRExportWarning`)
-and recorded in the node's metadata (``bioconv.*`` keys, which `from_nir` reads back, so that a
-round trip through bioconv is exact); ``strict=True`` refuses it instead. What NIR has no node for
-at all (the max-pool gate, ReLU1's two populations, a leak-free membrane behind an exponential
-kernel) is refused by name.
+kernel, a potential readout on a leak-free membrane, the max-pool gate) is warned about by name
+(`NIRExportWarning`) and recorded in the node's metadata (``bioconv.*`` keys, which `from_nir` reads
+back, so that a round trip through bioconv is exact); ``strict=True`` refuses it instead. NIR 1.0
+has no max pooling node: a max-pool gate is exported as an AvgPool2d of its windows, its metadata
+naming the gate. What NIR cannot express at all (ReLU1's two populations, a leak-free membrane
+behind an exponential kernel, a population mixing leaky and leak-free units) is refused by name.
 """
 from __future__ import annotations
 
@@ -118,9 +119,6 @@ def to_nir(snn, *, strict: bool = False, dt=None):
     rate_max = float(net.rate_max)
     pops = {p.name: p for p in net.populations}
     for p in net.populations:
-        if p.kind == "maxpool":
-            raise NIRExportError(f"to_nir: population {p.name!r} is a max-pool gate, which NIR has no node for; "
-                                 f"use average pooling in the ANN")
         if p.name.endswith(RELU_PART) or p.name.endswith(EXCESS):
             raise NIRExportError(f"to_nir: population {p.name!r} is half of a ReLU1 (two populations whose "
                                  f"difference is the clamp), which NIR has no node for")
@@ -174,6 +172,12 @@ def to_nir(snn, *, strict: bool = False, dt=None):
         if n.op == "input":
             nodes["input"] = nir.Input(input_type={"input": np.array(n.shape)})
             signal[n.name] = (["input"], rate_max / pops[n.name].scale)
+            continue
+        if n.name in pops and pops[n.name].kind == "maxpool":  # a gate: spikes pass, on its source's scale
+            srcs, f = signal[n.inputs[0]]
+            nodes[n.name] = _gate_node(nir, pops[n.name], n, strict)
+            edges.extend((s_, n.name) for s_ in srcs)
+            signal[n.name] = ([n.name], f)
             continue
         if n.name in pops and n.op != "input" and n.name != graph.output:  # a population's neuron node
             p = pops[n.name]
@@ -292,6 +296,26 @@ def _bias_at_end(*, p, net, syn, rate_max, strict, shape, op) -> np.ndarray:
     return flat[:, 0].copy()
 
 
+def _gate_node(nir, p, node, strict):
+    """A max-pool gate as the NIR node closest to it. NIR 1.0 has no max pooling, and no node that
+    relays a spike only when it lifts its unit's count above its window's running maximum: the gate
+    becomes an AvgPool2d of the same windows (a consumer reading the bare graph averages the window's
+    spikes, never more than the gate's maximum, and the same where the window's units fire alike),
+    with the gate recorded in its metadata (``bioconv.kind`` 'maxpool'), from which `from_nir`
+    restores it."""
+    notes: list[str] = []
+    kernel, stride, padding = (tuple(int(v) for v in node.params[k]) for k in ("kernel", "stride", "padding"))
+    _not_carried(p, f"max-pool gate over {kernel[0]}x{kernel[1]} windows (it relays a spike when the spike lifts its "
+                    f"unit's count above the window's running maximum), exported as an AvgPool2d of the same windows",
+                 strict, notes)
+    meta = {"bioconv.population": p.name, "bioconv.kind": "maxpool", "bioconv.scale": float(p.scale),
+            "bioconv.gate": "max-pool gate: relays a spike when it lifts its unit's spike count above the window's "
+                            "running maximum (the gate emits max over the window of the units' counts)",
+            "bioconv.not_carried": "; ".join(notes)}
+    return nir.AvgPool2d(kernel_size=np.array(kernel), stride=np.array(stride), padding=np.array(padding),
+                         metadata=meta)
+
+
 def _neuron_node(nir, p, net, syn, rate_max, strict):
     shape = tuple(p.shape)
     notes: list[str] = []
@@ -325,10 +349,17 @@ def _neuron_node(nir, p, net, syn, rate_max, strict):
             meta["bioconv.not_carried"] = "; ".join(notes)
         return nir.IF(r=_per_unit(1.0 / Cm, shape), v_threshold=threshold, v_reset=reset, metadata=meta)
     gl = np.asarray(p.params["gl"], dtype=float)
-    if np.any(gl <= 0):
-        raise NIRExportError(f"to_nir: population {p.name!r} has units without leak (gl = 0, e.g. where bias='leak' "
-                             f"left a positive bias as a current); NIR's LIF needs tau = Cm/gl finite for every unit")
     gl = _per_unit(gl, shape)
+    if np.any(gl <= 0):
+        # NIR's LIF carries per-unit tau, r and v_leak (a population whose units all leak exports, each unit
+        # with its own gl); what it cannot carry is a unit without leak among them
+        raise NIRExportError(
+            f"to_nir: population {p.name!r} has units without leak: {int(np.sum(gl <= 0))} of {gl.size} have gl = 0 "
+            f"(bias='leak' leaves a unit whose bias is not negative leak-free, its bias a current). NIR cannot carry "
+            f"leak-free units in a LIF node: LIF is tau dv/dt = (v_leak - v) + r I with tau = Cm/gl and r = 1/gl, "
+            f"so gl = 0 needs tau = r = infinity (their finite ratio 1/Cm has no NIR value), and one NIR node holds "
+            f"one neuron type (IF has no leak for the other units). Convert with bias='current' or 'neuron' (IF "
+            f"nodes), or give every unit a leak")
     EL = _per_unit(p.params.get("EL", 0.0), shape)
     tau = Cm / gl
     meta["bioconv.EL_V"] = _uniform(EL, "EL", p.name)

@@ -13,7 +13,9 @@ Mapping: IF -> perfect_integrator (Cm = 1/r); LIF -> conductance_lif (gl = 1/r, 
 EL = v_leak); CubaLIF -> conductance_lif with the exponential synapse (tau_s = tau_syn); LI (output
 only) -> a non-firing conductance_lif read out by its potential; Affine/Linear, Conv2d (groups 1,
 dilation 1), AvgPool2d, SumPool2d, Flatten and Scale -> the LayerGraph's linear operations; several
-edges into one node are summed. NIR fires on ``v > v_threshold``: bioconv's threshold is the next
+edges into one node are summed. A pooling node whose metadata names a bioconv max-pool gate
+(``bioconv.kind`` 'maxpool', written by `to_nir`) becomes the gate again. NIR fires on
+``v > v_threshold``: bioconv's threshold is the next
 float64 above it (bioconv fires on ``v >= v_th``). NIR resets to v_reset (bioconv's value reset) and
 has no refractory period, unless the node's ``bioconv.*`` metadata (written by `to_nir`) says
 otherwise. Membranes start at bioconv's rest: ``v_reset`` (IF) or ``v_leak`` (LIF, CubaLIF, LI).
@@ -105,8 +107,13 @@ def from_nir(graph, *, rate_max=200 * Hz, dt=None):
 
     # populations keep the names a bioconv export gave them (so a round trip is the same network,
     # down to the compiled project's cache key); other graphs name them by their neuron nodes
+    gates = [n for n in order if (graph.nodes[n].metadata or {}).get("bioconv.kind") == "maxpool"]
+    for n in gates:
+        if kinds[n] not in ("AvgPool2d", "SumPool2d"):
+            raise NIRImportError(f"from_nir: node {n!r} is a NIR {kinds[n]} whose metadata names a bioconv max-pool "
+                                 f"gate; a gate is exported as a pooling node (AvgPool2d)")
     pop_name = {n: str((graph.nodes[n].metadata or {}).get("bioconv.population", n)) for n in order
-                if kinds[n] in NEURONS}
+                if kinds[n] in NEURONS or n in gates}
     if len(set(pop_name.values())) != len(pop_name) or "input" in pop_name.values():
         pop_name = {n: n for n in pop_name}
     input_node = graph.nodes[inputs[0]]
@@ -142,7 +149,19 @@ def from_nir(graph, *, rate_max=200 * Hz, dt=None):
                 value_of[name] = f"rate:{pname}"
             continue
         gname = f"op:{name}"
-        if kind in ("Affine", "Linear"):
+        if name in gates:  # a bioconv max-pool gate (exported as a pooling node): it gates its source's spikes
+            source = preds[name]
+            if len(source) != 1 or kinds[source[0]] not in NEURONS or source[0] == out_neuron:
+                raise NIRImportError(f"{where}: a max-pool gate must follow one firing neuron node directly, got "
+                                     f"{source}")
+            gate = pop_name[name]
+            p = {k: tuple(int(v) for v in np.broadcast_to(getattr(node, f), 2))
+                 for k, f in (("kernel", "kernel_size"), ("stride", "stride"), ("padding", "padding"))}
+            # on the source's activation (a max commutes with the positive factor to its rate)
+            nodes.append(G.Node(gate, "maxpool2d", [pop_name[source[0]]], p))
+            gname = f"rate:{gate}"
+            nodes.append(G.Node(gname, "scale", [gate], {"scale": np.asarray(rate_max * step)}))
+        elif kind in ("Affine", "Linear"):
             p = {"weight": np.asarray(node.weight, dtype=float)}
             if kind == "Affine":
                 p["bias"] = np.asarray(node.bias, dtype=float)
@@ -312,8 +331,10 @@ def _mapped(pops, scales, neuron_params, synapse, rate_max, meta, out_neuron) ->
         mapped.append(mp)
         if p.kind == "input":
             continue
-        if p.kind == "maxpool":
-            raise NIRImportError(f"from_nir: max pooling at {p.name!r} cannot come from a NIR graph")
+        if p.kind == "maxpool":  # a gate has no synapses: the simulator wires it from its pool_groups
+            mp.projections = [MappedProjection(p.projections[0].source, np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                               Quantity(np.zeros(0), dim=syn.weight_dim))]
+            continue
         par = neuron_params[p.name]
         c = par["charge_unit"]
         for proj in p.projections:

@@ -26,7 +26,7 @@ from . import quantities
 from .archive import ArchiveReader, ArchiveWriter, NetworkFileError
 
 #: The forms each format version may hold.
-FORMS = {1: ("sparse",), 2: ("sparse", "conv", "conv_terms")}
+FORMS = {1: ("sparse",), 2: ("sparse", "conv", "conv_terms"), 3: ("sparse", "conv", "conv_terms")}
 
 
 def encode(q: MappedProjection, w: ArchiveWriter, member: str) -> dict:
