@@ -87,7 +87,8 @@ def test_ablation_checks_state_the_orderings():
     assert any("improves (or holds) as Ts grows" in s for s in lines)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_study_runs_end_to_end_on_a_tiny_config(tmp_path, monkeypatch):
     from bioconv.study import run_study
     monkeypatch.setattr(cs, "phase_available", lambda: False)
