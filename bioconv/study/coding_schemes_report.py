@@ -66,7 +66,7 @@ def ablation_checks(ab: pd.DataFrame) -> list[str]:
                 # digits, so that a difference within sampling noise reads as such
                 digits = int(round(abs(t.snn - b.snn) * t.n_test)) if "n_test" in g else None
                 verdict = (f"accuracy: {ahead(t.snn, b.snn)}" + (f" by {digits} digits of {int(t.n_test)}"
-                                                                 if digits is not None else "")
+                                                                 if digits else "")
                            + f"; agreement: {ahead(t.agreement, b.agreement)}")
                 lines.append(f"- {network}, T = {T}, Ts = {Ts}: ternary {100 * t.snn:.1f} % (agreement "
                              f"{100 * t.agreement:.1f} %), binary {100 * b.snn:.1f} % (agreement {100 * b.agreement:.1f} %): "
