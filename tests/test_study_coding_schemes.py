@@ -122,3 +122,18 @@ vs_steps = []
     text = (out / "summary.md").read_text()
     assert "not available: encoder 'phase'" in text and "Orderings" in text
     assert (out / "accuracy_vs_latency.png").exists() and (out / "energy_vs_accuracy.png").exists()
+
+
+@pytest.mark.slow
+def test_rate_evaluations_carry_the_temporal_metrics():
+    from bioconv import convert
+    from bioconv.coding import scheme
+    graph, x = scheme("rate").example()
+    snn = convert(graph, x)
+    y = graph.forward(x[:4])[graph.output].reshape(4, -1).argmax(1)
+    res = snn.evaluate(x[:4], y, device="runtime", progress=False, time_points=4)
+    assert res.decision_time.shape == (4,)
+    assert set(res.spikes_per_neuron) == {p.name for p in snn.mapped.populations[1:]} | {"all"}
+    neurons = sum(p.size for p in snn.mapped.populations[1:])
+    steps = round(res.duration / res.dt)
+    assert res.energy_proxy == pytest.approx(res.synaptic_events / 4 + neurons * steps)
