@@ -13,7 +13,8 @@ adjustment unless `--adjust` rounds are asked for. Each row: ANN and SNN accurac
 latency T + (L - 1) Ts, per hidden layer the 99.9th percentile of |decoded - ReLU(W decoded_in + b)|
 over the unsaturated neurons in units of theta_l (`bioconv.css.layer_errors`) and the saturated
 fraction, spikes per neuron of each sign, SynOps of each sign, simulation seconds and the 1-minute
-load average before and after (a shared 2-core machine). The table is written to
+load average before and after (a shared 2-core machine); the row is
+`bioconv.study.coding_schemes.css_row`, which the coding_schemes study shares. The table is written to
 bench/results/css_acceptance.{md,csv} (css_ablations with --ablation) after every row; a row already
 there for the same settings is kept unless --rerun. Simulation on bioconv's C++ standalone device by
 default (compiled once per row, included in sim_s), --device runtime for Brian2's runtime device.
@@ -22,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,37 +32,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import RESULTS, write  # noqa: E402
 
-from bioconv import convert, css, data, zoo  # noqa: E402
+from bioconv import convert, data, zoo  # noqa: E402
 from bioconv.optional import require_torch  # noqa: E402
+from bioconv.study.coding_schemes import CSS_VARIANTS, css_row  # noqa: E402
 
 NETWORKS = {"mlp": "mnist_mlp", "convnet": "mnist_convnet_avgpool"}
 KEY = ("network", "steps", "Ts", "ternary", "encoder", "adjust", "n_test", "n_cal")
-
-
-def row(network, snn, ann_acc_torch, x, y, *, steps, encoder, batch, device):
-    load = os.getloadavg()[0]
-    t0 = time.perf_counter()
-    out = snn.coding.simulate(snn, x, steps=steps, encoder=encoder, batch=batch, device=device)
-    sim_s = time.perf_counter() - t0
-    res = snn.coding.result(snn, x, y, out)
-    v = snn.coding.values
-    r = dict(network=network, steps=steps, Ts=v["Ts"], ternary=v["ternary"], encoder=encoder, adjust=v["adjust"],
-             n_test=len(x), n_cal=snn.conversion["n_calibration"], ann=res.ann_accuracy, snn=res.accuracy,
-             loss_points=round(100 * (res.ann_accuracy - res.accuracy), 2), agreement=res.agreement,
-             latency_steps=res.settings["latency_steps"], torch_ann=ann_acc_torch)
-    errors = css.layer_errors(snn.mapped, out)
-    r["worst_layer_p99_9_error"] = max(e.percentile(99.9) for e in errors.values())
-    for k, (name, e) in enumerate(errors.items(), start=1):
-        r[f"h{k}_p99_9_error"] = round(e.percentile(99.9), 4)
-        r[f"h{k}_saturated"] = float(np.mean(~e.unsaturated))
-    spikes = res.settings["spikes_by_sign"]
-    r["spikes_pos_per_neuron"] = round(float(np.mean([s["positive"] for s in spikes.values()])), 3)
-    r["spikes_neg_per_neuron"] = round(float(np.mean([s["negative"] for s in spikes.values()])), 3)
-    r["synops_pos_per_digit"] = round(res.settings["synops_positive"] / len(x))
-    r["synops_neg_per_digit"] = round(res.settings["synops_negative"] / len(x))
-    r["device"], r["sim_s"] = device, round(sim_s, 1)
-    r["load_start"], r["load_end"] = round(load, 1), round(os.getloadavg()[0], 1)
-    return r
 
 
 def main():
@@ -86,7 +60,7 @@ def main():
     name = "css_ablations" if args.ablation else "css_acceptance"
     steps_list = args.steps or ([6, 10] if args.ablation else [10, 12])
     silents = args.Ts or ([0, 1, 2] if args.ablation else [1])
-    variants = [(True, "css"), (False, "css_greedy")] if args.ablation else [(True, "css")]
+    variants = CSS_VARIANTS if args.ablation else [(True, "css")]
     split = data.mnist_subset()
     x, y = split.x_test[:args.n_test].astype(np.float64), split.y_test[:args.n_test]
     x_cal = split.x_train[:args.n_cal].astype(np.float64)
@@ -106,8 +80,8 @@ def main():
                     # T only enters through the A.18 factors: without them one conversion serves every T
                     snn = convert(model, x_cal, coding="css", beta=args.beta, Ts=Ts, ternary=ternary, steps=T,
                                   adjust=args.adjust)
-                    r = row(network, snn, torch_acc, x, y, steps=T, encoder=encoder, batch=args.batch,
-                            device=args.device)
+                    r = css_row(network, snn, x, y, steps=T, encoder=encoder, batch=args.batch, device=args.device)
+                    r["torch_ann"] = torch_acc
                     print(json.dumps(r), flush=True)
                     rows = [q for q in rows if tuple(q[k] for k in KEY) != key] + [r]
                     rows.sort(key=lambda q: (q["network"] != "mlp", q["Ts"], not q["ternary"], q["steps"]))

@@ -382,6 +382,7 @@ class SNN:
         # events of one presentation of the data set: each unit's spikes times its out-degree
         result.synaptic_events = sum(int(np.dot(np.concatenate(c).sum(0), self._out_degree(name)))
                                      for name, c in counts[seeds[0]].items() if c)
+        self._temporal_metrics(result, counts[seeds[0]], readout_scores[seeds[0]], times, T, step)
         result.settings = dict(encoder=encoder, device=device, batch=batch, presentations=presentations,
                                parallel_runs=workers, openmp_threads=omp_threads if device == "cpp" else None,
                                seeds=list(seeds), float32=bool(float32), cache_hit=cache_hits,
@@ -392,6 +393,26 @@ class SNN:
         result.wall_s = time.perf_counter() - t0
         result.build_s, result.run_s, result.sim_s = build_s, run_s, sim_s
         return result
+
+    def _temporal_metrics(self, result, counts, scores, times, T, step):
+        """The temporal-code metrics of `bioconv.coding.metrics` for a scheme of the shared pipeline
+        that leaves them unset (rate coding), so that every code is scored the same way: the decision
+        time from the readout ``scores`` at ``times`` (as coarse as the evaluation's time_points),
+        spikes per neuron over the non-input populations (the first one, the input, is not counted),
+        and the energy proxy per sample, SynOPs (``result.synaptic_events``, input spikes included)
+        + NeuronOPs (non-input neurons x the run's T / dt steps)."""
+        from .coding import metrics
+        n = len(result.predictions) if result.predictions is not None else 0
+        if result.decision_time is None and scores:
+            result.decision_time = metrics.decision_time(np.concatenate(scores), times)
+        inputs = self.mapped.populations[0].name
+        hidden = {name: np.concatenate(c) for name, c in counts.items() if c and name != inputs}
+        if result.spikes_per_neuron is None and hidden:
+            result.spikes_per_neuron = metrics.spikes_per_neuron(hidden)
+        if result.energy_proxy is None and n:
+            neurons = sum(p.size for p in self.mapped.populations[1:])
+            result.energy_proxy = float(metrics.energy_proxy(
+                result.synaptic_events / n, metrics.neuron_updates(neurons, int(round(T / step)))))
 
     def _scores(self, out, times, dt) -> np.ndarray:
         """The coding scheme's readout scores of one run's output (`CodingScheme.score`)."""

@@ -9,7 +9,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 STUDIES_DIR = Path(__file__).resolve().parents[2] / "studies"
-STUDIES = ("rate_validation", "conversion_error", "seed003_fig7", "seed003_fig8", "seed003_fig13", "ttfs")
+STUDIES = ("rate_validation", "conversion_error", "seed003_fig7", "seed003_fig8", "seed003_fig13", "ttfs",
+           "coding_schemes")
 
 
 def load_config(name: str, full: bool = False, path: Path | None = None) -> dict:
@@ -50,6 +51,11 @@ def run_study(name: str, *, full: bool = False, out: Path | None = None, device:
         tables = ttfs.run(cfg, out, progress=tqdm)
         ttfs_report.plot(tables, out)
         (out / "summary.md").write_text(ttfs_report.summarize(tables, cfg))
+    elif name == "coding_schemes":  # rate vs phase vs TTFS vs CSS (issue 13), each code on its own device
+        from . import coding_schemes, coding_schemes_report
+        tables = coding_schemes.run(cfg, out, progress=tqdm)
+        coding_schemes_report.plot(tables, out)
+        (out / "summary.md").write_text(coding_schemes_report.summarize(tables, cfg, "full" if full else "quick"))
     elif name in ("seed003_fig7", "seed003_fig8"):
         from . import seed003_sweeps
         figure = int(name[len("seed003_fig"):])
