@@ -105,6 +105,24 @@ def test_leak_bias_exports_per_unit_leaks_where_every_unit_leaks():
 
 
 @pytest.mark.slow
+def test_an_output_layer_with_a_bias_after_a_flatten_round_trips():
+    """conv -> ReLU -> pooling -> flatten -> linear with a bias (torch's default) as the output: the
+    output population's bias goes into its own Affine node, not onto the flatten before it."""
+    rng = np.random.default_rng(2)
+    g = G.sequential((1, 6, 6), [
+        ("conv2d", {"weight": rng.normal(0, 0.5, (2, 1, 3, 3)), "bias": rng.normal(0, 0.1, 2), "padding": 1}), "relu",
+        ("avgpool2d", {"kernel": 2}), "flatten",
+        ("linear", {"weight": rng.normal(0, 0.5, (3, 18)), "bias": rng.uniform(0.05, 0.2, 3)})])
+    snn = bioconv.convert(g, rng.random((30, 1, 6, 6)), reset="value")
+    graph = to_nir(snn)
+    out = graph.nodes[g.output]
+    assert type(out).__name__ == "Affine" and np.all(np.asarray(out.bias) != 0)
+    back = from_nir(graph)
+    x = rng.random((4, 1, 6, 6))
+    _same_spikes(_run(snn, x), _run(back, x))
+
+
+@pytest.mark.slow
 def test_round_trip_without_metadata_on_what_nir_expresses_exactly():
     """Value reset, tau_ref = 0, delta synapses: the bare NIR graph is the whole network."""
     snn = _conv_net(reset="value")

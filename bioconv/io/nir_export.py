@@ -187,7 +187,9 @@ def to_nir(snn, *, strict: bool = False, dt=None):
             signal[n.name] = ([n.name], rate_max / p.scale)
             continue
         target = n.name if n.name == graph.output else target_population(n.name)
-        is_end = n.name == graph.output or consumers[n.name] == [target]
+        # the node whose output a population's neuron node reads; the output population is its own
+        # affine node, so a flatten or pooling feeding it is not an end
+        is_end = n.name == graph.output or (consumers[n.name] == [target] and target != graph.output)
         wanted = kappa(target) if is_end else 1.0
         if n.op == "add":  # no node: NIR sums the edges into a node; each branch brought to one factor
             sources = []
