@@ -28,14 +28,18 @@ def _study(args) -> int:
     return 0
 
 
+#: The studies the main job (`bioconv demo`, `make demo`) runs, quick settings.
+DEMO_STUDIES = ("rate_validation", "conversion_error", "ttfs")
+
+
 def _demo(args) -> int:
-    """The main job: both studies with their quick settings, then their summaries."""
+    """The main job: the studies of `DEMO_STUDIES` with their quick settings, then their summaries."""
     root = args.out or Path("results")
     args.config = None
-    for name in ("rate_validation", "conversion_error"):
+    for name in DEMO_STUDIES:
         args.name, args.out = name, root / name
         _study(args)
-    for name in ("rate_validation", "conversion_error"):
+    for name in DEMO_STUDIES:
         print("\n" + (root / name / "summary.md").read_text())
     print(f"Results of the main job are in {root.resolve()}")
     return 0
@@ -96,13 +100,14 @@ def main(argv=None) -> int:
     p.add_argument("--kind", choices=["neuron", "synapse"])
     p.set_defaults(func=_models)
     for name, fn, help_ in [("study", _study, "run a study from studies/"),
-                            ("demo", _demo, "the main job: the rate_validation and conversion_error studies (quick), summaries")]:
+                            ("demo", _demo, "the main job: the rate_validation, conversion_error and ttfs studies (quick), "
+                                            "summaries")]:
         p = sub.add_parser(name, help=help_)
         if name == "study":
             p.add_argument("name", help="study name, e.g. rate_validation")
         p.add_argument("--full", action="store_true", help="the full sweep instead of the quick settings")
         p.add_argument("--out", type=Path, default=None,
-                       help="output folder (default results/NAME; for demo, the parent of both studies' folders)")
+                       help="output folder (default results/NAME; for demo, the parent of the studies' folders)")
         if name == "study":
             p.add_argument("--config", type=Path, default=None,
                            help="settings file (default studies/NAME/config.toml)")
