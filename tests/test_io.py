@@ -341,6 +341,46 @@ def _with_header(saved, dst, edit):
                                                                if n == HEADER_DIGEST else d))
 
 
+def test_damaged_bytes_are_refused_by_name(saved, tmp_path):
+    """Single bytes flipped anywhere in the file (headers, compressed members, the directory): each
+    damaged file is refused as a NetworkFileError naming it (never zlib's or json's own error), or,
+    where the byte changes nothing that is read, loads."""
+    data = saved.read_bytes()
+    refused = 0
+    for k, pos in enumerate(range(7, len(data), max(1, len(data) // 150))):
+        bad = bytearray(data)
+        bad[pos] ^= 0x5A
+        path = tmp_path / f"flip{k}.bioconv"
+        path.write_bytes(bytes(bad))
+        try:
+            bioconv.load(path)
+        except NetworkFileError as err:
+            assert f"flip{k}.bioconv" in str(err), err
+            refused += 1
+    assert refused > 100  # almost every byte of a compressed, digested file matters
+
+
+@pytest.mark.parametrize("field, value", [("network", []), ("models", []), ("conversion", []), ("coding", None)])
+def test_a_header_with_mistyped_fields_is_refused(saved, tmp_path, field, value):
+    path = _with_header(saved, tmp_path / "typed.bioconv", lambda h: h.update({field: value}))
+    with pytest.raises(NetworkFileError, match="typed.*header does not follow format version"):
+        bioconv.load(path)
+
+
+def test_a_population_model_or_parameter_unit_edited_past_the_digest_is_refused(saved, tmp_path):
+    path = _with_header(saved, tmp_path / "model.bioconv",
+                        lambda h: h["populations"][1].update(neuron="../../etc/passwd"))
+    with pytest.raises(NetworkFileError, match="population '1' names neuron model '../../etc/passwd', which is not "
+                                               "among the file's models"):
+        bioconv.load(path)
+
+    def volt(h):
+        h["populations"][1]["params"]["Cm"]["unit"] = "volt"
+    with pytest.raises(NetworkFileError, match="population '1', parameter 'Cm' has dimension .*, where model "
+                                               "'conductance_lif' declares pF"):
+        bioconv.load(_with_header(saved, tmp_path / "unit.bioconv", volt))
+
+
 def test_newer_format_version_is_refused(saved, tmp_path):
     path = _with_header(saved, tmp_path / "new.bioconv", lambda h: h.update(version=99))
     with pytest.raises(NetworkFileError, match="newer bioconv.*format version 99.*reads versions up to 3"):

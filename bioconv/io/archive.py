@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,13 @@ class ArchiveWriter:
         return path
 
 
+# What the zip reader raises on damaged bytes, besides BadZipFile: a damaged deflate stream (zlib),
+# flag bits or sizes read from a damaged local header (NotImplementedError, ValueError, RuntimeError),
+# a name that is no longer UTF-8, a short read.
+_DAMAGED = (zipfile.BadZipFile, EOFError, OSError, UnicodeDecodeError, zlib.error, NotImplementedError, ValueError,
+            RuntimeError)
+
+
 class ArchiveReader:
     """Opens a file written by `ArchiveWriter` and checks its header; members are checked when read."""
 
@@ -84,7 +92,7 @@ class ArchiveReader:
             digest = self._zip.read(HEADER_DIGEST).decode().strip()
         except NetworkFileError:
             raise
-        except (zipfile.BadZipFile, EOFError, OSError, UnicodeDecodeError) as err:
+        except _DAMAGED as err:
             raise NetworkFileError(f"{self.where} is not a readable network file (truncated or not a zip "
                                    f"file): {type(err).__name__}: {err}") from None
         if _sha256(text) != digest:
@@ -111,7 +119,7 @@ class ArchiveReader:
             data = self._zip.read(name)
         except KeyError:
             raise NetworkFileError(f"{self.where}: member {name!r} is missing") from None
-        except (zipfile.BadZipFile, EOFError, OSError) as err:  # e.g. a CRC error in a damaged member
+        except _DAMAGED as err:  # e.g. a CRC error, or a damaged deflate stream, in a damaged member
             raise NetworkFileError(f"{self.where}: member {name!r} cannot be read: {err}") from None
         if _sha256(data) != expected:
             raise NetworkFileError(f"{self.where}: member {name!r} does not match its sha256 in the header: the "

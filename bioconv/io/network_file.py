@@ -129,7 +129,7 @@ def load(path, *, on_model_change: str = "error"):
             return _READERS[version](r, on_model_change)
         except NetworkFileError:
             raise
-        except (KeyError, TypeError, ValueError, IndexError) as err:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
             # a header that passed its digest but lacks or mistypes a field: written by something else
             raise NetworkFileError(f"{r.where}: header does not follow format version {version}: "
                                    f"{type(err).__name__}: {err}") from None
@@ -191,6 +191,7 @@ def _read_mapped(r: ArchiveReader, graph, conversion: dict, version: int):
     mapped_pops, calibration_max = [], {}
     for k, e in enumerate(h["populations"]):
         where = f"population {e['name']!r}"
+        _check_population_model(r, e, where)
 
         p = MappedPopulation(e["name"], e["kind"], tuple(int(d) for d in e["shape"]), neuron=e["neuron"],
                              params={n: quantities.decode(v, r, f"{where}, parameter {n!r}")
@@ -217,6 +218,27 @@ def _read_mapped(r: ArchiveReader, graph, conversion: dict, version: int):
     snn = SNN(graph, pops, mapped, calibration_max, coding=coding)
     snn.conversion = conversion
     return snn
+
+
+def _check_population_model(r: ArchiveReader, e: dict, where: str):
+    """A population's neuron model must be one of the file's own models (whose text its digest
+    checked), and each of its parameters the model declares must carry that parameter's dimension:
+    a header edited past its digest is refused here, not when the network is built or simulated."""
+    from brian2.units.fundamentalunits import get_dimensions
+    name = e["neuron"]
+    if name is None:
+        return
+    if name not in r.header["models"]:
+        raise NetworkFileError(f"{r.where}: {where} names neuron model {name!r}, which is not among the file's "
+                               f"models ({', '.join(sorted(r.header['models']))})")
+    declared = models.load(name).parameters
+    for pname, value in e["params"].items():
+        if pname not in declared:
+            continue
+        got = get_dimensions(quantities.decode(value, r, f"{where}, parameter {pname!r}"))
+        if got != declared[pname].dim:
+            raise NetworkFileError(f"{r.where}: {where}, parameter {pname!r} has dimension {got}, where model "
+                                   f"{name!r} declares {declared[pname].unit}")
 
 
 def _graph_synapses(r: ArchiveReader, graph_pops: dict, target: str, source: str):
