@@ -129,11 +129,14 @@ def _convert(args) -> int:
     from .io.factory import load_model
 
     from .coding import schemes
-    from .io.network_file import check_savable
+    from .io.network_file import NetworkFileError, check_savable
 
     coding = schemes[getattr(args, "coding", "rate")]
     if args.output is not None:  # before any work: a network that cannot be saved is not converted for nothing
         check_savable(coding, f"bioconv convert -o {str(args.output)!r}")
+        folder = Path(args.output).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise NetworkFileError(f"bioconv convert -o {str(args.output)!r}: folder {str(folder)!r} does not exist")
     model = load_model(args.model)
     if args.weights is not None:
         load_weights(model, args.weights)

@@ -88,6 +88,8 @@ def test_user_errors_are_named(user_files, capsys):
     cases.append((["convert", f"{d / 'my_model.py'}:build", "--calibration", str(d / "wrong.npz"), "-o",
                    str(d / "n.bioconv")], r"calibration data's shape per sample \(1, 5, 5\) does not fit"))
     cases.append((["convert", f"{d / 'my_model.py'}:build", *cal, "--bias", "sideways"], "bias must be one of"))
+    cases.append((["convert", f"{d / 'my_model.py'}:build", "--calibration", str(d / "data.npz"), "-o",
+                   str(d / "no_such_folder" / "n.bioconv")], "folder .*no_such_folder' does not exist"))
     for argv, message in cases:
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err

@@ -9,6 +9,7 @@ import pytest
 from brian2 import Hz, mV, ms, nS, pA, pF, second
 
 import bioconv
+from bioconv.errors import BioconvError
 import networks
 from bioconv import analysis
 from bioconv import graph as G
@@ -120,6 +121,17 @@ def test_an_output_layer_with_a_bias_after_a_flatten_round_trips():
     back = from_nir(graph)
     x = rng.random((4, 1, 6, 6))
     _same_spikes(_run(snn, x), _run(back, x))
+
+
+def test_a_network_from_nir_saves_and_loads(tmp_path):
+    """No calibration data: the file records none, and saturation says so after loading too."""
+    snn = _conv_net(reset="value")
+    back = from_nir(to_nir(snn))
+    loaded = bioconv.load(back.save(tmp_path / "from_nir.bioconv"))
+    assert [p.name for p in loaded.mapped.populations] == [p.name for p in back.mapped.populations]
+    for net in (back, loaded):
+        with pytest.raises(BioconvError, match="no calibration data.*saturation is unknown"):
+            net.saturation()
 
 
 @pytest.mark.slow

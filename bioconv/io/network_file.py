@@ -90,8 +90,8 @@ def _encode_mapped(snn, w: ArchiveWriter) -> dict:
                      bias_weight=None if p.bias_weight is None else quantities.encode(p.bias_weight, w,
                                                                                       f"{where}/bias_weight"),
                      pool_groups=None if p.pool_groups is None else w.add(f"{where}/pool_groups", p.pool_groups),
-                     calibration_max=w.add(f"{where}/calibration_max",
-                                           np.asarray(snn._calibration_acts[p.name]).max(axis=0)))
+                     calibration_max=None if isinstance(snn._calibration_acts, NoCalibration) else
+                     w.add(f"{where}/calibration_max", np.asarray(snn._calibration_acts[p.name]).max(axis=0)))
         pops.append(entry)
     used = sorted({p.neuron for p in net.populations if p.neuron} | {net.synapse})
     return dict(
@@ -205,7 +205,10 @@ def _read_mapped(r: ArchiveReader, graph, conversion: dict, version: int):
                              pool_groups=None if e["pool_groups"] is None else r.array(e["pool_groups"]),
                              scale=float(e["scale"]))
         mapped_pops.append(p)
-        calibration_max[p.name] = r.array(e["calibration_max"])[None, :]
+        if e["calibration_max"] is None:  # a network without calibration data (from NIR)
+            calibration_max = NoCalibration("saved without calibration data")
+        elif not isinstance(calibration_max, NoCalibration):
+            calibration_max[p.name] = r.array(e["calibration_max"])[None, :]
     scales = Scales({k: float(v) for k, v in h["scales"]["values"].items()}, h["scales"]["method"])
     mapped = MappedNetwork(mapped_pops, net_h["synapse"],
                            {k: quantities.decode(v, r, f"synapse parameter {k!r}")
@@ -218,6 +221,17 @@ def _read_mapped(r: ArchiveReader, graph, conversion: dict, version: int):
     snn = SNN(graph, pops, mapped, calibration_max, coding=coding)
     snn.conversion = conversion
     return snn
+
+
+class NoCalibration:
+    """The calibration activations of a network that has none (imported from NIR, or a file saved
+    from one): saving records that, and `SNN.saturation` says so when asked."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+    def __getitem__(self, name):
+        raise BioconvError(f"this network has no calibration data ({self.why}): its saturation is unknown")
 
 
 def _check_population_model(r: ArchiveReader, e: dict, where: str):

@@ -38,6 +38,7 @@ from ..errors import BioconvError
 from ..mapping import MappedNetwork, MappedPopulation, MappedProjection
 from ..normalize import Scales
 from ..units import check_quantity
+from .network_file import NoCalibration
 
 NEURONS = ("IF", "LIF", "CubaLIF", "LI")
 LINEAR = ("Affine", "Linear", "Conv2d", "AvgPool2d", "SumPool2d", "Flatten", "Scale")
@@ -45,13 +46,6 @@ LINEAR = ("Affine", "Linear", "Conv2d", "AvgPool2d", "SumPool2d", "Flatten", "Sc
 
 class NIRImportError(BioconvError, ValueError):
     """A NIR graph holds a node bioconv cannot simulate, or does not fit together."""
-
-
-class _NoCalibration:
-    """Calibration activations of an imported network: there are none, and saturation says so."""
-
-    def __getitem__(self, name):
-        raise BioconvError("this network was imported from NIR without calibration data: its saturation is unknown")
 
 
 def from_nir(graph, *, rate_max=200 * Hz, dt=None):
@@ -204,7 +198,7 @@ def from_nir(graph, *, rate_max=200 * Hz, dt=None):
     pops = G.populations(layer)
     scales = Scales({p.name: (input_scale if p.kind == "input" else 1.0) for p in pops}, "nir")
     mapped = _mapped(pops, scales, neuron_params, synapse, rate_max, meta, pop_name[out_neuron])
-    snn = SNN(layer, pops, mapped, _NoCalibration())
+    snn = SNN(layer, pops, mapped, NoCalibration("imported from NIR"))
     # what the network's (rate) coding scheme is made from (SNN.coding)
     snn.conversion = dict(source="nir", rate_max=mapped.rate_max, synapse=synapse, bias=mapped.bias,
                           reset=mapped.reset, readout=mapped.readout, **mapped.synapse_params)
