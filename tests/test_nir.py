@@ -2,6 +2,7 @@
 graph built by hand simulates at the analytic LIF rate, and what NIR cannot carry is named."""
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -16,7 +17,7 @@ from bioconv import graph as G
 from bioconv.io import NIRExportError, NIRExportWarning, NIRImportError, from_nir, to_nir
 from bioconv.simulate.runner import CompiledNetwork
 
-nir = pytest.importorskip("nir")
+import nir  # noqa: E402  (the test extra installs it: a missing nir fails here, never skips)
 
 #: A NIR file written with nir's own API (`python tests/test_nir.py` writes it): Input -> Affine (a
 #: constant current per unit as its bias, zero weights) -> LIF -> Output, in SI units.
@@ -328,3 +329,14 @@ def test_nir_nodes_bioconv_cannot_simulate_are_named():
 if __name__ == "__main__":  # writes the committed NIR file
     nir.write(LIF_FILE, _affine_lif_graph())
     print(LIF_FILE)
+
+
+def test_without_nir_both_directions_name_the_extra(monkeypatch):
+    from bioconv.optional import MissingDependencyError
+    snn = _conv_net(reset="value")
+    graph = to_nir(snn)
+    monkeypatch.setitem(sys.modules, "nir", None)  # an import of nir now fails
+    with pytest.raises(MissingDependencyError, match=r"bioconv.io.to_nir needs nir.*bioconv\[nir\]"):
+        to_nir(snn)
+    with pytest.raises(MissingDependencyError, match=r"bioconv.io.from_nir needs nir.*bioconv\[nir\]"):
+        from_nir(graph)

@@ -111,7 +111,8 @@ def to_nir(snn, *, strict: bool = False, dt=None):
                                 f"{type(snn.mapped).__name__}")
                              + ". NIR carries its layers' weights (Affine, Conv2d, pooling) but no neuron node "
                                "that codes as this scheme's do; rate coding's networks export")
-    import nir
+    from ..optional import require_nir
+    nir = require_nir('bioconv.io.to_nir')
 
     net = snn.mapped
     graph = snn.graph

@@ -58,7 +58,8 @@ def from_nir(graph, *, rate_max=200 * Hz, dt=None):
     (and bioconv's) takes a Dirac pulse of area 1: every spike's weight is then multiplied by ``dt``,
     so that a spike moves v as it did in the source's step. Biases (constant inputs) are the same in
     both readings and stay as they are."""
-    import nir
+    from ..optional import require_nir
+    nir = require_nir('bioconv.io.from_nir')
 
     from ..converter import SNN
 
