@@ -95,6 +95,7 @@ def test_a_file_written_before_the_compact_form_keeps_loading(name):
     old = bioconv.load(OLD_FILES[name])
     _same_layers(snn, old)
     a, b = _simulate(snn, x[:2]), _simulate(old, x[:2])
+    assert any(np.nansum(np.abs(v)) > 0 for k, v in a.items() if k.startswith("spikes")), "nothing fired"
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
