@@ -79,6 +79,8 @@ def save(snn, path) -> Path:
                      pool_groups=None if p.pool_groups is None else w.add(f"{where}/pool_groups", p.pool_groups),
                      calibration_max=w.add(f"{where}/calibration_max",
                                            np.asarray(snn._calibration_acts[p.name]).max(axis=0)))
+        if p.options:  # written only when some are on: a plain network's file is as before
+            entry["options"] = list(p.options)
         pops.append(entry)
     used = sorted({p.neuron for p in net.populations if p.neuron} | {net.synapse})
     header = dict(
@@ -151,7 +153,7 @@ def _read_v1(r: ArchiveReader, on_model_change: str):
                              bias_weight=None if e["bias_weight"] is None else
                              quantities.decode(e["bias_weight"], r, f"{where}, bias_weight"),
                              pool_groups=None if e["pool_groups"] is None else r.array(e["pool_groups"]),
-                             scale=float(e["scale"]))
+                             scale=float(e["scale"]), options=tuple(e.get("options", ())))
         mapped_pops.append(p)
         calibration_max[p.name] = r.array(e["calibration_max"])[None, :]
     scales = Scales({k: float(v) for k, v in h["scales"]["values"].items()}, h["scales"]["method"])
