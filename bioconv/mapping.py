@@ -12,9 +12,14 @@ With activation 1 coded as rate ``rate_max`` and the linear-LIF law ``f = k (sum
   ``v_th`` for Table VII's small-input form (``b = -gl v_th``, the firing onset) or ``v_th / 2``
   (``leak_rule="mean_potential"``: the leak current at the mean of a sawtooth from reset to threshold,
   which is what the linear regime loses; see the rate_validation study).
+
+`with_homeostasis` then gives the membranes seed 001's homeostatic threshold (FORMULAS §9), the
+``homeostatic`` option of the ``conductance_lif`` model (a leak-free membrane becomes that model with
+``gl = 0`` and ``EL`` at reset, its gl -> 0 limit: the same membrane).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -108,6 +113,7 @@ class MappedPopulation:
     bias_weight: Quantity | None = None  # per unit, from the bias source ('neuron' bias strategy)
     pool_groups: np.ndarray | None = None
     scale: float = 1.0
+    options: tuple = ()  # options of the neuron model switched on (e.g. ("homeostatic",))
 
     @property
     def size(self) -> int:
@@ -133,7 +139,7 @@ class MappedNetwork:
         rows = [f"{'population':14s} {'kind':8s} {'units':>7s} {'scale':>9s} {'synapses':>9s} parameters"]
         for p in self.populations:
             n_syn = sum(q.n_synapses for q in p.projections)
-            desc = [f"{k}={_fmt(v)}" for k, v in p.params.items()]
+            desc = [f"{k}={_fmt(v)}" for k, v in p.params.items()] + [f"options={list(p.options)}"] * bool(p.options)
             if n_syn:
                 w = Quantity(np.concatenate([v for q in p.projections for v in _weight_values(q)]),
                              dim=p.projections[0].weight_dim)
@@ -257,3 +263,37 @@ def map_network(pops: list[Population], scales: Scales, *, Cm=100 * pF, v_th=20 
             mp.params = dict(base)
             mp.bias_weight = analysis.kernel_weight_for_charge(syn.kernel, current / rate_max, syn_params.get("tau_s"))
     return MappedNetwork(mapped, synapse, syn_params, rate_max, bias, reset, readout, scales)
+
+
+def with_homeostasis(net: MappedNetwork, *, tau_r, tau_theta, k_theta, r_target) -> MappedNetwork:
+    """``net`` with seed 001's homeostatic threshold (FORMULAS §9) on every membrane that fires: the
+    ``homeostatic`` option of ``conductance_lif`` (a perfect integrator becomes that model with gl = 0
+    and EL = v_reset, which it starts from: the same membrane). An output read by its potential never
+    fires and stays as it is. ``tau_r``, ``tau_theta``, ``k_theta``: scalars; ``r_target``: a rate for
+    every neuron, or a dict population name -> one rate per unit."""
+    owner = "bioconv.mapping.with_homeostasis"
+    values = dict(tau_r=check_quantity(tau_r, second.dim, "tau_r", owner, positive=True),
+                  tau_theta=check_quantity(tau_theta, second.dim, "tau_theta", owner, positive=True),
+                  k_theta=check_quantity(k_theta, (volt / Hz).dim, "k_theta", owner, nonnegative=True))
+    pops = []
+    for p in net.populations:
+        silent = p.kind == "output" and net.readout == "potential"
+        if p.kind in ("input", "maxpool") or p.neuron is None or silent:
+            pops.append(p)
+            continue
+        params = dict(p.params)
+        if p.neuron == "perfect_integrator":
+            params.setdefault("gl", 0 * siemens)
+            params.setdefault("EL", params.get("v_reset", 0 * mV))
+        elif p.neuron != "conductance_lif":
+            raise ParameterError(f"{owner}: population {p.name!r} is a {p.neuron!r} membrane, which has no "
+                                 f"homeostatic option")
+        rt = r_target[p.name] if isinstance(r_target, dict) else r_target
+        rt = check_quantity(rt, Hz.dim, f"r_target of population {p.name!r}", owner, nonnegative=True)
+        if np.ndim(rt) and np.size(rt) != p.size:
+            raise ParameterError(f"{owner}: r_target of population {p.name!r} has {np.size(rt)} values for "
+                                 f"{p.size} units")
+        params.update(values, r_target=rt.reshape(-1) if np.ndim(rt) else rt)
+        pops.append(dataclasses.replace(p, neuron="conductance_lif", params=params,
+                                        options=tuple(dict.fromkeys(p.options + ("homeostatic",)))))
+    return dataclasses.replace(net, populations=pops)

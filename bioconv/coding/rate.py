@@ -3,6 +3,20 @@
 The mapping law (`bioconv.mapping`), data-based normalization (`bioconv.normalize`), inputs as rates
 in Hz, targets as rates, decisions from output spike counts (or first spikes, or membranes) and the
 rate metrics (correlation of rates with targets, bias and variance over seeds: FORMULAS §6).
+
+``homeostasis`` (off by default) gives every converted membrane seed 001's homeostatic threshold
+(FORMULAS §9), the ``homeostatic`` option of the library's ``conductance_lif`` model: a rate trace
+``tau_r dr/dt = -r``, ``r += 1/tau_r`` per spike, and a threshold offset ``theta`` with
+``tau_theta dtheta/dt = k_theta (r - r_target)``; the neuron fires at ``v >= v_th + theta`` and the
+linear reset subtracts that threshold. ``r_target`` is by default each neuron's *calibration target
+rate*: the mean over the calibration inputs of its target rate (normalized ANN activation x rate_max,
+`RateCoding.targets`), so a neuron is pushed back towards the rate it fires at on average: its
+threshold rises when a sample drives it harder and falls when a sample leaves it quieter (the code's
+contrast shrinks). A fixed rate (Hz) for every neuron can be given instead. ``k_theta`` defaults to
+``v_th / rate_max``: a rate error of rate_max moves the threshold by v_th per tau_theta. r and theta
+start at 0 and return there with the membrane between samples. An output read by its potential never
+fires and keeps its plain membrane. See `HOMEOSTASIS`, and the README ("Homeostatic threshold") for
+when it helps (short read times) and when it hurts (long ones).
 """
 from __future__ import annotations
 
@@ -13,9 +27,21 @@ from brian2 import Hz, farad, mV, ms, pF, second, volt
 
 from .. import models
 from ..errors import BioconvError, ModelError, ParameterError
-from ..mapping import BIAS_STRATEGIES, LEAK_RULES, RESETS, check_parameters, map_network
+from ..mapping import BIAS_STRATEGIES, LEAK_RULES, RESETS, check_parameters, map_network, with_homeostasis
 from ..normalize import _percentile_of, activations, compute_scales, saturation
+from ..units import check_quantity
 from .scheme import CodingScheme, Param, schemes
+
+#: The settings of the ``homeostasis`` option (FORMULAS §9): name -> (default, meaning). A default of
+#: None is derived from the other parameters (k_theta: v_th / rate_max).
+HOMEOSTASIS = {
+    "tau_r": (20 * ms, "time constant of the rate trace r"),
+    "tau_theta": (100 * ms, "time constant of the threshold offset theta"),
+    "k_theta": (None, "threshold change per unit rate error (volt per Hz); default v_th / rate_max"),
+    "r_target": ("calibration", "'calibration' (each neuron's mean target rate over the calibration inputs) "
+                                "or one rate (Hz) for every neuron"),
+}
+_HOMEOSTASIS_DIMS = {"tau_r": second.dim, "tau_theta": second.dim, "k_theta": (volt / Hz).dim, "r_target": Hz.dim}
 
 # Kernels with a charge per spike (bioconv.analysis.kernel_charge): the ones the rate law maps.
 RATE_KERNELS = ("delta", "exponential", "alpha")
@@ -55,6 +81,36 @@ def _check_synapse(value, name, owner):
     return value
 
 
+def _check_homeostasis(value, name, owner):
+    """None (off), True (the defaults of `HOMEOSTASIS`) or a dict of some of its settings ('off' and
+    'on': the command line's words for None and True); returns None or the full dict (k_theta None
+    until `RateCoding.check_parameters` derives it)."""
+    if value is None or value is False or (isinstance(value, str) and value == "off"):
+        return None
+    if value is True or (isinstance(value, str) and value == "on"):
+        value = {}
+    if not isinstance(value, dict):
+        raise ParameterError(f"{owner}: {name} must be None, True ('off', 'on') or a dict of {sorted(HOMEOSTASIS)}, "
+                             f"got {value!r}")
+    unknown = sorted(set(value) - set(HOMEOSTASIS))
+    if unknown:
+        raise ParameterError(f"{owner}: {name}: unknown setting(s) {unknown}; known: {sorted(HOMEOSTASIS)}")
+    out = {}
+    for key, (default, _) in HOMEOSTASIS.items():
+        v = value.get(key, default)
+        if key == "r_target" and isinstance(v, str):
+            if v != "calibration":
+                raise ParameterError(f"{owner}: {name}['r_target'] must be 'calibration' or a rate (Hz), got {v!r}")
+        elif v is not None:
+            v = check_quantity(v, _HOMEOSTASIS_DIMS[key], f"{name}['{key}']", owner,
+                               positive=key.startswith("tau"), nonnegative=not key.startswith("tau"))
+            if np.size(v) != 1:
+                raise ParameterError(f"{owner}: {name}['{key}'] must be one value, got {np.size(v)}")
+            v = v.reshape(())
+        out[key] = v
+    return out
+
+
 @schemes.register("rate")
 class RateCoding(CodingScheme):
     """Rate coding: see the module docstring and `bioconv.mapping` for the parameters' meaning."""
@@ -73,6 +129,9 @@ class RateCoding(CodingScheme):
         "reset": Param("linear", choices=RESETS, doc="reset by subtraction or to a value"),
         "leak_rule": Param("mean_potential", choices=LEAK_RULES, doc="V_eff of the leak bias strategy"),
         "readout": Param("count", choices=READOUTS, doc="how the output layer decides"),
+        "homeostasis": Param(None, check=_check_homeostasis, bad={"tau_r": 20},
+                             doc="None (off), True or a dict of HOMEOSTASIS settings: seed 001's homeostatic "
+                                 "threshold (FORMULAS §9) on every membrane"),
     }
     encoders = ("regular", "poisson", "current")
     default_encoder = "regular"
@@ -85,6 +144,9 @@ class RateCoding(CodingScheme):
         check_parameters(Cm=v["Cm"], v_th=v["v_th"], tau_ref=v["tau_ref"], rate_max=v["rate_max"],
                          synapse=v["synapse"], tau_s=v["tau_s"], bias=v["bias"], reset=v["reset"],
                          leak_rule=v["leak_rule"], readout=v["readout"])
+        h = v["homeostasis"]
+        if h is not None and h["k_theta"] is None:
+            values = dict(values, homeostasis=dict(h, k_theta=(v["v_th"] / v["rate_max"]).reshape(())))
         return values
 
     def check_inputs(self, x, shape, where):
@@ -96,9 +158,18 @@ class RateCoding(CodingScheme):
 
     def map(self, graph, pops, calibration):
         v = dict(self.values)
+        homeostasis = v.pop("homeostasis")
         acts = activations(graph, pops, calibration)
         scales = compute_scales(pops, acts, v.pop("normalization"))
-        return map_network(pops, scales, **v), acts
+        mapped = map_network(pops, scales, **v)
+        if homeostasis is not None:
+            h = dict(homeostasis)
+            if isinstance(h["r_target"], str):  # 'calibration': each unit's mean target rate
+                r = float(mapped.rate_max)
+                h["r_target"] = {name: np.maximum(np.asarray(a), 0).reshape(len(a), -1).mean(0) / scales.values[name]
+                                 * r * Hz for name, a in acts.items()}
+            mapped = with_homeostasis(mapped, **h)
+        return mapped, acts
 
     def targets(self, snn, x):
         """The rate (Hz) each unit should fire at: normalized ANN activation x rate_max."""
@@ -215,5 +286,4 @@ class RateCoding(CodingScheme):
 
 
 def _check_time(value, name, where):
-    from ..units import check_quantity
     return check_quantity(value, second.dim, name, where, positive=True)

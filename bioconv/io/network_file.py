@@ -92,6 +92,8 @@ def _encode_mapped(snn, w: ArchiveWriter) -> dict:
                      pool_groups=None if p.pool_groups is None else w.add(f"{where}/pool_groups", p.pool_groups),
                      calibration_max=None if isinstance(snn._calibration_acts, NoCalibration) else
                      w.add(f"{where}/calibration_max", np.asarray(snn._calibration_acts[p.name]).max(axis=0)))
+        if p.options:  # written only when some are on: a plain network's file is as before
+            entry["options"] = list(p.options)
         pops.append(entry)
     used = sorted({p.neuron for p in net.populations if p.neuron} | {net.synapse})
     return dict(
@@ -203,7 +205,7 @@ def _read_mapped(r: ArchiveReader, graph, conversion: dict, version: int):
                              bias_weight=None if e["bias_weight"] is None else
                              quantities.decode(e["bias_weight"], r, f"{where}, bias_weight"),
                              pool_groups=None if e["pool_groups"] is None else r.array(e["pool_groups"]),
-                             scale=float(e["scale"]))
+                             scale=float(e["scale"]), options=tuple(e.get("options", ())))
         mapped_pops.append(p)
         if e["calibration_max"] is None:  # a network without calibration data (from NIR)
             calibration_max = NoCalibration("saved without calibration data")

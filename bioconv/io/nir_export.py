@@ -120,6 +120,10 @@ def to_nir(snn, *, strict: bool = False, dt=None):
     rate_max = float(net.rate_max)
     pops = {p.name: p for p in net.populations}
     for p in net.populations:
+        if p.options:
+            raise NIRExportError(f"to_nir: population {p.name!r} has the neuron option(s) {list(p.options)} (e.g. "
+                                 f"the homeostatic threshold of rate coding's homeostasis), which no NIR node "
+                                 f"expresses; convert without them to export")
         if p.name.endswith(RELU_PART) or p.name.endswith(EXCESS):
             raise NIRExportError(f"to_nir: population {p.name!r} is half of a ReLU1 (two populations whose "
                                  f"difference is the clamp), which NIR has no node for")

@@ -202,7 +202,8 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
         if p.neuron == "conductance_lif" and (np.any(np.asarray(params["gl"]) == 0) or "gl" in swept[p.name]):
             method = "rk4"  # exact integration of the leaky membrane divides by gl (units with gl = 0 here)
         g = models.neuron_group(B * p.size, p.neuron, net.synapse, reset=net.reset, method=method,
-                                name=f"pop_{_safe(p.name)}", shared=tuple(sorted(shared)), count_spikes=counting,
+                                options=p.options, name=f"pop_{_safe(p.name)}", shared=tuple(sorted(shared)),
+                                count_spikes=counting,
                                 fold_static_states=True,
                                 **net.synapse_params, **params)
         groups[p.name] = g
@@ -383,6 +384,7 @@ def shape_signature(net: MappedNetwork, sweepable=(), conv: str = "unrolled") ->
                      bool(np.any(np.asarray(p.params["gl"]) == 0)) if "gl" in p.params else None,
                      "tau_s": "swept" if "tau_s" in mine else None}
         pops.append({"name": p.name, "kind": p.kind, "shape": list(p.shape), "neuron": p.neuron, "params": params,
+                     **({"options": list(p.options)} if p.options else {}),
                      "decisions": decisions,
                      "projections": [_projection_signature(net, q, f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}",
                                                            conv) for k, q in enumerate(p.projections)],
