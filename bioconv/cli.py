@@ -29,7 +29,7 @@ def _study(args) -> int:
 
 
 #: The studies the main job (`bioconv demo`, `make demo`) runs, quick settings.
-DEMO_STUDIES = ("rate_validation", "conversion_error", "ttfs")
+DEMO_STUDIES = ("rate_validation", "conversion_error", "ttfs", "coding_schemes")
 
 
 def _demo(args) -> int:
@@ -100,8 +100,8 @@ def main(argv=None) -> int:
     p.add_argument("--kind", choices=["neuron", "synapse"])
     p.set_defaults(func=_models)
     for name, fn, help_ in [("study", _study, "run a study from studies/"),
-                            ("demo", _demo, "the main job: the rate_validation, conversion_error and ttfs studies (quick), "
-                                            "summaries")]:
+                            ("demo", _demo, "the main job: the rate_validation, conversion_error, ttfs and "
+                                            "coding_schemes studies (quick), summaries")]:
         p = sub.add_parser(name, help=help_)
         if name == "study":
             p.add_argument("name", help="study name, e.g. rate_validation")

@@ -4,7 +4,7 @@ from bioconv import cli, study
 
 
 def test_demo_runs_each_main_job_study_quick_and_prints_its_summary(monkeypatch, tmp_path, capsys):
-    assert cli.DEMO_STUDIES == ("rate_validation", "conversion_error", "ttfs")
+    assert cli.DEMO_STUDIES == ("rate_validation", "conversion_error", "ttfs", "coding_schemes")
     ran = []
 
     def run_study(name, *, full, out, device, config, threads):
