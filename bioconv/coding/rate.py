@@ -74,7 +74,7 @@ class RateCoding(CodingScheme):
         "leak_rule": Param("mean_potential", choices=LEAK_RULES, doc="V_eff of the leak bias strategy"),
         "readout": Param("count", choices=READOUTS, doc="how the output layer decides"),
     }
-    encoders = ("regular", "poisson", "current")
+    encoders = ("regular", "poisson", "current", "phase")
     default_encoder = "regular"
     metric_names = ("accuracy", "ann_accuracy", "agreement", "accuracy_vs_time", "agreement_vs_time",
                     "undecided_fraction", "layer_correlation", "scatter", "synaptic_events", "error_terms")
@@ -86,6 +86,15 @@ class RateCoding(CodingScheme):
                          synapse=v["synapse"], tau_s=v["tau_s"], bias=v["bias"], reset=v["reset"],
                          leak_rule=v["leak_rule"], readout=v["readout"])
         return values
+
+    def check_encoder(self, encoder, where):
+        """The declared encoders, and any `PhaseEncoder` registered under a name of its own (another
+        K or steps per phase: `bioconv.coding.phase`)."""
+        from .encoders import encoders as registered
+        from .phase import PhaseEncoder
+        if isinstance(encoder, str) and encoder in registered and isinstance(registered[encoder], PhaseEncoder):
+            return encoder
+        return super().check_encoder(encoder, where)
 
     def check_inputs(self, x, shape, where):
         x = super().check_inputs(x, shape, where)
