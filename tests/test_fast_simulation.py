@@ -45,7 +45,7 @@ def _counts(snn, x, device, batch, encoder="regular", seed=0, float32=False, thr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("encoder", ["regular", "current"])
+@pytest.mark.parametrize("encoder", ["regular", "current", "phase"])
 def test_counts_identical_across_devices_and_batch_sizes(small_convnet, encoder):
     model, x = small_convnet
     x = x[:5]

@@ -8,9 +8,16 @@ rate coding). An encoder turns those values into the network's input: it builds 
 rest when samples are presented one after another (`Encoder.presentation_reset`).
 
 Registered here: ``regular`` (seed 003 eq. 15), ``poisson`` and ``current`` (no input spikes: each
-first-layer unit receives the mean current of its inputs). A new encoder (latency, phase, ...) is a
+first-layer unit receives the mean current of its inputs); ``phase`` (`bioconv.coding.phase`: weighted
+spikes against a global oscillation) in its own module. A new encoder (latency, phase, ...) is a
 subclass registered with ``encoders.register(name, instance)``; tests/test_coding_conformance.py
 checks every registered encoder against this contract.
+
+Besides its group, an encoder can declare what the rest of the build needs from it: a variable of its
+group that weighs every spike (`Encoder.spike_weight`: the input projections' synapses multiply their
+weight by it, `bioconv.models.weighted_event_code`), constants its group takes from the mapped network
+(`Encoder.configure`), and the parameters that shape its group's code (`Encoder.params`, part of a
+compiled project's cache key).
 """
 from __future__ import annotations
 
@@ -41,6 +48,11 @@ class Encoder:
     spiking: bool = True
     nonnegative: bool = True  # rates (and latencies) below zero mean nothing
     deterministic: bool = True  # the same values give the same input in every presentation (not Poisson)
+    #: a variable of the input group by which each of its spikes' weight is multiplied on every input
+    #: projection (None: every spike carries the synapse's weight)
+    spike_weight: str | None = None
+    #: the group takes constants from the network's rate_max (`configure`): a build cannot sweep it
+    uses_rate_max: bool = False
 
     def check(self, values: np.ndarray, where: str) -> np.ndarray:
         """The scheme's encoded values (b, n_input) as floats in ``value_unit``, refused if they are
@@ -72,6 +84,16 @@ class Encoder:
         with ``table`` (a TimedArray (presentations, n)), read from it per presentation.
         ``count_spikes``: as in `models.neuron_group` (a ``spike_count`` the group increments)."""
         raise NotImplementedError(f"encoder {self.name!r} builds no input group")
+
+    def configure(self, group: NeuronGroup, net) -> None:
+        """Set what the input ``group`` (built by `group`) takes from the mapped network ``net``,
+        before the build is run or compiled (a compiled project holds these values: they must be
+        part of its cache key, as the network's rate_max is)."""
+
+    def params(self) -> dict:
+        """The encoder's parameters that shape its group's generated code, as plain data (part of a
+        compiled project's cache key; {} for an encoder without parameters)."""
+        return {}
 
     def presentation_reset(self, table_name: str | None = None) -> str:
         """Brian2 code run on each driven group (the input group if ``spiking``) at the start of every

@@ -133,7 +133,7 @@ class RateCoding(CodingScheme):
                              doc="None (off), True or a dict of HOMEOSTASIS settings: seed 001's homeostatic "
                                  "threshold (FORMULAS §9) on every membrane"),
     }
-    encoders = ("regular", "poisson", "current")
+    encoders = ("regular", "poisson", "current", "phase")
     default_encoder = "regular"
     metric_names = ("accuracy", "ann_accuracy", "agreement", "accuracy_vs_time", "agreement_vs_time",
                     "undecided_fraction", "layer_correlation", "scatter", "synaptic_events", "error_terms")
@@ -148,6 +148,15 @@ class RateCoding(CodingScheme):
         if h is not None and h["k_theta"] is None:
             values = dict(values, homeostasis=dict(h, k_theta=(v["v_th"] / v["rate_max"]).reshape(())))
         return values
+
+    def check_encoder(self, encoder, where):
+        """The declared encoders, and any `PhaseEncoder` registered under a name of its own (another
+        K or steps per phase: `bioconv.coding.phase`)."""
+        from .encoders import encoders as registered
+        from .phase import PhaseEncoder
+        if isinstance(encoder, str) and encoder in registered and isinstance(registered[encoder], PhaseEncoder):
+            return encoder
+        return super().check_encoder(encoder, where)
 
     def check_inputs(self, x, shape, where):
         x = super().check_inputs(x, shape, where)

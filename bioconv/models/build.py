@@ -228,8 +228,19 @@ def _check_distinct_time_constants(neuron, synapse, values):
             f"choose different time constants or pass method='rk4'")
 
 
+def weighted_event_code(code: str, factor: str | None) -> str:
+    """A synapse model's event code with every use of the weight ``w`` scaled by the presynaptic
+    variable ``factor`` (``w`` -> ``(w * <factor>_pre)``): each spike weighs what its source says it
+    is worth (a phase-coded input's spike: the weight of its phase). ``factor=None``: ``code`` as is.
+    A Brian2 code string: the generated code changes only through Brian2's code generation of it."""
+    if factor is None:
+        return code
+    from brian2.utils.stringtools import word_substitute
+    return word_substitute(code, {"w": f"(w * {factor}_pre)"})
+
+
 def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None,
-             target_refractory: bool = True) -> Synapses:
+             target_refractory: bool = True, weight_factor: str | None = None) -> Synapses:
     """Connect ``pre`` to ``post`` through ``synapse`` with index arrays ``i``, ``j`` and weights ``w``.
 
     ``post`` must have been built by `neuron_group` with the same synapse model (its kernel states
@@ -239,6 +250,8 @@ def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None
     Each event of ``pre`` besides the spike gets a pathway of its own, named after the event, running
     the synapse model's ``on_event`` statement for it (a source event the synapse does not transmit is
     refused); ``delay`` then applies to every pathway.
+    ``weight_factor``: a variable of ``pre`` by which every event's weight is multiplied
+    (`weighted_event_code`): a phase-coded input's spike weight (`bioconv.coding.phase`).
     """
     synapse = _as_model(synapse, "synapse")
     built_with = _KERNEL_OF.get(post, synapse.name)
@@ -258,6 +271,12 @@ def synapses(pre, post, synapse, *, i, j, w, delay=None, name: str | None = None
                          f"{untransmitted}, which the synapse does not transmit (its on_event: "
                          f"{sorted(synapse.on_event) or 'none'})")
     pathways = {"pre": on_pre, **{e: synapse.on_event[e] for e in source_events}}
+    if weight_factor is not None:
+        if weight_factor not in pre.variables:
+            raise ModelError(f"synapse model {synapse.name!r}: source group {pre.name!r} has no variable "
+                             f"{weight_factor!r} to weigh its spikes by")
+        pathways = {p: weighted_event_code(code, weight_factor) for p, code in pathways.items()}
+        on_pre = pathways["pre"]
     missing = sorted({v for code in pathways.values() for v in _post_names(code) if v not in post.variables})
     if missing:
         raise ModelError(f"synapse model {synapse.name!r}: target group {post.name!r} lacks "

@@ -157,6 +157,9 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     swept = sw.swept_variables(net, names)
     net = sw.sweepable_form(net, names)
     enc = encoders[encoder]
+    if "rate_max" in names and enc.uses_rate_max:
+        raise ParameterError(f"build: encoder {encoder!r} codes its input against the network's rate_max (its full "
+                             f"scale, a constant of the compiled input group); rate_max cannot be swept with it")
     B = len(x_rates)
     K = int(presentations)
     if (K > 1 or names) and period is None:
@@ -174,6 +177,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     if enc.spiking:
         groups[input_pop.name] = enc.group(B * input_pop.size, inputs[input_pop.name], "pop_input",
                                            table=tables.get(input_pop.name), count_spikes=K > 1)
+        enc.configure(groups[input_pop.name], net)
         input_vars[input_pop.name], input_units[input_pop.name] = enc.variable, enc.unit
         if K > 1:
             resets.append((groups[input_pop.name], "\n".join(filter(None, [enc.presentation_reset(),
@@ -217,6 +221,8 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             if q.source == input_pop.name and not enc.spiking:
                 continue
             src = groups[q.source]
+            # a phase-coded input's spikes weigh what their phase is worth (`Encoder.spike_weight`)
+            weight_factor = enc.spike_weight if q.source == input_pop.name else None
             n_src = int(np.prod(net.population(q.source).shape))
             name = f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}"
             if conv == "shared" and q.unshared:
@@ -224,7 +230,8 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             for name, part in pathway_parts(net, q, name, conv, log=True):
                 if isinstance(part, KernelTerm):
                     from .shared_conv import SharedConvPathway
-                    objects.append(SharedConvPathway(src, g, part, _on_pre(net.synapse, g, refractory), n_copies=B,
+                    on_pre = models.weighted_event_code(_on_pre(net.synapse, g, refractory), weight_factor)
+                    objects.append(SharedConvPathway(src, g, part, on_pre, n_copies=B,
                                                      kernel_copies=kernel_copies(B, names), name=name))
                     weight_owners[name] = objects[-1]
                     continue
@@ -235,7 +242,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
                 j = (part.j[order][None, :] + p.size * np.arange(B)[:, None]).ravel()
                 w = Quantity(np.tile(np.asarray(part.w)[order], B), dim=part.w.dim)
                 objects.append(models.synapses(src, g, net.synapse, i=i, j=j, w=w, target_refractory=refractory,
-                                               name=name))
+                                               name=name, weight_factor=weight_factor))
                 weight_owners[name] = objects[-1]
         if p.bias_weight is not None:
             # one source for all copies, or one per copy where each copy may have its own rate_max

@@ -70,6 +70,7 @@ def shape_parts(net: MappedNetwork, *, B: int, K: int, duration, dt, encoder: st
     weights, per-neuron parameters) and the seed (`network.shape_signature`). ``sweepable``: the names a
     sweepable build keeps changeable are in the key, their values are not (a launch passes them).
     ``conv``: the form of the convolutions (`network.CONV_FORMS`), as the build will make them."""
+    from ..coding.encoders import encoders
     from .network import shape_signature
     from .sweepable import check_names
     sweepable = check_names(sweepable, "shape_parts")
@@ -91,7 +92,8 @@ def shape_parts(net: MappedNetwork, *, B: int, K: int, duration, dt, encoder: st
                     "rate_max": "swept" if "rate_max" in sweepable else float(net.rate_max), "bias": net.bias,
                     "reset": net.reset, "readout": net.readout, "sweepable": list(sweepable), "conv": conv},
         "B": int(B), "K": int(K), "duration": float(duration), "dt": float(dt), "encoder": encoder,
-        "seed": seed, "record_output_every": None if record_output_every is None else float(record_output_every),
+        "encoder_params": encoders[encoder].params(), "seed": seed,
+        "record_output_every": None if record_output_every is None else float(record_output_every),
     }
 
 

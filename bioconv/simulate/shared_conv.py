@@ -5,13 +5,14 @@ the convolution's geometry instead of being read from one stored synapse per (so
 its own template (``templates/bioconv_conv_pathway.cpp``). It runs where Brian2 runs the pathway of a
 `Synapses` object of the same name (slot ``synapses``, order -1, name ``<synapses>_pre``), and its
 event code is Brian2's code generation of the synapse model's ``on_pre`` (delta, exponential,
-alpha; with or without the refractoriness test), with ``w`` read from the kernel and the
-postsynaptic variables from the target. For each spiking source unit, in the order of the source's
-spike space (the order in which the unrolled form's events reach a target), the template walks
-the output channels and the kernel taps whose outputs exist and applies one event per target;
-a target receives at most one event per source spike from one kernel, as it would from one
-synapse. So the unrolled and the shared forms apply the same values in the same order to every
-target: the same spikes.
+alpha; with or without the refractoriness test; for a phase-coded input, its weight scaled by a
+shared variable of the source), with ``w`` read from the kernel, the postsynaptic variables from
+the target and the presynaptic ones (shared only) from the source. For each spiking source unit, in
+the order of the source's spike space (the order in which the unrolled form's events reach a
+target), the template walks the output channels and the kernel taps whose outputs exist and
+applies one event per target; a target receives at most one event per source spike from one kernel,
+as it would from one synapse. So the unrolled and the shared forms apply the same values in the
+same order to every target: the same spikes.
 
 Memory per copy does not depend on the number of unrolled synapses: the pathway holds the kernel
 (C_in x C_out x kh x kw values, once for all copies, or once per copy when a sweepable build moves
@@ -21,6 +22,8 @@ Only bioconv's standalone device has the template; on Brian2's runtime device an
 the network keeps the unrolled form (`network.conv_form`).
 """
 from __future__ import annotations
+
+import re
 
 import numpy as np
 from brian2.core.names import Nameable
@@ -80,6 +83,15 @@ class SharedConvPathway(CodeRunner, Group):
                                              index="0" if var.scalar else "_postidx")
             except TypeError:  # a variable with its own indexing (as Synapses skips them)
                 continue
+        # Presynaptic variables the event code reads (a phase-coded input's spike weight): only the
+        # source's shared ones, one value for every spike of the step (the template computes no
+        # presynaptic index).
+        for var_name in sorted(set(re.findall(r"\b([A-Za-z]\w*)_pre\b", on_pre))):
+            var = source.variables[var_name] if var_name in source.variables else None
+            if var is None or not var.scalar:
+                raise ValueError(f"SharedConvPathway {name!r}: the event code reads {var_name}_pre, which is not a "
+                                 f"shared variable of {source.name!r} (a shared-kernel pathway reads only those)")
+            self.variables.add_reference(f"{var_name}_pre", source, var_name, index="0")
         self.namespace = {}
         conv_h, conv_w = g.conv_in_shape[1:]
         template_kwds = dict(eventspace_variable=source.variables["_spikespace"], n_source=g.n_source,
