@@ -67,7 +67,7 @@ def main():
             rows.append(dict(T_ms=round(t * 1e3, 3), encoder=enc, agreement=agree, accuracy=acc,
                              ann=res.ann_accuracy, n_test=len(x), input_spikes_per_digit=round(float(spikes), 1),
                              encoder_params=str(e.params() or ""),
-                             full_scale_A=e.full_scale(rate_max, DT) if hasattr(e, "full_scale") else np.nan,
+                             full_scale_A=e.full_scale(snn.mapped.rate_max, DT) if hasattr(e, "full_scale") else np.nan,
                              run_wall_s=round(wall, 1), load_start=load))
         print(f"{enc}: agreement at {args.T} ms {res.agreement:.3f} ({wall:.0f} s)", flush=True)
     rows.sort(key=lambda r: (r["T_ms"], args.encoders.index(r["encoder"])))

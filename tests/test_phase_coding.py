@@ -19,7 +19,7 @@ from bioconv import coding, models
 from bioconv.coding import encoders
 from bioconv.coding.phase import MAX_BITS, PhaseEncoder, phase_bits, quantize
 from bioconv.converter import convert
-from bioconv.errors import ParameterError
+from bioconv.errors import BioconvError, ParameterError
 from bioconv.simulate.devices import simulation_device
 from bioconv.simulate.network import build
 from bioconv.simulate.project import shape_parts
@@ -209,3 +209,14 @@ def test_mnist_mlp_agrees_with_its_ann_at_least_as_well_as_with_regular_input():
     assert res["phase"].agreement >= res["regular"].agreement
     assert res["phase"].agreement >= 0.85
     assert res["phase"].settings["encoder"] == "phase" and res["phase"].settings["device"] == "cpp"
+
+
+def test_values_above_rate_max_are_clipped_with_a_warning_and_full_scale_checks_units():
+    """Regular input fires faster above rate_max; the phase code cannot, and says so by name."""
+    import types
+    enc = encoders["phase"]
+    net = types.SimpleNamespace(rate_max=RATE_MAX, populations=[types.SimpleNamespace(name="input")])
+    with pytest.warns(UserWarning, match=r"encoder 'phase': 1 of 3 input values exceed rate_max"):
+        enc.values(net, np.array([[0.0, float(RATE_MAX) / 2, float(RATE_MAX) * 1.5]]))
+    with pytest.raises(BioconvError, match="dt"):
+        enc.full_scale(RATE_MAX, 0.1)  # a bare number: ms or s? refused

@@ -45,11 +45,13 @@ name="phase4"))``), which rate coding then takes as an encoder too.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
-from brian2 import Hz, NeuronGroup
+from brian2 import Hz, NeuronGroup, second
 
 from ..errors import ParameterError
+from ..units import check_quantity
 from .encoders import Encoder, _rate_line, encoders, spike_counter
 
 #: The most bits K: the K-bit code of a value is held as a float, an exact integer up to 2^24 in float32
@@ -111,7 +113,22 @@ class PhaseEncoder(Encoder):
 
     def full_scale(self, rate_max, dt) -> float:
         """A = rate_max K m dt: what one period of the value 1 is worth, in regular spikes."""
+        rate_max = check_quantity(rate_max, Hz.dim, "rate_max", f"encoder {self.name!r}", positive=True)
+        dt = check_quantity(dt, second.dim, "dt", f"encoder {self.name!r}", positive=True)
         return float(rate_max) * self.period_steps() * float(dt)
+
+    def values(self, net, x: np.ndarray) -> dict[str, np.ndarray]:
+        """As `Encoder.values`, warning by name where values exceed rate_max: the K-bit code clips
+        them to full scale (1 - 2^-K), where regular input would fire faster."""
+        out = super().values(net, x)
+        vals = next(iter(out.values()))
+        top = float(net.rate_max)
+        over = vals > top
+        if np.any(over):
+            warnings.warn(f"encoder {self.name!r}: {int(over.sum())} of {vals.size} input values exceed rate_max "
+                          f"({vals.max():.4g} Hz > {top:.4g} Hz); the phase code clips them to full scale",
+                          stacklevel=2)
+        return out
 
     def spikes(self, a, steps: int) -> np.ndarray:
         """Spikes an input of value ``a`` (fraction of rate_max) fires in a presentation of ``steps``
