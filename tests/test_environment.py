@@ -22,10 +22,12 @@ def _pyproject():
 
 
 def _pins_py311() -> dict:
-    """canonical name -> SpecifierSet of the Python 3.11 stack: the dependencies that apply on 3.11 and
-    the torch extra (`make test` installs both; environment.yml is that stack)."""
+    """canonical name -> SpecifierSet of the Python 3.11 stack: the dependencies that apply on 3.11, the
+    torch extra and the nir extra (`make test` installs them, nir through the test extra;
+    environment.yml is that stack)."""
     pins = {}
-    for line in _pyproject()["dependencies"] + _pyproject()["optional-dependencies"]["torch"]:
+    extras = _pyproject()["optional-dependencies"]
+    for line in _pyproject()["dependencies"] + extras["torch"] + extras["nir"]:
         req = Requirement(line)
         if req.marker is None or req.marker.evaluate(PY311):
             name = canonicalize_name(req.name)
