@@ -312,7 +312,7 @@ class SNN:
         if presentations is not None and presentations > 1 and not sequential:
             raise ParameterError(f"SNN.evaluate: presentations > 1 needs device 'cpp' or 'cuda', got {device!r}")
         t0 = time.perf_counter()
-        targets = coding.targets(self, x)
+        targets, logits = coding.targets_and_logits(self, x)
         inputs = coding.encode(self, x, targets)  # (N, n_input) in the encoder's value unit
         names = [p.name for p in self.mapped.populations]
         n_pres = -(-len(x) // batch)  # presentations needed in all
@@ -348,7 +348,6 @@ class SNN:
         presentations = int(presentations)
         workers = min(workers, -(-len(x) // (batch * presentations)))
         omp_threads = max(1, cores // workers) if device == "cpp" else threads
-        logits = self.graph.forward(x)[self.graph.output].reshape(len(x), -1)
         ann_pred = logits.argmax(1)
         T, step = float(duration), float(dt)
         times = np.linspace(T / time_points, T, time_points)

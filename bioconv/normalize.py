@@ -23,13 +23,16 @@ class Scales:
     method: str
 
 
-def activations(graph: LayerGraph, pops: list[Population], x: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
-    """ANN activations (B, n_units) of every population for inputs ``x`` (B, *input_shape)."""
-    out = {p.name: [] for p in pops}
+def activations(graph: LayerGraph, pops: list[Population], x: np.ndarray, batch: int = 256,
+                nodes: tuple = ()) -> dict[str, np.ndarray]:
+    """ANN activations (B, n_units) of every population for inputs ``x`` (B, *input_shape), and of
+    the graph ``nodes`` named (e.g. the output node's logits, in the same forward pass)."""
+    names = [p.name for p in pops] + [n for n in nodes if n not in {p.name for p in pops}]
+    out = {name: [] for name in names}
     for k in range(0, len(x), batch):
         acts = graph.forward(x[k:k + batch])
-        for p in pops:
-            out[p.name].append(acts[p.name].reshape(len(acts[p.name]), -1))
+        for name in names:
+            out[name].append(acts[name].reshape(len(acts[name]), -1))
     return {name: np.concatenate(a) for name, a in out.items()}
 
 

@@ -176,6 +176,11 @@ class CodingScheme:
         scheme's decoded quantity (rate coding: Hz)."""
         raise NotImplementedError
 
+    def targets_and_logits(self, snn, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """`targets` and the ANN's output (N, n_out) for inputs ``x``. This default runs two forward
+        passes; a scheme whose targets come from one pass returns the output from it."""
+        return self.targets(snn, x), snn.graph.forward(x)[snn.graph.output].reshape(len(x), -1)
+
     # --- evaluation ---------------------------------------------------------------------------
     def evaluation_defaults(self) -> dict:
         """``duration``, ``dt`` and ``encoder`` of an `SNN.evaluate` call that gives none."""

@@ -201,14 +201,24 @@ def batch_for_budget(net: MappedNetwork, n_samples: int, memory_budget: int | No
     return int(max(1, min(n_samples, (budget - fixed) // per_copy)))
 
 
+# Released arrays above this size are worth a full garbage collection (which takes 0.6-1 s in a
+# process that has imported torch and built a network: millions of tracked objects).
+_COLLECT_ABOVE_BYTES = 256 * 2 ** 20
+
+
 def _release_build_memory(dev):
     """After a standalone build, the connectivity lives in the project's files; drop Brian2's Python-side
     copies (static arrays, cached synapse values), which are as large as the binary's own."""
+    released = sum(getattr(a, "nbytes", 0) for a in dev.static_arrays.values())
     dev.static_arrays.clear()
     for var in list(dev.array_cache):
         if isinstance(getattr(var, "owner", None), Synapses):
+            released += getattr(dev.array_cache[var], "nbytes", 0)
             dev.array_cache[var] = None
-    gc.collect()
+    # Reference counting frees the arrays themselves; a full collection also frees those held in
+    # reference cycles, and pays for itself only when they are large.
+    if released > _COLLECT_ABOVE_BYTES:
+        gc.collect()
 
 
 _device_held = False  # an open CompiledNetwork holds Brian2's device

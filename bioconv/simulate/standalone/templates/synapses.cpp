@@ -4,7 +4,9 @@
    from the source's spike space and each spiking source's synapse list, in the order the queue would
    hand them on, instead of being copied through the spike queue; otherwise Brian2's loop runs. Every
    code object of this template applies the same condition as synapses_push_spikes.cpp, so a queue is
-   only bypassed when all of its readers bypass it. #}
+   only bypassed when all of its readers bypass it. A spiking source whose synapses are one contiguous
+   range targeting one increasing run of neurons (a fully connected layer) has its events applied with
+   the target computed instead of loaded, which lets the compiler vectorize them. #}
 {% extends 'common_synapses.cpp' %}
 
 {% set _non_synaptic = [] %}
@@ -27,8 +29,24 @@
     {% if bioconv_direct_propagation(pathway) %}
     {% set _space = pathway.source.variables['_' + pathway.event + 'space'] %}
     {% set _queue = pathway.name + '.queue[0]' %}
+    {# the statement of the vector code that loads each event's target (get_array_name: the pointer) #}
+    {% set _post_ptr = get_array_name(pathway.synapses.variables['_synaptic_post']) %}
+    {% set _post_def = 'const int32_t _postsynaptic_idx = ' + _post_ptr + '[_idx];' %}
+    {% set _dense_code = [] %}
+    {% for _line in (vector_code.split('\n') if vector_code is string else vector_code) %}
+        {% if _dense_code.append('const size_t _postsynaptic_idx = _post_first + _j;' if _line.strip() == _post_def else _line) %}{% endif %}
+    {% endfor %}
+    {% set _dense_post = _post_def in (vector_code.split('\n') if vector_code is string else vector_code)|map('trim')|list %}
     if {{bioconv_direct_condition(pathway.name)}}
     {
+        {% if _dense_post %}
+        // per source: 1 when its targets are one increasing run of neurons (a fully connected layer),
+        // so the events need no target index and vectorize; checked at its first spike (the
+        // connectivity is fixed once the binary has loaded it)
+        static std::vector<signed char> _post_runs;
+        if(_post_runs.empty())
+            _post_runs.assign({{_queue}}->source_end - {{_queue}}->source_start, -1);
+        {% endif %}
         // bioconv: zero delay, events straight from the source's spikes (direct_propagation)
         const int32_t * const _source_spikes = {{get_array_name(_space, access_data=False)}};
         const int32_t _n_source_spikes = _source_spikes[{{_space.size - 1}}];
@@ -43,6 +61,28 @@
             {
                 // one contiguous range (the list is increasing): no index to load per event
                 const size_t _first = _synapses[0];
+                {% if _dense_post %}
+                signed char &_dense = _post_runs[_source - {{_queue}}->source_start];
+                if(_dense < 0)
+                {
+                    _dense = 1;
+                    for(size_t _j=1; _j<_n_synapses; _j++)
+                        if({{_post_ptr}}[_first+_j] != {{_post_ptr}}[_first] + (int32_t)_j) { _dense = 0; break; }
+                }
+                if(_dense)
+                {
+                    // the same statements, in the same order, with the target computed: each target
+                    // once per event, so the loop vectorizes and every value is the same
+                    const size_t _post_first = {{_post_ptr}}[_first];
+                    for(size_t _j=0; _j<_n_synapses; _j++)
+                    {
+                        const size_t _idx = _first + _j;
+                        const size_t _vectorisation_idx = _idx;
+                        {{_dense_code|autoindent}}
+                    }
+                    continue;
+                }
+                {% endif %}
                 for(size_t _idx=_first; _idx<_first+_n_synapses; _idx++)
                 {
                     const size_t _vectorisation_idx = _idx;
