@@ -60,8 +60,9 @@ def convert(model, calibration=None, *, input_shape=None, coding="rate", **param
     'pXX.X' (default p99.9), a number, or a dict of per-population scales), ``Cm``, ``v_th``,
     ``tau_ref``, ``rate_max``, ``synapse``, ``tau_s``, ``bias``, ``reset``, ``leak_rule`` and
     ``readout``, described in `bioconv.mapping`, and ``homeostasis`` (None: off; True or a dict of
-    ``tau_r``, ``tau_theta``, ``k_theta``, ``r_target``: seed 001's homeostatic threshold on every
-    membrane, r_target by default each neuron's mean calibration target rate; `bioconv.coding.rate`).
+    ``tau_r``, ``tau_theta``, ``k_theta``, ``r_target``, ``vt_floor``: seed 001's homeostatic threshold
+    on every membrane, r_target by default each neuron's mean calibration target rate, the threshold
+    never below v_reset + vt_floor (v_th - v_reset); `bioconv.coding.rate`).
     """
     scheme = coding_scheme(coding, **params)  # before any work on the data
     if isinstance(model, G.LayerGraph):
