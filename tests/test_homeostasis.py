@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import pytest
-from brian2 import Hz, Network, StateMonitor, mV, ms, second
+from brian2 import Hz, Network, StateMonitor, mV, ms, pF, second
 
 import networks
 from bioconv import coding
@@ -247,3 +247,30 @@ def test_bad_settings_are_refused_by_name(value, match):
     graph, x = RateCoding().example()
     with pytest.raises(ParameterError, match=match):
         convert(graph, x, homeostasis=value)
+
+
+@pytest.mark.parametrize("name, value, why", [
+    ("v_th", 25 * mV, "moves the threshold itself"),
+    ("rate_max", 150 * Hz, "r_target .* derived from rate_max"),
+])
+def test_sweeping_v_th_or_rate_max_of_a_homeostatic_network_is_refused(name, value, why):
+    from bioconv.simulate.sweepable import check_point
+    graph, x = RateCoding().example()
+    snn = convert(graph, x, homeostasis=True)
+    plain = convert(graph, x)
+    check_point(plain.mapped, {name: value})  # the plain network sweeps it
+    check_point(snn.mapped, {"Cm": 150 * pF})  # and the homeostatic one sweeps the others
+    pops = [p.name for p in snn.mapped.populations[1:]]
+    assert pops and all(p.options == ("homeostatic",) for p in snn.mapped.populations[1:])
+    match = (rf"parameter '{name}' cannot be swept on a network with the homeostatic threshold "
+             rf"\(population\(s\) \[{', '.join(repr(p) for p in pops)}\]\): .*{why}")
+    with pytest.raises(ParameterError, match=match):
+        check_point(snn.mapped, {name: value})
+    with pytest.raises(ParameterError, match=match):  # a point without it, on a build that sweeps it
+        check_point(snn.mapped, {"Cm": 150 * pF}, ("Cm", name))
+    with pytest.raises(ParameterError, match="CompiledNetwork: " + match):  # before any compile
+        CompiledNetwork(snn.mapped, 1, duration=10 * ms, dt=DT, device="runtime", sweepable=(name,))
+    with pytest.raises(ParameterError, match="build: " + match):
+        with simulation_device("runtime", dt=DT):
+            network.build(snn.mapped, snn.coding.encode(snn, x[:1]), encoder="current", sweepable=(name,),
+                          period=10 * ms)
