@@ -568,7 +568,7 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
         tgt = {n: v * ratio for n, v in targets.items()}
         c = {0: {n: [counts[i][n]] for n in pops if n in seen_counts}}
         res = snn._metrics(np.asarray(x), y, ann_pred, tgt, c, {0: [scores[i]]}, (0,), times, T, step,
-                           scatter_points)
+                           scatter_points, encoder=encoder)
         res.synaptic_events = sum(int(np.dot(counts[i][n].sum(0), snn._out_degree(n))) for n in seen_counts)
         res.settings = dict(settings, call_wall_s=time.perf_counter() - t0)
         summary = res.summary()
