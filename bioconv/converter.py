@@ -60,8 +60,9 @@ def convert(model, calibration=None, *, input_shape=None, coding="rate", **param
     'pXX.X' (default p99.9), a number, or a dict of per-population scales), ``Cm``, ``v_th``,
     ``tau_ref``, ``rate_max``, ``synapse``, ``tau_s``, ``bias``, ``reset``, ``leak_rule`` and
     ``readout``, described in `bioconv.mapping`, and ``homeostasis`` (None: off; True or a dict of
-    ``tau_r``, ``tau_theta``, ``k_theta``, ``r_target``: seed 001's homeostatic threshold on every
-    membrane, r_target by default each neuron's mean calibration target rate; `bioconv.coding.rate`).
+    ``tau_r``, ``tau_theta``, ``k_theta``, ``r_target``, ``vt_floor``: seed 001's homeostatic threshold
+    on every membrane, r_target by default each neuron's mean calibration target rate, the threshold
+    never below v_reset + vt_floor (v_th - v_reset); `bioconv.coding.rate`).
     """
     scheme = coding_scheme(coding, **params)  # before any work on the data
     if isinstance(model, G.LayerGraph):
@@ -379,7 +380,8 @@ class SNN:
                 sim_s += compiled.sim_seconds
                 peak_rss = max(peak_rss, compiled.peak_rss)
         bar.close()
-        result = self._metrics(x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step, scatter_points)
+        result = self._metrics(x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step, scatter_points,
+                               encoder=encoder)
         # events of one presentation of the data set: each unit's spikes times its out-degree
         result.synaptic_events = sum(int(np.dot(np.concatenate(c).sum(0), self._out_degree(name)))
                                      for name, c in counts[seeds[0]].items() if c)
@@ -420,9 +422,16 @@ class SNN:
         return self.coding.score(self.mapped, out, times, dt)
 
     def _metrics(self, x, y, ann_pred, targets, counts, readout_scores, seeds, times, T, step,
-                 scatter_points) -> EvaluationResult:
+                 scatter_points, encoder=None) -> EvaluationResult:
         """The coding scheme's metrics of an evaluation (`CodingScheme.metrics`) as its result; also
-        what `simulate.sweepable.evaluate_points` scores each parameter point with."""
+        what `simulate.sweepable.evaluate_points` scores each parameter point with. Under an
+        ``encoder`` whose input spikes do not code rates (`Encoder.rate_coded` False: the phase code)
+        the input population's counts are left out, so no rate metric (layer_correlation, error_terms,
+        scatter) compares them with rate targets; the synaptic events still count its spikes."""
+        from .coding.encoders import encoders
+        if encoder is not None and not encoders[encoder].rate_coded:
+            inputs = self.mapped.populations[0].name
+            counts = {s: {n: c for n, c in per.items() if n != inputs} for s, per in counts.items()}
         return EvaluationResult(**self.coding.metrics(
             x=x, y=y, ann_pred=ann_pred, targets=targets, counts=counts, scores=readout_scores, seeds=seeds,
             times=times, duration=T, dt=step, scatter_points=scatter_points))

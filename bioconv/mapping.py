@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from brian2 import Hz, Quantity, amp, coulomb, farad, mV, ms, pF, second, siemens, volt
+from brian2.units.fundamentalunits import DIMENSIONLESS
 
 from . import analysis, models
 from .errors import ParameterError
@@ -265,16 +266,28 @@ def map_network(pops: list[Population], scales: Scales, *, Cm=100 * pF, v_th=20 
     return MappedNetwork(mapped, synapse, syn_params, rate_max, bias, reset, readout, scales)
 
 
-def with_homeostasis(net: MappedNetwork, *, tau_r, tau_theta, k_theta, r_target) -> MappedNetwork:
+def with_homeostasis(net: MappedNetwork, *, tau_r, tau_theta, k_theta, r_target, vt_floor=0.1) -> MappedNetwork:
     """``net`` with seed 001's homeostatic threshold (FORMULAS §9) on every membrane that fires: the
     ``homeostatic`` option of ``conductance_lif`` (a perfect integrator becomes that model with gl = 0
     and EL = v_reset, which it starts from: the same membrane). An output read by its potential never
     fires and stays as it is. ``tau_r``, ``tau_theta``, ``k_theta``: scalars; ``r_target``: a rate for
-    every neuron, or a dict population name -> one rate per unit."""
+    every neuron, or a dict population name -> one rate per unit.
+
+    ``vt_floor`` (a number in (0, 1), default 0.1): the floor of the effective threshold, which never
+    goes below ``v_reset + vt_floor (v_th - v_reset)`` (theta >= -(1 - vt_floor)(v_th - v_reset)). A
+    neuron that stays below its target rate lowers its threshold only down to there, so it fires at
+    most about 1/vt_floor times its plain rate (10 times by default) instead of every step (a threshold
+    at or below v_reset, where a linear reset would raise v). theta stops at the floor (no wind-up) and
+    rises again as soon as the rate trace exceeds r_target."""
     owner = "bioconv.mapping.with_homeostasis"
+    floor = check_quantity(vt_floor, DIMENSIONLESS, "vt_floor", owner, positive=True)
+    if np.size(floor) != 1 or not float(floor) < 1:
+        raise ParameterError(f"{owner}: vt_floor must be one number in (0, 1) (the floor of the threshold as a "
+                             f"fraction of v_th - v_reset above v_reset), got {vt_floor!r}")
     values = dict(tau_r=check_quantity(tau_r, second.dim, "tau_r", owner, positive=True),
                   tau_theta=check_quantity(tau_theta, second.dim, "tau_theta", owner, positive=True),
-                  k_theta=check_quantity(k_theta, (volt / Hz).dim, "k_theta", owner, nonnegative=True))
+                  k_theta=check_quantity(k_theta, (volt / Hz).dim, "k_theta", owner, nonnegative=True),
+                  vt_floor=floor)
     pops = []
     for p in net.populations:
         silent = p.kind == "output" and net.readout == "potential"

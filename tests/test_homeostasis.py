@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import pytest
-from brian2 import Hz, Network, StateMonitor, mV, ms, second
+from brian2 import Hz, Network, StateMonitor, mV, ms, pF, second
 
 import networks
 from bioconv import coding
@@ -33,10 +33,10 @@ def _single_neuron(**homeostasis):
     return convert(g, np.ones((4, 1)), homeostasis=homeostasis or None)
 
 
-def _run_single(snn, duration):
-    """The output neuron under the current encoder (a constant drive of 200 Hz's charge): its spike
-    steps and, recorded after each step's integration and before its threshold test, v, r, theta."""
-    x = snn.coding.encode(snn, np.ones((1, 1)))
+def _run_single(snn, duration, value=1.0):
+    """The output neuron under the current encoder (a constant drive of value x 200 Hz's charge): its
+    spike steps and, recorded after each step's integration and before its threshold test, v, r, theta."""
+    x = snn.coding.encode(snn, np.full((1, 1), value))
     out_name = snn.mapped.populations[-1].name
     with simulation_device("runtime", dt=DT):
         built = network.build(snn.mapped, x, encoder="current")
@@ -92,6 +92,46 @@ def test_a_silent_neuron_lowers_its_threshold_linearly():
         Network(*built.objects, mon).run(20 * ms)
         theta, t = np.asarray(mon.theta[0]), np.asarray(mon.t)
     np.testing.assert_allclose(theta, -1e-4 * 30 * t / 0.1, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("vt_floor", [0.1, 0.25])
+def test_a_neuron_below_its_target_lowers_its_threshold_only_down_to_the_floor(vt_floor):
+    # Driven at 10 Hz's charge (input 0.05) with r_target = 200 Hz, the neuron never reaches its
+    # target: theta falls until the threshold reaches v_reset + vt_floor (v_th - v_reset) and stays
+    # there. Without the floor it falls through v_reset (0 mV) and the neuron fires every step.
+    tau_theta = 20 * ms
+    snn = _single_neuron(tau_r=20 * ms, tau_theta=tau_theta, r_target=200 * Hz, vt_floor=vt_floor)
+    params = snn.mapped.populations[-1].params
+    assert float(params["vt_floor"]) == vt_floor
+    v_th, v_reset = float(params["v_th"]), float(params["v_reset"])
+    theta_min = -(1 - vt_floor) * (v_th - v_reset)
+    T = 400 * ms
+    plain_steps, _ = _run_single(_single_neuron(), T, 0.05)
+    steps, s = _run_single(snn, T, 0.05)
+    n = len(s["theta"])
+    # theta stops at the floor: below it by at most the one integration step that crosses it
+    step_change = float(params["k_theta"]) * 200 * float(DT) / float(tau_theta)
+    assert s["theta"].min() >= theta_min - step_change
+    assert s["theta"][-1] == pytest.approx(theta_min, abs=step_change)
+    # and the spike condition uses the floored threshold
+    spike = np.zeros(n, bool)
+    spike[steps] = True
+    np.testing.assert_array_equal(spike, s["v"] >= v_th + np.maximum(s["theta"], theta_min))
+    # At the floor the leak-free membrane fires 1/vt_floor times its plain rate (10 Hz), not every
+    # step: its interspike interval is vt_floor times the plain one (100 ms).
+    plain_isi = np.diff(plain_steps).mean() * float(DT)
+    assert plain_isi == pytest.approx(0.1, rel=0.01)
+    late_isi = np.diff(steps[steps >= n // 2]).mean() * float(DT)
+    assert late_isi == pytest.approx(vt_floor * plain_isi, rel=0.02), late_isi
+
+
+def test_a_silent_neuron_at_the_floor_stays_silent():
+    # No input and r_target = 200 Hz: theta falls to the floor (2 mV above reset, where the membrane
+    # rests), so the neuron never fires; a threshold at or below v_reset would fire it every step.
+    snn = _single_neuron(tau_theta=10 * ms, r_target=200 * Hz)
+    steps, s = _run_single(snn, 100 * ms, 0.0)
+    assert len(steps) == 0
+    assert s["theta"][-1] == pytest.approx(-0.9 * 20e-3, abs=1e-4 * 200 * 0.1 / 10)
 
 
 def test_r_target_defaults_to_each_neurons_mean_calibration_target_rate():
@@ -199,8 +239,38 @@ def test_nir_export_refuses_the_homeostatic_threshold():
     ({"r_target": "mean"}, r"homeostasis\['r_target'\] must be 'calibration' or a rate"),
     ({"r_target": -5 * Hz}, r"homeostasis\['r_target'\].*negative"),
     ({"r_target": [5, 6] * Hz}, r"homeostasis\['r_target'\] must be one value"),
+    ({"vt_floor": 0}, r"homeostasis\['vt_floor'\].*positive"),
+    ({"vt_floor": 1.0}, r"homeostasis\['vt_floor'\] must lie in \(0, 1\)"),
+    ({"vt_floor": 0.1 * mV}, r"homeostasis\['vt_floor'\].*dimensionless"),
 ])
 def test_bad_settings_are_refused_by_name(value, match):
     graph, x = RateCoding().example()
     with pytest.raises(ParameterError, match=match):
         convert(graph, x, homeostasis=value)
+
+
+@pytest.mark.parametrize("name, value, why", [
+    ("v_th", 25 * mV, "moves the threshold itself"),
+    ("rate_max", 150 * Hz, "r_target .* derived from rate_max"),
+])
+def test_sweeping_v_th_or_rate_max_of_a_homeostatic_network_is_refused(name, value, why):
+    from bioconv.simulate.sweepable import check_point
+    graph, x = RateCoding().example()
+    snn = convert(graph, x, homeostasis=True)
+    plain = convert(graph, x)
+    check_point(plain.mapped, {name: value})  # the plain network sweeps it
+    check_point(snn.mapped, {"Cm": 150 * pF})  # and the homeostatic one sweeps the others
+    pops = [p.name for p in snn.mapped.populations[1:]]
+    assert pops and all(p.options == ("homeostatic",) for p in snn.mapped.populations[1:])
+    match = (rf"parameter '{name}' cannot be swept on a network with the homeostatic threshold "
+             rf"\(population\(s\) \[{', '.join(repr(p) for p in pops)}\]\): .*{why}")
+    with pytest.raises(ParameterError, match=match):
+        check_point(snn.mapped, {name: value})
+    with pytest.raises(ParameterError, match=match):  # a point without it, on a build that sweeps it
+        check_point(snn.mapped, {"Cm": 150 * pF}, ("Cm", name))
+    with pytest.raises(ParameterError, match="CompiledNetwork: " + match):  # before any compile
+        CompiledNetwork(snn.mapped, 1, duration=10 * ms, dt=DT, device="runtime", sweepable=(name,))
+    with pytest.raises(ParameterError, match="build: " + match):
+        with simulation_device("runtime", dt=DT):
+            network.build(snn.mapped, snn.coding.encode(snn, x[:1]), encoder="current", sweepable=(name,),
+                          period=10 * ms)

@@ -220,3 +220,24 @@ def test_values_above_rate_max_are_clipped_with_a_warning_and_full_scale_checks_
         enc.values(net, np.array([[0.0, float(RATE_MAX) / 2, float(RATE_MAX) * 1.5]]))
     with pytest.raises(BioconvError, match="dt"):
         enc.full_scale(RATE_MAX, 0.1)  # a bare number: ms or s? refused
+
+
+@pytest.mark.filterwarnings("ignore:encoder .phase.: .* exceed rate_max")  # p99.9 scale: a few values above it
+def test_rate_metrics_leave_the_phase_coded_input_population_out():
+    # A phase-coded input fires the popcount of its K-bit code per period, not a rate proportional to
+    # its value: comparing its spike rates with rate targets means nothing, so under phase coding the
+    # input population has no layer correlation, scatter or error terms; under regular input it has.
+    graph, x = coding.scheme("rate").example()
+    snn = convert(graph, x)
+    y = np.zeros(len(x[:6]), int)
+    inputs = snn.mapped.populations[0].name
+    others = [p.name for p in snn.mapped.populations[1:]]
+    kw = dict(duration=20 * ms, device="runtime", progress=False, seeds=(0, 1))
+    regular = snn.evaluate(x[:6], y, encoder="regular", **kw)
+    assert inputs in regular.layer_correlation and inputs in regular.error_terms
+    phase = snn.evaluate(x[:6], y, encoder="phase", **kw)
+    for metric in (phase.layer_correlation, phase.scatter, phase.error_terms):
+        assert sorted(metric) == sorted(others)
+    assert np.isfinite(phase.summary()["min_layer_correlation"])
+    # the input's spikes still count as synaptic events (K-bit codes fire many more than regular input)
+    assert phase.synaptic_events > regular.synaptic_events

@@ -53,6 +53,10 @@ class Encoder:
     spike_weight: str | None = None
     #: the group takes constants from the network's rate_max (`configure`): a build cannot sweep it
     uses_rate_max: bool = False
+    #: the input group's spike rates code its values, so rate metrics of the input population (its
+    #: correlation of rates with targets, error terms, scatter) mean something; False (the phase code,
+    #: whose spikes are a binary expansion with weights): the input population is left out of them
+    rate_coded: bool = True
 
     def check(self, values: np.ndarray, where: str) -> np.ndarray:
         """The scheme's encoded values (b, n_input) as floats in ``value_unit``, refused if they are

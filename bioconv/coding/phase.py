@@ -96,6 +96,9 @@ class PhaseEncoder(Encoder):
     deterministic = True
     spike_weight = "spike_weight"
     uses_rate_max = True
+    # An input's spike count per period is the popcount of its K-bit code, not a rate proportional to
+    # its value: rate metrics of the input population would compare that with rate targets.
+    rate_coded = False
 
     def __init__(self, bits: int = 8, steps_per_phase: int = 1, name: str = "phase"):
         self.bits = _check_int(bits, "bits", 1, MAX_BITS)

@@ -14,7 +14,9 @@ rate*: the mean over the calibration inputs of its target rate (normalized ANN a
 threshold rises when a sample drives it harder and falls when a sample leaves it quieter (the code's
 contrast shrinks). A fixed rate (Hz) for every neuron can be given instead. ``k_theta`` defaults to
 ``v_th / rate_max``: a rate error of rate_max moves the threshold by v_th per tau_theta. r and theta
-start at 0 and return there with the membrane between samples. An output read by its potential never
+start at 0 and return there with the membrane between samples. The threshold has a floor: ``v_th + theta``
+never goes below ``v_reset + vt_floor (v_th - v_reset)`` (``vt_floor`` default 0.1), where theta stops
+falling (`bioconv.mapping.with_homeostasis`). An output read by its potential never
 fires and keeps its plain membrane. See `HOMEOSTASIS`, and the README ("Homeostatic threshold") for
 when it helps (short read times) and when it hurts (long ones).
 """
@@ -24,6 +26,7 @@ import numbers
 
 import numpy as np
 from brian2 import Hz, farad, mV, ms, pF, second, volt
+from brian2.units.fundamentalunits import DIMENSIONLESS
 
 from .. import models
 from ..errors import BioconvError, ModelError, ParameterError
@@ -40,8 +43,11 @@ HOMEOSTASIS = {
     "k_theta": (None, "threshold change per unit rate error (volt per Hz); default v_th / rate_max"),
     "r_target": ("calibration", "'calibration' (each neuron's mean target rate over the calibration inputs) "
                                 "or one rate (Hz) for every neuron"),
+    "vt_floor": (0.1, "the threshold's floor: v_th + theta never below v_reset + vt_floor (v_th - v_reset); "
+                      "a number in (0, 1)"),
 }
-_HOMEOSTASIS_DIMS = {"tau_r": second.dim, "tau_theta": second.dim, "k_theta": (volt / Hz).dim, "r_target": Hz.dim}
+_HOMEOSTASIS_DIMS = {"tau_r": second.dim, "tau_theta": second.dim, "k_theta": (volt / Hz).dim, "r_target": Hz.dim,
+                     "vt_floor": DIMENSIONLESS}
 
 # Kernels with a charge per spike (bioconv.analysis.kernel_charge): the ones the rate law maps.
 RATE_KERNELS = ("delta", "exponential", "alpha")
@@ -103,10 +109,16 @@ def _check_homeostasis(value, name, owner):
                 raise ParameterError(f"{owner}: {name}['r_target'] must be 'calibration' or a rate (Hz), got {v!r}")
         elif v is not None:
             v = check_quantity(v, _HOMEOSTASIS_DIMS[key], f"{name}['{key}']", owner,
-                               positive=key.startswith("tau"), nonnegative=not key.startswith("tau"))
+                               positive=key.startswith("tau") or key == "vt_floor",
+                               nonnegative=not key.startswith("tau"))
             if np.size(v) != 1:
                 raise ParameterError(f"{owner}: {name}['{key}'] must be one value, got {np.size(v)}")
             v = v.reshape(())
+            if key == "vt_floor":
+                if not float(v) < 1:
+                    raise ParameterError(f"{owner}: {name}['vt_floor'] must lie in (0, 1) (the threshold's floor as a "
+                                         f"fraction of v_th - v_reset above v_reset), got {float(v)!r}")
+                v = float(v)
         out[key] = v
     return out
 

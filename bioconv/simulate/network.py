@@ -154,6 +154,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     if conv == "shared" and not _device_supports_shared():
         conv = conv_form(conv, type(get_device()).__name__, "build")
     names = sw.check_names(sweepable, "build")
+    sw.check_homeostatic(net, names, "build")
     swept = sw.swept_variables(net, names)
     net = sw.sweepable_form(net, names)
     enc = encoders[encoder]

@@ -257,6 +257,7 @@ class CompiledNetwork:
         self._encoder = encoders[encoder]  # an unknown name fails here, naming the registered ones
         self.K = int(presentations)
         self.sweepable = sw.check_names(sweepable, "CompiledNetwork")
+        sw.check_homeostatic(net, self.sweepable, "CompiledNetwork")  # before any compile
         self._point_cache: dict = {}
         self.run_limit = limits.check_limit(run_limit, "CompiledNetwork: run_limit")
         if self.K > 1 and device == "runtime":

@@ -4,6 +4,8 @@ takes per run and per copy (run_args), so that one compile serves many parameter
 Interface (for bioconv.sweep; changes are listed here first):
 - `SWEEPABLE`: name -> `Sweepable` (unit, meaning at a fixed mapping, what is held, valid range).
 - `check_point(net, point, sweepable=None)`: validate one point (name -> Quantity), naming the culprit.
+- `check_homeostatic(net, names)`: v_th and rate_max are refused on networks with the homeostatic
+  threshold (`HOMEOSTATIC_UNSWEEPABLE` says why).
 - `CompiledNetwork(net, B, ..., sweepable=names)`; `.run(x_rates, params=...)`,
   `.run_many(batches, params=...)`: ``params`` maps a name to a scalar Quantity or one value per copy
   (shape (B,)); `run_many` also takes a list of such dicts, one per batch.
@@ -113,6 +115,29 @@ def check_names(names, where: str = _OWNER) -> tuple[str, ...]:
     if unknown:
         raise ParameterError(f"{where}: unknown sweepable parameter(s) {unknown}; sweepable: {sorted(SWEEPABLE)}")
     return tuple(sorted(set(names)))
+
+
+#: Names a network with the homeostatic threshold (rate coding's ``homeostasis``) cannot sweep, and why.
+HOMEOSTATIC_UNSWEEPABLE = {
+    "v_th": "the homeostatic threshold moves the threshold itself (v_th + theta, with its floor and k_theta "
+            "derived from v_th), so a swept v_th is not the threshold the neurons fire at",
+    "rate_max": "r_target (and k_theta) were derived from rate_max at conversion and stay fixed, so a swept "
+                "rate_max would drive the neurons towards the old rates; convert again with the new rate_max",
+}
+
+
+def check_homeostatic(net: MappedNetwork, names, where: str = _OWNER) -> None:
+    """Refuse sweeping `HOMEOSTATIC_UNSWEEPABLE`'s names on a network whose membranes have the
+    homeostatic threshold (`bioconv.mapping.with_homeostasis`), naming the parameter, the population
+    and why."""
+    refused = [n for n in check_names(names, where) if n in HOMEOSTATIC_UNSWEEPABLE]
+    if not refused:
+        return
+    pops = [p.name for p in net.populations if "homeostatic" in p.options]
+    if pops:
+        n = refused[0]
+        raise ParameterError(f"{where}: parameter {n!r} cannot be swept on a network with the homeostatic "
+                             f"threshold (population(s) {pops}): {HOMEOSTATIC_UNSWEEPABLE[n]}")
 
 
 def membranes(net: MappedNetwork) -> list[MappedPopulation]:
@@ -230,6 +255,7 @@ def check_point(net: MappedNetwork, point: Mapping, sweepable=None, *, where: st
     missing = [n for n in names if n not in built]
     if missing:
         raise ParameterError(f"{where}: parameter(s) {missing} were not built sweepable (sweepable: {list(built)})")
+    check_homeostatic(net, built, where)
     values = {n: _as_value(n, point[n], where) for n in names}
     if "tau_s" in values and "tau_s" not in net.synapse_params:
         raise ParameterError(f"{where}: parameter 'tau_s' needs exponential or alpha synapses; the network has "
@@ -542,7 +568,7 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
         tgt = {n: v * ratio for n, v in targets.items()}
         c = {0: {n: [counts[i][n]] for n in pops if n in seen_counts}}
         res = snn._metrics(np.asarray(x), y, ann_pred, tgt, c, {0: [scores[i]]}, (0,), times, T, step,
-                           scatter_points)
+                           scatter_points, encoder=encoder)
         res.synaptic_events = sum(int(np.dot(counts[i][n].sum(0), snn._out_degree(n))) for n in seen_counts)
         res.settings = dict(settings, call_wall_s=time.perf_counter() - t0)
         summary = res.summary()
