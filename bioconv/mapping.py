@@ -275,10 +275,11 @@ def with_homeostasis(net: MappedNetwork, *, tau_r, tau_theta, k_theta, r_target,
 
     ``vt_floor`` (a number in (0, 1), default 0.1): the floor of the effective threshold, which never
     goes below ``v_reset + vt_floor (v_th - v_reset)`` (theta >= -(1 - vt_floor)(v_th - v_reset)). A
-    neuron that stays below its target rate lowers its threshold only down to there, so it fires at
-    most about 1/vt_floor times its plain rate (10 times by default) instead of every step (a threshold
-    at or below v_reset, where a linear reset would raise v). theta stops at the floor (no wind-up) and
-    rises again as soon as the rate trace exceeds r_target."""
+    neuron that stays below its target rate lowers its threshold only down to there, so a leak-free
+    membrane fires at most about 1/vt_floor times its plain rate (10 times by default) instead of every
+    step (a threshold at or below v_reset, where a linear reset would raise v); a leaky one whose rest
+    (EL, or its drive's steady state) lies above the floor fires although its plain rate is 0. theta
+    stops at the floor (no wind-up) and rises again as soon as the rate trace exceeds r_target."""
     owner = "bioconv.mapping.with_homeostasis"
     floor = check_quantity(vt_floor, DIMENSIONLESS, "vt_floor", owner, positive=True)
     if np.size(floor) != 1 or not float(floor) < 1:

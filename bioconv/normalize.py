@@ -26,7 +26,9 @@ class Scales:
 def activations(graph: LayerGraph, pops: list[Population], x: np.ndarray, batch: int = 256,
                 nodes: tuple = ()) -> dict[str, np.ndarray]:
     """ANN activations (B, n_units) of every population for inputs ``x`` (B, *input_shape), and of
-    the graph ``nodes`` named (e.g. the output node's logits, in the same forward pass)."""
+    the graph ``nodes`` named (e.g. the output node's logits, in the same forward pass), in batches of
+    ``batch`` inputs (BLAS may round the last bit of a batch's products differently from one pass over
+    all inputs)."""
     names = [p.name for p in pops] + [n for n in nodes if n not in {p.name for p in pops}]
     out = {name: [] for name in names}
     for k in range(0, len(x), batch):

@@ -313,7 +313,9 @@ def test_dense_targets_give_brians_values(tmp_path):
     target computed (and vectorized) only when its targets are one increasing run of neurons: a fully
     connected pathway, one into a target subgroup, and two whose sources' synapses are contiguous but
     whose targets are not a run (permuted; increasing with a gap) give Brian2's runtime values, with a
-    weight per synapse and a second statement into a variable that every pathway adds to."""
+    weight per synapse and a second statement into a variable that every pathway adds to. A pathway
+    that also writes a variable of its source keeps the loaded-target loop (its events would be a
+    reduction, which -ffast-math lets the compiler reorder)."""
     n_src, n_tgt = 12, 9
     rng = np.random.default_rng(3)
 
@@ -323,33 +325,38 @@ def test_dense_targets_give_brians_values(tmp_path):
     sub_j = np.tile(np.arange(4), n_src)
     conns = [("full", "a", full_i, full_j), ("perm", "b", full_i, perm_j),
              ("gap", "c", np.array([p[0] for p in gap]), np.array([p[1] for p in gap])),
-             ("sub", "d", np.repeat(np.arange(n_src), 4), sub_j)]
+             ("sub", "d", np.repeat(np.arange(n_src), 4), sub_j),
+             ("pre", "f", full_i, full_j)]  # also writes the source's variable: no computed-target loop
     weights = [rng.normal(size=len(c[2])) for c in conns]
 
     def simulate(kind):
         with simulation_device(kind, dt=DT, threads=1, directory=tmp_path / kind if kind == "cpp" else None,
                                build_on_run=False):
-            src = NeuronGroup(n_src, "", threshold="(i * 5 + timestep(t, dt)) % 7 == 0", name="src")
-            tgt = NeuronGroup(n_tgt, "a : 1\nb : 1\nc : 1\nd : 1\nsum_ : 1", name="tgt")
+            src = NeuronGroup(n_src, "x : 1", threshold="(i * 5 + timestep(t, dt)) % 7 == 0", name="src")
+            tgt = NeuronGroup(n_tgt, "a : 1\nb : 1\nc : 1\nd : 1\nf : 1\nsum_ : 1", name="tgt")
             syn = []
             for (name, var, i, j), w in zip(conns, weights):
                 target = tgt[3:7] if name == "sub" else tgt
-                s = Synapses(src, target, "w : 1", on_pre=f"{var}_post += w\nsum__post += 0.5 * w",
+                extra = "\nx_pre += w" if name == "pre" else ""
+                s = Synapses(src, target, "w : 1", on_pre=f"{var}_post += w\nsum__post += 0.5 * w{extra}",
                              name=name)
                 s.connect(i=i, j=j)
                 s.w = w
                 syn.append(s)
-            mon = StateMonitor(tgt, ["a", "b", "c", "d", "sum_"], record=True)
-            net = Network(src, tgt, *syn, mon)
+            mon = StateMonitor(tgt, ["a", "b", "c", "d", "f", "sum_"], record=True)
+            mon_x = StateMonitor(src, "x", record=True)
+            net = Network(src, tgt, *syn, mon, mon_x)
             net.run(3 * ms, namespace={})
             if kind == "cpp":
                 get_device().build(directory=str(tmp_path / kind), compile=True, run=True, with_output=False)
-            return [np.asarray(getattr(mon, v)) for v in ("a", "b", "c", "d", "sum_")]
+            return [np.asarray(getattr(mon, v)) for v in ("a", "b", "c", "d", "f", "sum_")] + [np.asarray(mon_x.x)]
 
     ref, got = simulate("runtime"), simulate("cpp")
-    readers = [p.read_text() for p in (tmp_path / "cpp" / "code_objects").glob("*_pre_codeobject*.cpp")]
-    assert len(readers) == 4 and all("_post_first" in code for code in readers)
-    for name, r, g in zip("abcde", ref, got):
+    readers = {p.name.split("_pre_codeobject")[0]: p.read_text()
+               for p in (tmp_path / "cpp" / "code_objects").glob("*_pre_codeobject*.cpp")}
+    assert sorted(readers) == ["full", "gap", "perm", "pre", "sub"]
+    assert all(("_post_first" in code) == (name != "pre") for name, code in readers.items())
+    for name, r, g in zip(["a", "b", "c", "d", "f", "sum_", "x"], ref, got):
         np.testing.assert_array_equal(g, r, err_msg=name)
     assert all(np.abs(r[:, -1]).sum() > 0 for r in ref)
 

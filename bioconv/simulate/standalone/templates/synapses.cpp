@@ -36,7 +36,14 @@
     {% for _line in (vector_code.split('\n') if vector_code is string else vector_code) %}
         {% if _dense_code.append('const size_t _postsynaptic_idx = _post_first + _j;' if _line.strip() == _post_def else _line) %}{% endif %}
     {% endfor %}
-    {% set _dense_post = _post_def in (vector_code.split('\n') if vector_code is string else vector_code)|map('trim')|list %}
+    {% set _vector_lines = (vector_code.split('\n') if vector_code is string else vector_code)|map('trim')|list %}
+    {# not where the statements write a presynaptic or scalar variable: the loop would be a reduction,
+       which -ffast-math lets the compiler reorder #}
+    {% set _reduces = [] %}
+    {% for _line in _vector_lines %}
+        {% if '[_presynaptic_idx] =' in _line or '[0] =' in _line %}{% if _reduces.append(1) %}{% endif %}{% endif %}
+    {% endfor %}
+    {% set _dense_post = _post_def in _vector_lines and not _reduces %}
     if {{bioconv_direct_condition(pathway.name)}}
     {
         {% if _dense_post %}
