@@ -8,6 +8,8 @@ Brian2 way and against the ANN in torch, measured side by side in one run.
 - compiled: `SNN.evaluate` on ``--n`` digits, wall time including the build and compile, once per
   form of the convolutions in ``--conv`` (cpp: the shared-kernel pathway, then the unrolled one;
   ``x_unrolled``: images/s of the shared row over the unrolled row's, measured side by side);
+- ``--warm``: each form once more after the cold rows, its compiled project now in the cache (no build,
+  no compile: what every later call of the same shape costs), with its own ``x_unrolled``;
 - ``--memory``: memory per copy of each form, measured as the slope of the binary's peak resident
   memory (VmHWM) between builds of 2 and 8 copies (vgg11: 1 and 4), against the memory model
   (`bioconv.simulate.runner.memory_estimate`);
@@ -72,6 +74,8 @@ def main(argv=None):
                     help="forms of the convolutions to run on cpp, side by side (vgg11: shared only unless "
                          "--vgg11-unrolled)")
     ap.add_argument("--vgg11-unrolled", action="store_true", help="also run vgg11 unrolled (about 25 GB)")
+    ap.add_argument("--warm", action="store_true",
+                    help="after the cold rows, each form again with its project in the cache (x_unrolled of those)")
     ap.add_argument("--memory", action="store_true",
                     help="add rows of memory per copy (measured peak memory of the binary vs the model)")
     ap.add_argument("--float32", action="store_true", help="also run cpp in single precision")
@@ -177,6 +181,17 @@ def main(argv=None):
                           wall_s=got["wall_s"], build_s=got["build_s"], images_per_s=half / got["wall_s"],
                           accuracy=got["accuracy"], convert_s=got["convert_s"], optimizations="(as above)"))
                 compiled.append(rows[-1])
+        if args.warm and {"shared", "unrolled"} <= set(by_form):
+            # each form again, its project now in the cache: the images/s of every later call of the
+            # same shape (the cold rows above include the build and compile)
+            warm = {}
+            for conv in ("shared", "unrolled"):
+                res = snn.evaluate(x, y, duration=args.T * ms, dt=args.dt * ms, device="cpp", batch=args.batch,
+                                   threads=threads, progress=True, conv=conv)
+                emit(_row(name, f"cpp, conv={conv}, cache hit", args, res, threads, convert_s))
+                compiled.append(rows[-1])
+                warm[conv] = rows[-1]
+            warm["shared"]["x_unrolled"] = warm["shared"]["images_per_s"] / warm["unrolled"]["images_per_s"]
         if args.memory:
             for row in memory_rows(name, snn, args):
                 emit(row)
