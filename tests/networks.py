@@ -44,3 +44,24 @@ if __name__ == "__main__":
     DATA.mkdir(exist_ok=True)
     for name, (_, _, shape) in MODULES.items():
         print(G.from_torch(torch_module(name), shape).save(DATA / f"{name}.npz"))
+
+
+_SAVED = {}
+
+
+def saved_small_convnet() -> Path:
+    """The small ConvNet converted with the leak bias (linear reset, delta synapses, rate_max 200 Hz,
+    as tests/data/small_convnet_v1.bioconv was) and saved by this version of bioconv, once per
+    process: a network file whose models are the library's own. (The committed v1 file is kept to test
+    that old files load; it records the model files of its day, so a later model file makes it refuse
+    to load without on_model_change='warn'.)"""
+    if "path" not in _SAVED:
+        import tempfile
+
+        import numpy as np
+
+        from bioconv.io.network_file import save
+        from bioconv.converter import convert
+        snn = convert(graph("small_convnet"), np.random.default_rng(3).random((20, 1, 8, 8)), bias="leak")
+        _SAVED["path"] = save(snn, Path(tempfile.mkdtemp(prefix="bioconv-test-net-")) / "small_convnet.bioconv")
+    return _SAVED["path"]

@@ -175,7 +175,7 @@ def test_initial_value_of_unknown_state(tmp_path):
 
 def test_option_with_inconsistent_equation(tmp_path):
     path = variant(tmp_path, "conductance_lif", "lif_bad_option",
-                   ("dtheta/dt = k_theta * (r - r_target) / tau_theta : volt",
+                   ("dtheta/dt = k_theta * (r - r_target) / tau_theta * int(theta > theta_min or r > r_target) : volt",
                     "dtheta/dt = k_theta * r : volt"))
     with pytest.raises(ModelError, match=r"(?s)model 'lif_bad_option'.*option 'homeostatic'.*field 'equations'"):
         models.load(path)

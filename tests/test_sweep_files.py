@@ -18,8 +18,9 @@ from bioconv import sweep
 from bioconv.errors import BioconvError
 from bioconv.sweep import SweepSpecError
 from bioconv.sweep.network import load_network
+import networks  # noqa: E402  (tests/networks.py)
 
-FILE = Path(__file__).resolve().parent / "data" / "small_convnet_v1.bioconv"  # leak bias, linear reset, delta
+FILE = networks.saved_small_convnet()  # leak bias, linear reset, delta; saved by this version
 
 
 def _sha(path) -> str:

@@ -17,8 +17,9 @@ from bioconv.simulate.sweepable import evaluate_points, run_seed
 from bioconv.sweep import SweepSpecError
 
 import sweep_fake
+import networks  # noqa: E402  (tests/networks.py)
 
-FILE = Path(__file__).resolve().parent / "data" / "small_convnet_v1.bioconv"
+FILE = networks.saved_small_convnet()  # leak bias, linear reset, delta; saved by this version
 SETTINGS = dict(network="mlp", n_test=6, n_calibration=40, normalization="p99.9", bias="current", reset="linear",
                 synapse="delta")
 

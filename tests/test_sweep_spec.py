@@ -7,6 +7,7 @@ import pytest
 from brian2 import mV, ms, nF, nS, pA, pF, second
 
 from bioconv.sweep import Spec, SweepSpecError, config_hash
+import networks  # noqa: E402  (tests/networks.py)
 
 FAKE = "sweep_fake:LEVEL"
 
@@ -170,7 +171,7 @@ def test_network_limits_that_involve_the_mappings_values_fail_at_spec_time_namin
         Spec(level="network", grid={"v_reset": [10, 25] * mV})
     with pytest.raises(SweepSpecError, match=r"v_reset must lie below v_th"):
         Spec(level="network", grid={"v_th": [5, -5] * mV})  # below the mapping's reset (0 mV)
-    saved = Path(__file__).resolve().parent / "data" / "small_convnet_v1.bioconv"  # rate_max 200 Hz, leak bias
+    saved = networks.saved_small_convnet()  # rate_max 200 Hz, leak bias
     data = tmp_path / "x.npy"
     np.save(data, np.random.default_rng(0).uniform(0, 1, (4, 1, 8, 8)))
     fixed = {"network": str(saved), "data": str(data), "n_test": 4}
