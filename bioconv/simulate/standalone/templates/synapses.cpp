@@ -32,18 +32,17 @@
     {# the statement of the vector code that loads each event's target (get_array_name: the pointer) #}
     {% set _post_ptr = get_array_name(pathway.synapses.variables['_synaptic_post']) %}
     {% set _post_def = 'const int32_t _postsynaptic_idx = ' + _post_ptr + '[_idx];' %}
-    {% set _dense_code = [] %}
+    {# one pass over the statements: the copy with the target computed, whether the load is there,
+       and whether they write a presynaptic or scalar variable (then the loop would be a reduction,
+       which -ffast-math lets the compiler reorder) #}
+    {% set _dense_code, _loads, _reduces = [], [], [] %}
     {% for _line in (vector_code.split('\n') if vector_code is string else vector_code) %}
-        {% if _dense_code.append('const size_t _postsynaptic_idx = _post_first + _j;' if _line.strip() == _post_def else _line) %}{% endif %}
+        {% set _is_load = _line.strip() == _post_def %}
+        {% if _dense_code.append('const size_t _postsynaptic_idx = _post_first + _j;' if _is_load else _line) %}{% endif %}
+        {% if _is_load and _loads.append(1) %}{% endif %}
+        {% if ('[_presynaptic_idx] =' in _line or '[0] =' in _line) and _reduces.append(1) %}{% endif %}
     {% endfor %}
-    {% set _vector_lines = (vector_code.split('\n') if vector_code is string else vector_code)|map('trim')|list %}
-    {# not where the statements write a presynaptic or scalar variable: the loop would be a reduction,
-       which -ffast-math lets the compiler reorder #}
-    {% set _reduces = [] %}
-    {% for _line in _vector_lines %}
-        {% if '[_presynaptic_idx] =' in _line or '[0] =' in _line %}{% if _reduces.append(1) %}{% endif %}{% endif %}
-    {% endfor %}
-    {% set _dense_post = _post_def in _vector_lines and not _reduces %}
+    {% set _dense_post = _loads and not _reduces %}
     if {{bioconv_direct_condition(pathway.name)}}
     {
         {% if _dense_post %}
