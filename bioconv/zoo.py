@@ -186,9 +186,21 @@ def _get(name: str, retrain: bool) -> nn.Module:
 
 
 def train(model: nn.Module, split: data.Split, *, seed: int, epochs: int, lr: float, weight_decay: float,
-          batch_size: int = 64) -> dict:
-    """Seeded Adam training with a cosine learning-rate schedule; returns the training record."""
+          batch_size: int = 64, threads: int | None = None) -> dict:
+    """Seeded Adam training with a cosine learning-rate schedule; returns the training record.
+
+    ``threads``: torch threads during training (restored after; None leaves them). Seeding fixes
+    the arithmetic only up to how the CPU kernels split their sums across threads, which can differ
+    between two calls in one long-lived process; one thread makes the weights bit-reproducible."""
     torch = require_torch("bioconv.zoo.train")
+    if threads is not None:
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(threads))
+        try:
+            return train(model, split, seed=seed, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                         batch_size=batch_size)
+        finally:
+            torch.set_num_threads(before)
     nn = torch.nn
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
