@@ -203,6 +203,28 @@ def test_evaluate_points_equals_evaluate_at_each_point(data):
     assert len({r["synaptic_events"] for r in rows}) == 3  # the points differ
 
 
+@pytest.mark.slow  # compiles a project
+def test_points_per_run_sizes_the_copies_and_every_task_of_a_size_shares_the_project(data, tmp_path, monkeypatch):
+    """A sweep's tasks pass their shape's task size: a run then holds size x chunks copies (not the
+    next power of two), a shorter task pads to that size and hits the same compiled project, and a
+    point's values do not change with the task it is in."""
+    monkeypatch.setenv("BIOCONV_PROJECT_CACHE_DIR", str(tmp_path))
+    model, x = data
+    snn = convert(model, x, bias="neuron")
+    y = np.array([0, 1, 2, 1])
+    points = [{"Cm": 80 * pF}, {"Cm": 130 * pF, "tau_ref": 1 * ms}, {"tau_ref": 3 * ms}]
+    kw = dict(duration=T, dt=DT, device="cpp", presentations=2, threads=1, sweepable=PACKED)
+    whole = sw.evaluate_points(snn, x, y, points, points_per_run=3, **kw)
+    assert whole[0]["batch"] == 6 and whole[0]["call_runs"] == 1  # 3 points x 2 chunks, one run, no padding
+    short = sw.evaluate_points(snn, x, y, points[1:], points_per_run=3, **kw)
+    assert short[0]["batch"] == 6 and short[0]["cache_hit"] == [True]
+    for a, b in zip(whole[1:], short):
+        for key in ("accuracy", "agreement", "synaptic_events", "min_layer_correlation"):
+            assert a[key] == b[key], key
+    with pytest.raises(ParameterError, match="points_per_run = 2 is below the 3 points"):
+        sw.evaluate_points(snn, x, y, points, points_per_run=2, **kw)
+
+
 @pytest.mark.slow  # builds and runs networks (a compile or several runtime builds)
 def test_runtime_device_takes_per_copy_points_too(data):
     """On the runtime device the point's values (weights included: tau_s remaps the kernel amplitude)

@@ -452,7 +452,7 @@ def presentations_per_copy(net, coding, N: int, duration, dt, time_points: int =
 def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encoder: str = "regular",
                     device: str = "cpp", sweepable=None, batch: int | None = None, presentations: int | None = None,
                     threads: int | None = None, float32: bool = False, time_points: int = 20,
-                    scatter_points: int = 0, seeds=None) -> list[dict]:
+                    scatter_points: int = 0, seeds=None, points_per_run: int | None = None) -> list[dict]:
     """Evaluate every parameter point on the same samples ``x`` (N, *input_shape) with labels ``y``,
     as copies of one compiled project (a sweepable build over ``sweepable``, default: every name the
     points use): each run holds ``batch`` copies x ``presentations`` samples, and every copy runs
@@ -464,6 +464,12 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
     population and ``accuracy_vs_time``. A point's values do not depend on the copy or run that
     computed it: the inputs are deterministic (``regular``, ``current``) and every state is reset
     between presentations. ``rate_max`` points scale the input rates from the mapping's.
+
+    ``points_per_run``: the number of points the copies of a run are sized for (deterministic input;
+    default: this call's points, a power of two of copies). A sweep passes its task size, so that
+    every task of a shape compiles the same project and a run holds a whole task with no more
+    padded copies than the task is short of that size (a power of two gave a 14-point task 16
+    copies: 2 silent copies of 16 cost as much as two points).
 
     Poisson input (``encoder="poisson"``) takes ``seeds``, one integer >= 0 per point (default 0 for
     every point). A run's copies draw from one random stream, so under Poisson input a run holds the
@@ -517,7 +523,11 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
         groups = [[(i, c) for c in chunks[r:r + B]] for i in range(len(points)) for r in range(0, len(chunks), B)]
         run_seeds = [run_seed(seeds[i], r // B) for i in range(len(points)) for r in range(0, len(chunks), B)]
     else:
-        B = int(batch or min(_pow2_at_least(-(-len(tasks) // workers)), max(1, SEQUENTIAL_NEURONS // neurons)))
+        if points_per_run is not None and int(points_per_run) < len(points):
+            raise ParameterError(f"{where}: points_per_run = {points_per_run} is below the {len(points)} points given")
+        wanted = (-(-int(points_per_run) * len(chunks) // workers) if points_per_run is not None
+                  else _pow2_at_least(-(-len(tasks) // workers)))
+        B = int(batch or min(wanted, max(1, SEQUENTIAL_NEURONS // neurons)))
         groups = [tasks[r:r + B] for r in range(0, len(tasks), B)]
         run_seeds = None
     n_in = net.populations[0].size

@@ -207,7 +207,8 @@ class NetworkLevel(Level):
             return out
         got = evaluate_points(snn, x, y, [pts[i] for i in good], duration=float(structure["T"]) * second,
                               dt=float(structure["dt"]) * second, encoder=structure["encoder"], device="cpp", threads=1,
-                              sweepable=built or None, seeds=None if seeds is None else [seeds[i] for i in good])
+                              sweepable=built or None, seeds=None if seeds is None else [seeds[i] for i in good],
+                              points_per_run=None if size is None else max(int(size), len(good)))
         rows = []
         for r in got:
             r = dict(r)
