@@ -73,6 +73,7 @@ class CSSEncoder(Encoder):
     unit = Quantity(1.0)
     spiking = True
     deterministic = True
+    rate_coded = False  # weighted spikes (a signed binary expansion of the value), not a rate
 
     def __init__(self, rule: str):
         self.rule = rule

@@ -49,6 +49,7 @@ class LatencyEncoder(Encoder):
     spiking = True
     nonnegative = True
     deterministic = True
+    rate_coded = False  # one spike per input: its time, not a rate, codes the value
 
 
 encoders.register("latency", LatencyEncoder())
