@@ -8,7 +8,9 @@ MLP, 300 test digits, T = 200 ms, dt = 0.1 ms, side by side in one run:
 3. again, now hitting the cache (no build, no compile);
 4. `bioconv.sweep.run` on a LocalCluster of 1 worker, and 5. of 2 workers, each from a cold cache
    of its own: the sweepable network is compiled once (the rows' cache_hit column shows it) and
-   the points run as copies of it.
+   the points run as copies of it;
+6. the 2-worker sweep again into a new store, its project now in the cache: what a sweep costs
+   once its shape is compiled, beside row 3, where the calls' 27 projects are.
 
     python bench/sweep_throughput.py [--n-test 300] [--T 200] [--points 27] [--points-per-task N]
 
@@ -103,6 +105,7 @@ def main(argv=None):
             os.environ["BIOCONV_PROJECT_CACHE_DIR"] = str(tmp / f"cache-sweep-{workers}")
             results[f"sweep, {workers} Dask worker(s), cold cache"] = swept(points, args, workers,
                                                                             tmp / f"store-{workers}")
+        results["sweep, 2 Dask worker(s), cache hit"] = swept(points, args, 2, tmp / "store-2-warm")
     load1 = os.getloadavg()
     best = results["sweep, 2 Dask worker(s), cold cache"]["wall_s"]
     ref = results["calls, cache off"]["accuracy"]
@@ -118,7 +121,8 @@ def main(argv=None):
              f"{GL_NS} nS (an added uniform leak) x tau_ref {TAU_REF_MS} ms. The calls use SNN.evaluate's defaults "
              f"(all cores); the sweep: {args.points_per_task} points per task, one thread per worker. "
              f"Ratios: cache off / 2-worker sweep = {results['calls, cache off']['wall_s'] / best:.2f}x, "
-             f"cache hits / 2-worker sweep = {results['calls, cache hits']['wall_s'] / best:.2f}x, "
+             f"cache hits / 2-worker sweep = {results['calls, cache hits']['wall_s'] / best:.2f}x (both with their "
+             f"projects in the cache: {results['calls, cache hits']['wall_s'] / results['sweep, 2 Dask worker(s), cache hit']['wall_s']:.2f}x), "
              f"1 worker / 2 workers = {results['sweep, 1 Dask worker(s), cold cache']['wall_s'] / best:.2f}x. "
              f"Load average (1, 5 min) at the start {load0[0]:.1f}, {load0[1]:.1f}; at the end {load1[0]:.1f}, "
              f"{load1[1]:.1f} (shared 2-core machine).")

@@ -128,6 +128,17 @@ def summarize(tables: dict[str, pd.DataFrame], cfg: dict, mode: str) -> str:
     return "\n".join(out)
 
 
+def _finish(fig, ax, path: Path) -> Path:
+    """One legend entry per label (several points share a code's label), then the figure saved."""
+    handles, labels = ax.get_legend_handles_labels()
+    keep = dict(zip(labels, handles))
+    ax.legend(keep.values(), keep.keys(), fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     paths = []
     cmp = tables.get("comparison", pd.DataFrame())
@@ -149,13 +160,7 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:
         ax.set_xlabel("latency (ms): until the output is read")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title("Accuracy vs latency per code")
-        handles, labels = ax.get_legend_handles_labels()
-        keep = dict(zip(labels, handles))
-        ax.legend(keep.values(), keep.keys(), fontsize=6)
-        fig.tight_layout()
-        paths.append(out / "accuracy_vs_latency.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(_finish(fig, ax, out / "accuracy_vs_latency.png"))
 
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
         for r in ok.itertuples():
@@ -165,13 +170,7 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:
         ax.set_xlabel("test accuracy (%)")
         ax.set_ylabel("energy proxy per digit (SynOPs + NeuronOPs)")
         ax.set_title("Energy proxy vs accuracy per code")
-        handles, labels = ax.get_legend_handles_labels()
-        keep = dict(zip(labels, handles))
-        ax.legend(keep.values(), keep.keys(), fontsize=6)
-        fig.tight_layout()
-        paths.append(out / "energy_vs_accuracy.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(_finish(fig, ax, out / "energy_vs_accuracy.png"))
     if len(ab):
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
         vs = vs_steps(ab)
@@ -186,9 +185,5 @@ def plot(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:
         ax.set_xlabel("coding steps T")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title("CSS: accuracy vs T; ternary vs binary")
-        ax.legend(fontsize=6)
-        fig.tight_layout()
-        paths.append(out / "css_vs_steps.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(_finish(fig, ax, out / "css_vs_steps.png"))
     return paths
