@@ -223,6 +223,15 @@ def test_points_per_run_sizes_the_copies_and_every_task_of_a_size_shares_the_pro
             assert a[key] == b[key], key
     with pytest.raises(ParameterError, match="points_per_run = 2 is below the 3 points"):
         sw.evaluate_points(snn, x, y, points, points_per_run=2, **kw)
+    # a run holding 4 copies at most: the 6 copies run as 2 x 3, not 4 + 2 silent
+    from bioconv import converter
+    from bioconv.simulate.runner import network_size
+    monkeypatch.setattr(converter, "SEQUENTIAL_NEURONS", 4 * network_size(snn.mapped)[0] + 1)
+    capped = sw.evaluate_points(snn, x, y, points, points_per_run=3, **kw)
+    assert capped[0]["batch"] == 3 and capped[0]["call_runs"] == 2
+    for a, b in zip(whole, capped):
+        for key in ("accuracy", "agreement", "synaptic_events", "min_layer_correlation"):
+            assert a[key] == b[key], key
 
 
 @pytest.mark.slow  # builds and runs networks (a compile or several runtime builds)

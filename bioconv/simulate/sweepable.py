@@ -467,9 +467,10 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
 
     ``points_per_run``: the number of points the copies of a run are sized for (deterministic input;
     default: this call's points, a power of two of copies). A sweep passes its task size, so that
-    every task of a shape compiles the same project and a run holds a whole task with no more
-    padded copies than the task is short of that size (a power of two gave a 14-point task 16
-    copies: 2 silent copies of 16 cost as much as two points).
+    every task of a shape compiles the same project, and a task's copies fill its runs evenly: no
+    more silent copies than the task is short of that size, plus under one per run where the
+    copies of a task exceed one run's (a power of two gave a 14-point task 16 copies: 2 silent
+    copies cost as much as two points).
 
     Poisson input (``encoder="poisson"``) takes ``seeds``, one integer >= 0 per point (default 0 for
     every point). A run's copies draw from one random stream, so under Poisson input a run holds the
@@ -525,9 +526,15 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
     else:
         if points_per_run is not None and int(points_per_run) < len(points):
             raise ParameterError(f"{where}: points_per_run = {points_per_run} is below the {len(points)} points given")
-        wanted = (-(-int(points_per_run) * len(chunks) // workers) if points_per_run is not None
-                  else _pow2_at_least(-(-len(tasks) // workers)))
-        B = int(batch or min(wanted, max(1, SEQUENTIAL_NEURONS // neurons)))
+        cap = max(1, SEQUENTIAL_NEURONS // neurons)
+        if points_per_run is not None:
+            # over the cap, the task's copies split evenly over the fewest runs (30 copies at a cap of
+            # 27: 2 runs of 15, not 27 + 3 with 24 silent); still a function of the task size alone
+            wanted = -(-int(points_per_run) * len(chunks) // workers)
+            B = -(-wanted // -(-wanted // cap))
+        else:
+            B = min(_pow2_at_least(-(-len(tasks) // workers)), cap)
+        B = int(batch or B)
         groups = [tasks[r:r + B] for r in range(0, len(tasks), B)]
         run_seeds = None
     n_in = net.populations[0].size
