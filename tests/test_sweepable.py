@@ -266,3 +266,30 @@ def test_cache_key_holds_the_swept_names_not_their_values(data):
     assert key(net, names) == key(other, names)
     assert key(net, names) != key(net, ("Cm",))
     assert key(net, ()) != key(other, ())  # the specialized build bakes them in
+
+
+def test_leak_step_is_the_exact_membrane_step_for_every_gl():
+    """A swept gl under delta synapses integrates the leaky membrane with one Euler step scaled by
+    exprel(-gl dt / Cm): the exact solution at gl = 0 (a perfect integrator) and at gl > 0, per
+    neuron; a membrane with other states is refused, naming them."""
+    from brian2 import Network, defaultclock, pA
+    from bioconv import models
+    from bioconv.errors import ModelError
+    from bioconv.simulate.devices import simulation_device
+    gl, cm, i_bias, el, steps = np.array([0.0, 1.0, 7.5, 50.0]) * 1e-9, np.array([100, 100, 80, 50]) * 1e-12, 100e-12, -70e-3, 50
+    with simulation_device("runtime", dt=DT):
+        g = models.neuron_group(4, "conductance_lif", "delta", leak_step=True, gl=gl * nS / 1e-9, Cm=cm * pF / 1e-12,
+                                I_bias=i_bias * pA / 1e-12, EL=el * 1e3 * mV, v_th=1000 * mV, tau_ref=1 * ms)
+        g.run_regularly(models.LEAK_STEP_CODE.format(dt=float(defaultclock.dt)), when="start")
+        Network(g).run(steps * DT, namespace={})
+        v = np.asarray(g.v)
+    T = steps * float(DT)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exact = np.where(gl > 0, el + i_bias / gl * (1 - np.exp(-gl * T / cm)), el + i_bias * T / cm)
+    # to 1e-13 V: RK4 misses the tau_m = 1 ms neuron by 6e-11 V at this dt
+    np.testing.assert_allclose(v, exact, rtol=0, atol=1e-13)
+    assert len(set(np.round(v, 9))) == 4  # the neurons differ
+    with pytest.raises(ModelError, match=r"integrate \['I_syn', 'v'\]"):
+        models.neuron_group(2, "conductance_lif", "exponential", leak_step=True)
+    with pytest.raises(ModelError, match=r"\['r', 'theta', 'v'\]"):
+        models.neuron_group(2, "conductance_lif", "delta", options=("homeostatic",), leak_step=True)

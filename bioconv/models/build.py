@@ -8,7 +8,8 @@ from collections.abc import Mapping
 
 import numpy as np
 from brian2 import Equations, NeuronGroup, Synapses
-from brian2.equations.equations import PARAMETER, SingleEquation
+from brian2.equations.codestrings import Expression
+from brian2.equations.equations import DIFFERENTIAL_EQUATION, PARAMETER, SingleEquation
 
 from ..errors import ModelError, ParameterError
 from ..units import check_quantity
@@ -71,7 +72,7 @@ def resolve_parameters(n: int, neuron: NeuronModel, synapse: SynapseModel | None
 def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str = "linear",
                  options: tuple[str, ...] = (), method: str | None = None, name: str | None = None,
                  dt=None, shared: tuple[str, ...] = (), count_spikes: bool = False, fold_static_states: bool = False,
-                 **params) -> NeuronGroup:
+                 leak_step: bool = False, **params) -> NeuronGroup:
     """A NeuronGroup of ``n`` neurons of a library model, with the kernel states of ``synapse``.
 
     Parameters
@@ -92,6 +93,13 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
         their values (a perfect integrator without bias under delta synapses: only synaptic jumps
         move it) becomes a plain variable, with no integration step. The shared values are then
         fixed for the group: changing them later (run_args) would not bring the integration back.
+    leak_step : integrate the leaky membrane exactly for every gl >= 0, Cm and gl per neuron (a
+        sweepable build): ``dv/dt = f(v)`` becomes ``dv/dt = leak_exprel * f(v)`` under Euler's
+        method, with ``leak_exprel = exprel(-gl dt / Cm)``, which the caller sets from gl and Cm
+        (`LEAK_STEP_CODE`) before the steps it applies to. One Euler step of that is the exact
+        step of a membrane linear in v whose other inputs are constant over the step: the
+        conductance LIF under delta synapses (checked; the exact solver divides by gl, and RK4,
+        the alternative valid at gl = 0, costs four evaluations per step).
     **params : parameter values as Brian2 quantities, scalar or one per neuron; missing ones take
         the model file's defaults.
 
@@ -116,6 +124,8 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
         if pname in values and np.size(values[pname]) != 1:
             raise ParameterError(f"model {neuron.name!r}: shared parameter {pname!r} needs one value, got "
                                  f"{np.size(values[pname])}")
+    if leak_step:
+        method = "euler"  # of the scaled equation: the exact step (see leak_step)
     method = method or (synapse.method if synapse and synapse.method else neuron.method)
     methods = (method,) if isinstance(method, str) else tuple(method)
     exact_first = methods[0] == "exact"
@@ -136,6 +146,8 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     refractory = neuron.refractory
     never_refractory = refractory in shared and float(values[refractory]) == 0
     equations = compose_equations(neuron, synapse, options, shared=shared, never_refractory=never_refractory)
+    if leak_step:
+        equations = _leak_step_equations(equations, neuron, synapse, shared)
     states = sorted(equations.diff_eq_names)
     if fold_static_states and shared:
         static = _static_states(equations, {k: values[k] for k in shared if k in values})
@@ -180,6 +192,40 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     _INITIAL_OF[group] = initial
     _STATES_OF[group] = states
     return group
+
+
+#: the code that sets a `leak_step` group's factor (dt in seconds, the group's time step)
+LEAK_STEP_CODE = "leak_exprel = exprel(-gl * ({dt!r} * second) / Cm)"
+
+
+def _leak_step_equations(equations: Equations, neuron, synapse, shared) -> Equations:
+    """`neuron_group`'s ``leak_step`` form of ``equations``: v's derivative times ``leak_exprel``.
+    Refused unless v is the only integrated state and its derivative is linear in v with the slope
+    -gl/Cm (times the refractoriness factor), i.e. exact under the transformation."""
+    import sympy
+    from brian2.parsing.sympytools import str_to_sympy
+
+    where = f"model {neuron.name!r} with synapse {synapse.name if synapse else None!r}"
+    if sorted(equations.diff_eq_names) != ["v"]:
+        raise ModelError(f"{where}: the exact leak step integrates v alone, but the equations integrate "
+                         f"{sorted(equations.diff_eq_names)} (a synaptic kernel or an option with its own state)")
+    code = dict(equations.get_substituted_expressions())["v"].code
+    v, gl, cm = sympy.Symbol("v", real=True), sympy.Symbol("gl", real=True), sympy.Symbol("Cm", real=True)
+
+    def rhs(refractory_factor: str):
+        expr = str_to_sympy(re.sub(r"\bint\(\s*not_refractory\s*\)", refractory_factor, code))
+        return expr.subs({s: {"v": v, "gl": gl, "Cm": cm}[s.name] for s in expr.free_symbols
+                          if s.name in ("v", "gl", "Cm")})
+    free = rhs("1")
+    exact = (sympy.diff(free, v, 2) == 0 and sympy.simplify(sympy.diff(free, v) + gl / cm) == 0
+             and (not re.search(r"\bnot_refractory\b", code) or sympy.simplify(rhs("0")) == 0))
+    if not exact:
+        raise ModelError(f"{where}: the exact leak step needs dv/dt linear in v with the slope -gl/Cm (and held "
+                         f"while refractory); got dv/dt = {code}")
+    eq = equations["v"]
+    scaled = SingleEquation(DIFFERENTIAL_EQUATION, "v", eq.dim, var_type=eq.var_type,
+                            expr=Expression(f"leak_exprel * ({eq.expr.code})"), flags=eq.flags)
+    return Equations([scaled if e.varname == "v" else e for e in equations.ordered]) + Equations("leak_exprel : 1")
 
 
 def _static_states(equations: Equations, shared_values: Mapping) -> set[str]:

@@ -206,13 +206,22 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
         method = None
         if p.neuron == "conductance_lif" and (np.any(np.asarray(params["gl"]) == 0) or "gl" in swept[p.name]):
             method = "rk4"  # exact integration of the leaky membrane divides by gl (units with gl = 0 here)
+        # In a sweepable build under delta synapses, the exact step for every gl >= 0 instead
+        # (`neuron_group`'s leak_step: one Euler step scaled by exprel(-gl dt / Cm), set with the rest
+        # state at the start of every presentation, after run_args may have changed gl and Cm); RK4
+        # stays where the membrane has other states (a synaptic kernel, the homeostatic threshold).
+        leak_step = (method == "rk4" and bool(names) and not p.options and models.load(net.synapse).kernel == "delta")
+        if leak_step:
+            method = None
         g = models.neuron_group(B * p.size, p.neuron, net.synapse, reset=net.reset, method=method,
                                 options=p.options, name=f"pop_{_safe(p.name)}", shared=tuple(sorted(shared)),
                                 count_spikes=counting,
-                                fold_static_states=True,
+                                fold_static_states=True, leak_step=leak_step,
                                 **net.synapse_params, **params)
         groups[p.name] = g
         reset = models.rest_state_code(g) + ("\nspike_count = 0" if counting else "")
+        if leak_step:
+            reset += "\n" + models.LEAK_STEP_CODE.format(dt=float(g.clock.dt))
         if p.name in tables:  # driven by a non-spiking encoder: its values are loaded when a presentation starts
             g.namespace[tables[p.name].name] = tables[p.name]
             reset += "\n" + enc.presentation_reset(tables[p.name].name)

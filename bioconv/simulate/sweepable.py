@@ -22,7 +22,8 @@ build (`bioconv.simulate.network.build(..., sweepable=names)`) keeps every model
 named parameter moves as a per-neuron variable: no ``shared`` specialization, the refractory
 mechanism kept when tau_ref is swept (a later tau_ref > 0 then acts), no state folded on swept
 values, one membrane model (``conductance_lif``) for every bias strategy when gl or EL is swept,
-integrated with RK4, which is valid for every gl >= 0 (the exact solution divides by gl).
+integrated exactly for every gl >= 0 under delta synapses (`models.neuron_group`'s leak_step; the
+exact solver divides by gl) and with RK4 where the membrane has other states.
 """
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ SWEEPABLE: dict[str, Sweepable] = {s.name: s for s in [
     Sweepable("gl", siemens, "a uniform leak conductance added to every membrane (towards EL): the whole leak on "
               "networks with current or neuron bias, added to the mapped bias leaks on networks with leak bias",
               "charges, bias currents and bias leaks, EL (the mapping's 0 mV = reset); swept, every membrane is "
-              "built as conductance_lif and integrated with RK4", 0.0),
+              "built as conductance_lif, integrated exactly for every gl >= 0 (RK4 beside synaptic kernel states)", 0.0),
     Sweepable("gl_scale", _ONE, "factor on the mapped leak conductances (the negative biases of a leak-bias "
               "network)", "charges, positive bias currents, the added leak gl", 0.0,
               requires="networks with bias='leak'"),
