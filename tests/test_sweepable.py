@@ -280,6 +280,10 @@ def test_leak_step_is_the_exact_membrane_step_for_every_gl():
     with simulation_device("runtime", dt=DT):
         g = models.neuron_group(4, "conductance_lif", "delta", leak_step=True, gl=gl * nS / 1e-9, Cm=cm * pF / 1e-12,
                                 I_bias=i_bias * pA / 1e-12, EL=el * 1e3 * mV, v_th=1000 * mV, tau_ref=1 * ms)
+        x = -gl * float(DT) / cm
+        factor = np.where(x == 0, 1.0, np.expm1(x) / np.where(x == 0, 1.0, x))
+        np.testing.assert_allclose(np.asarray(g.leak_exprel), factor, rtol=1e-15)  # set at build already
+        g.leak_exprel = 0.0  # ... and set again by the code a sweepable build runs when a presentation starts
         g.run_regularly(models.LEAK_STEP_CODE.format(dt=float(defaultclock.dt)), when="start")
         Network(g).run(steps * DT, namespace={})
         v = np.asarray(g.v)
@@ -293,3 +297,17 @@ def test_leak_step_is_the_exact_membrane_step_for_every_gl():
         models.neuron_group(2, "conductance_lif", "exponential", leak_step=True)
     with pytest.raises(ModelError, match=r"\['r', 'theta', 'v'\]"):
         models.neuron_group(2, "conductance_lif", "delta", options=("homeostatic",), leak_step=True)
+    # inputs that vary within a step (time, a parameter that code may change) are refused, named
+    from brian2 import Equations
+    from bioconv.models.build import _leak_step_equations
+    lif = models.load("conductance_lif")
+    params = "gl : siemens (constant)\nEL : volt (constant)\nCm : farad (constant)\n"
+    timed = Equations("dv/dt = int(not_refractory) * (-gl*(v - EL) + I_bias*(1 + sin(2*pi*t/ms))) / Cm : volt\n"
+                      + params + "I_bias : amp (constant)")
+    with pytest.raises(ModelError, match=r"\['t'\] are not constant"):
+        _leak_step_equations(timed, lif, None, ())
+    with pytest.raises(ModelError, match=r"\['I_bias'\] are not constant"):
+        _leak_step_equations(Equations("dv/dt = (-gl*(v - EL) + I_bias) / Cm : volt\n" + params + "I_bias : amp"),
+                             lif, None, ())
+    with pytest.raises(ModelError, match="slope -gl/Cm"):
+        _leak_step_equations(Equations("dv/dt = (-2*gl*(v - EL)) / Cm : volt\n" + params), lif, None, ())

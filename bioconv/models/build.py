@@ -180,6 +180,10 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
         group.run_regularly(neuron.step, when="groups", name=f"{group.name}_step")
     for pname, q in values.items():
         setattr(group, pname, q.reshape(()) if pname in shared else q)
+    if leak_step:
+        # the factor of the values given here (the caller's LEAK_STEP_CODE sets it again for later ones)
+        x = -np.asarray(values["gl"], dtype=float) * float(group.clock.dt) / np.asarray(values["Cm"], dtype=float)
+        group.leak_exprel = np.broadcast_to(np.where(x == 0, 1.0, np.expm1(x) / np.where(x == 0, 1.0, x)), (int(n),))
     initial = dict(neuron.initial)
     for o in options:
         initial.update(neuron.options[o].initial)
@@ -210,6 +214,17 @@ def _leak_step_equations(equations: Equations, neuron, synapse, shared) -> Equat
         raise ModelError(f"{where}: the exact leak step integrates v alone, but the equations integrate "
                          f"{sorted(equations.diff_eq_names)} (a synaptic kernel or an option with its own state)")
     code = dict(equations.get_substituted_expressions())["v"].code
+    from brian2.core.functions import DEFAULT_FUNCTIONS
+    from brian2.core.namespace import DEFAULT_CONSTANTS, DEFAULT_UNITS
+    from brian2.utils.stringtools import get_identifiers
+    # inputs must be constant over a step: constant parameters only (not t, noise, a TimedArray, or a
+    # variable that code changes during a run)
+    varying = sorted(i for i in get_identifiers(code) - {"v", "not_refractory", "int"}
+                     if i not in DEFAULT_UNITS and i not in DEFAULT_CONSTANTS and i not in DEFAULT_FUNCTIONS
+                     and not (i in equations.names and equations[i].type == PARAMETER and "constant" in equations[i].flags))
+    if varying:
+        raise ModelError(f"{where}: the exact leak step needs the inputs of dv/dt constant over a step; "
+                         f"{varying} are not constant parameters (dv/dt = {code})")
     v, gl, cm = sympy.Symbol("v", real=True), sympy.Symbol("gl", real=True), sympy.Symbol("Cm", real=True)
 
     def rhs(refractory_factor: str):
