@@ -56,6 +56,8 @@ def saved_small_convnet() -> Path:
     that old files load; it records the model files of its day, so a later model file makes it refuse
     to load without on_model_change='warn'.)"""
     if "path" not in _SAVED:
+        import atexit
+        import shutil
         import tempfile
 
         import numpy as np
@@ -63,5 +65,7 @@ def saved_small_convnet() -> Path:
         from bioconv.io.network_file import save
         from bioconv.converter import convert
         snn = convert(graph("small_convnet"), np.random.default_rng(3).random((20, 1, 8, 8)), bias="leak")
-        _SAVED["path"] = save(snn, Path(tempfile.mkdtemp(prefix="bioconv-test-net-")) / "small_convnet.bioconv")
+        folder = tempfile.mkdtemp(prefix="bioconv-test-net-")
+        atexit.register(shutil.rmtree, folder, True)  # one per test process: removed when it exits
+        _SAVED["path"] = save(snn, Path(folder) / "small_convnet.bioconv")
     return _SAVED["path"]
