@@ -305,9 +305,9 @@ def test_leak_step_is_the_exact_membrane_step_for_every_gl():
     timed = Equations("dv/dt = int(not_refractory) * (-gl*(v - EL) + I_bias*(1 + sin(2*pi*t/ms))) / Cm : volt\n"
                       + params + "I_bias : amp (constant)")
     with pytest.raises(ModelError, match=r"\['t'\] are not constant"):
-        _leak_step_equations(timed, lif, None, ())
+        _leak_step_equations(timed, lif, None)
     with pytest.raises(ModelError, match=r"\['I_bias'\] are not constant"):
         _leak_step_equations(Equations("dv/dt = (-gl*(v - EL) + I_bias) / Cm : volt\n" + params + "I_bias : amp"),
-                             lif, None, ())
+                             lif, None)
     with pytest.raises(ModelError, match="slope -gl/Cm"):
-        _leak_step_equations(Equations("dv/dt = (-2*gl*(v - EL)) / Cm : volt\n" + params), lif, None, ())
+        _leak_step_equations(Equations("dv/dt = (-2*gl*(v - EL)) / Cm : volt\n" + params), lif, None)

@@ -147,7 +147,7 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
     never_refractory = refractory in shared and float(values[refractory]) == 0
     equations = compose_equations(neuron, synapse, options, shared=shared, never_refractory=never_refractory)
     if leak_step:
-        equations = _leak_step_equations(equations, neuron, synapse, shared)
+        equations = _leak_step_equations(equations, neuron, synapse)
     states = sorted(equations.diff_eq_names)
     if fold_static_states and shared:
         static = _static_states(equations, {k: values[k] for k in shared if k in values})
@@ -202,21 +202,22 @@ def neuron_group(n: int, neuron="conductance_lif", synapse=None, *, reset: str =
 LEAK_STEP_CODE = "leak_exprel = exprel(-gl * ({dt!r} * second) / Cm)"
 
 
-def _leak_step_equations(equations: Equations, neuron, synapse, shared) -> Equations:
+def _leak_step_equations(equations: Equations, neuron, synapse) -> Equations:
     """`neuron_group`'s ``leak_step`` form of ``equations``: v's derivative times ``leak_exprel``.
-    Refused unless v is the only integrated state and its derivative is linear in v with the slope
-    -gl/Cm (times the refractoriness factor), i.e. exact under the transformation."""
+    Refused unless v is the only integrated state, its inputs are constant parameters, and its
+    derivative is linear in v with the slope -gl/Cm (zero while refractory): exact under the
+    transformation."""
     import sympy
+    from brian2.core.functions import DEFAULT_FUNCTIONS
+    from brian2.core.namespace import DEFAULT_CONSTANTS, DEFAULT_UNITS
     from brian2.parsing.sympytools import str_to_sympy
+    from brian2.utils.stringtools import get_identifiers
 
     where = f"model {neuron.name!r} with synapse {synapse.name if synapse else None!r}"
     if sorted(equations.diff_eq_names) != ["v"]:
         raise ModelError(f"{where}: the exact leak step integrates v alone, but the equations integrate "
                          f"{sorted(equations.diff_eq_names)} (a synaptic kernel or an option with its own state)")
     code = dict(equations.get_substituted_expressions())["v"].code
-    from brian2.core.functions import DEFAULT_FUNCTIONS
-    from brian2.core.namespace import DEFAULT_CONSTANTS, DEFAULT_UNITS
-    from brian2.utils.stringtools import get_identifiers
     # inputs must be constant over a step: constant parameters only (not t, noise, a TimedArray, or a
     # variable that code changes during a run)
     varying = sorted(i for i in get_identifiers(code) - {"v", "not_refractory", "int"}

@@ -203,16 +203,14 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
             params[enc.variable] = Quantity(inputs[p.name], dim=enc.unit.dim)
             input_vars[p.name], input_units[p.name] = enc.variable, enc.unit
             shared.discard(enc.variable)  # set per neuron and per batch
-        method = None
-        if p.neuron == "conductance_lif" and (np.any(np.asarray(params["gl"]) == 0) or "gl" in swept[p.name]):
-            method = "rk4"  # exact integration of the leaky membrane divides by gl (units with gl = 0 here)
-        # In a sweepable build under delta synapses, the exact step for every gl >= 0 instead
-        # (`neuron_group`'s leak_step: one Euler step scaled by exprel(-gl dt / Cm), set with the rest
-        # state at the start of every presentation, after run_args may have changed gl and Cm); RK4
-        # stays where the membrane has other states (a synaptic kernel, the homeostatic threshold).
-        leak_step = (method == "rk4" and bool(names) and not p.options and models.load(net.synapse).kernel == "delta")
-        if leak_step:
-            method = None
+        # exact integration of the leaky membrane divides by gl (units with gl = 0 here); in a sweepable
+        # build under delta synapses the exact step for every gl >= 0 instead (`neuron_group`'s
+        # leak_step: one Euler step scaled by exprel(-gl dt / Cm), set with the rest state at the start
+        # of every presentation, after run_args may have changed gl and Cm); RK4 where the membrane
+        # has other states (a synaptic kernel, the homeostatic threshold)
+        zero_leak = p.neuron == "conductance_lif" and (np.any(np.asarray(params["gl"]) == 0) or "gl" in swept[p.name])
+        leak_step = zero_leak and bool(names) and not p.options and models.load(net.synapse).kernel == "delta"
+        method = "rk4" if zero_leak and not leak_step else None
         g = models.neuron_group(B * p.size, p.neuron, net.synapse, reset=net.reset, method=method,
                                 options=p.options, name=f"pop_{_safe(p.name)}", shared=tuple(sorted(shared)),
                                 count_spikes=counting,

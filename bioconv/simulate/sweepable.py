@@ -531,8 +531,8 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
         if points_per_run is not None:
             # over the cap, the task's copies split evenly over the fewest runs (30 copies at a cap of
             # 27: 2 runs of 15, not 27 + 3 with 24 silent); still a function of the task size alone
-            wanted = -(-int(points_per_run) * len(chunks) // workers)
-            B = -(-wanted // -(-wanted // cap))
+            wanted = _ceil_div(int(points_per_run) * len(chunks), workers)
+            B = _ceil_div(wanted, _ceil_div(wanted, cap))  # copies per run, over the fewest runs
         else:
             B = min(_pow2_at_least(-(-len(tasks) // workers)), cap)
         B = int(batch or B)
@@ -622,6 +622,10 @@ def _check_seeds(seeds, n_points: int, poisson: bool, device: str, where: str) -
         if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
             raise ParameterError(f"{where}: seed of point {k} must be an integer >= 0, got {s!r}")
     return [int(s) for s in seeds]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-int(a) // int(b))
 
 
 def _pow2_at_least(n: int) -> int:
