@@ -99,6 +99,63 @@ def kernel_copies(n_copies: int, sweepable=()) -> int:
     return int(n_copies) if "tau_s" in sw.check_names(sweepable, "kernel_copies") else 1
 
 
+def input_sharing_obstacle(net: MappedNetwork, encoder: str, conv: str, sweepable=()) -> str | None:
+    """Why copies of ``net`` cannot share input copies (`build`'s ``input_copies``), or None where they
+    can: copies that show the same samples then read one input group, whose spikes reach every such
+    copy's first layer through one pathway. That needs input that is the same for those copies: a
+    deterministic spiking encoder (not Poisson, whose copies draw their own numbers; not a current,
+    which is no spike group), rates that no point changes (rate_max) and input weights that no point
+    changes (tau_s), and input pathways of stored synapses (not a shared kernel, nor a max-pool gate)."""
+    enc = encoders[encoder]
+    names = sw.check_names(sweepable, "input_sharing_obstacle")
+    if not enc.spiking:
+        return f"encoder {encoder!r} drives the first layers with currents, not an input group"
+    if not enc.deterministic:
+        return f"encoder {encoder!r} draws random numbers per copy"
+    for name in ("rate_max", "tau_s"):
+        if name in names:
+            return f"{name} is swept: each point gives the input layer {'rates' if name == 'rate_max' else 'weights'} of its own"
+    input_name = net.populations[0].name
+    for p in net.populations[1:]:
+        for k, q in enumerate(p.projections):
+            if q.source != input_name:
+                continue
+            if p.kind == "maxpool":
+                return f"population {p.name!r} max-pools the input"
+            for name, part in pathway_parts(net, q, f"syn_{_safe(q.source)}_to_{_safe(p.name)}_{k}", conv):
+                if isinstance(part, KernelTerm):
+                    return f"projection {name} from the input is a shared-kernel pathway"
+    return None
+
+
+def check_input_copies(n_copies: int, input_copies, obstacle: str | None, where: str) -> int:
+    """``input_copies`` as a build takes it: None gives every copy its own input (``n_copies``);
+    otherwise a divisor of ``n_copies``, refused with ``obstacle`` when there is one."""
+    if input_copies is None or int(input_copies) == int(n_copies):
+        return int(n_copies)
+    if isinstance(input_copies, bool) or int(input_copies) != input_copies or not 1 <= input_copies < n_copies \
+            or n_copies % int(input_copies):
+        raise ParameterError(f"{where}: input_copies must divide the {n_copies} copies, got {input_copies!r}")
+    if obstacle is not None:
+        raise ParameterError(f"{where}: copies cannot share input copies: {obstacle}")
+    return int(input_copies)
+
+
+def input_pathway(part: MappedProjection, n_src: int, n_tgt: int, B: int, C: int):
+    """The synapses (i, j) of an unrolled pathway from the input for B copies of which copy b reads
+    input copy b % C, and the order of the B tiled copies of ``part`` they are stored in (weights
+    follow it): source after source (a spike's targets together, over every copy that reads it),
+    each source's synapses copy after copy. With C = B this is `build`'s usual block-diagonal
+    order, unpermuted (``order`` None)."""
+    order = np.argsort(part.i, kind="stable")
+    i = (part.i[order][None, :] + n_src * (np.arange(B) % C)[:, None]).ravel()
+    j = (part.j[order][None, :] + n_tgt * np.arange(B)[:, None]).ravel()
+    if C == B:
+        return i, j, order, None
+    by_source = np.argsort(i, kind="stable")
+    return i[by_source], j[by_source], order, by_source
+
+
 def pathway_parts(net: MappedNetwork, q: MappedProjection, name: str, conv: str, log: bool = False):
     """The pathways a build makes of projection ``q`` (whose unrolled Synapses is called ``name``):
     (name, `KernelTerm`) for each convolution kept shared, (name, MappedProjection) for what is
@@ -127,7 +184,7 @@ def _device_supports_shared() -> bool:
 
 def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", record_output_every=None,
           record_times: str = "all", presentations: int = 1, period=None, sweepable=(),
-          conv: str = "shared") -> BuiltNetwork:
+          conv: str = "shared", input_copies: int | None = None) -> BuiltNetwork:
     """Create the Brian2 objects for ``B = len(x_rates)`` samples; ``x_rates`` (B, n_input): the coding
     scheme's encoded inputs, in the encoder's ``value_unit`` (Hz for rate coding's encoders).
 
@@ -149,6 +206,12 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
     changed (needs ``period``).
     ``conv``: the form of the convolutions (`CONV_FORMS`); 'shared' needs bioconv's standalone
     device, elsewhere they stay unrolled (logged). ``BuiltNetwork.conv`` says which.
+    ``input_copies``: C, a divisor of B (default B): copy ``b`` shows the samples of input copy
+    ``b % C``, so the input group holds C copies (its inputs, tables and counts too: ``x_rates``'s
+    first C rows) and every spike reaches the first layer of each copy that reads it through one
+    pathway, its synapses stored source after source (`input_pathway`). Copies of parameter points
+    that show the same samples need the input layer once (`input_sharing_obstacle` says where they
+    cannot). Each target receives the same charges in the same order as with its own input copy.
     """
     check_conv(conv, "build")
     if conv == "shared" and not _device_supports_shared():
@@ -162,13 +225,15 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
         raise ParameterError(f"build: encoder {encoder!r} codes its input against the network's rate_max (its full "
                              f"scale, a constant of the compiled input group); rate_max cannot be swept with it")
     B = len(x_rates)
+    C = check_input_copies(B, input_copies, input_sharing_obstacle(net, encoder, conv, names)
+                           if input_copies not in (None, B) else None, "build")
     K = int(presentations)
     if (K > 1 or names) and period is None:
         raise ValueError("presentations > 1 and sweepable builds need the period")
     samples = samples_per_presentation(period, record_output_every) if K > 1 and net.readout == "potential" else 0
     groups, spikes, objects, weight_owners = {}, {}, [], {}
     input_pop = net.populations[0]
-    inputs = enc.values(net, x_rates)
+    inputs = enc.values(net, x_rates[:C])  # C = B unless copies share the input group
     input_vars, input_units = {}, {}
     # One row per presentation, read when a presentation starts (a TimedArray looked up at t = k*period
     # gives row k): all of a run's inputs travel as one run_args table per population.
@@ -176,7 +241,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
               for name, v in inputs.items()} if K > 1 else {}
     resets = []  # (group or synapses, code): run at the start of every presentation when K > 1
     if enc.spiking:
-        groups[input_pop.name] = enc.group(B * input_pop.size, inputs[input_pop.name], "pop_input",
+        groups[input_pop.name] = enc.group(C * input_pop.size, inputs[input_pop.name], "pop_input",
                                            table=tables.get(input_pop.name), count_spikes=K > 1)
         enc.configure(groups[input_pop.name], net)
         input_vars[input_pop.name], input_units[input_pop.name] = enc.variable, enc.unit
@@ -245,10 +310,10 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
                     continue
                 # Synapses in source order: a spike's targets then sit together in memory, which makes
                 # event propagation (most of a ConvNet's run time) read w and the targets sequentially.
-                order = np.argsort(part.i, kind="stable")
-                i = (part.i[order][None, :] + n_src * np.arange(B)[:, None]).ravel()
-                j = (part.j[order][None, :] + p.size * np.arange(B)[:, None]).ravel()
-                w = Quantity(np.tile(np.asarray(part.w)[order], B), dim=part.w.dim)
+                # From a shared input group, a spike's targets in every copy that reads it sit together.
+                i, j, order, by_source = input_pathway(part, n_src, p.size, B, C if q.source == input_pop.name else B)
+                w = np.tile(np.asarray(part.w)[order], B)
+                w = Quantity(w if by_source is None else w[by_source], dim=part.w.dim)
                 objects.append(models.synapses(src, g, net.synapse, i=i, j=j, w=w, target_refractory=refractory,
                                                name=name, weight_factor=weight_factor))
                 weight_owners[name] = objects[-1]
@@ -312,12 +377,14 @@ def samples_per_presentation(period, every) -> int:
     return n
 
 
-def weight_values(net: MappedNetwork, B: int, encoder: str, conv: str = "unrolled", sweepable=()) -> dict[str, np.ndarray]:
+def weight_values(net: MappedNetwork, B: int, encoder: str, conv: str = "unrolled", sweepable=(),
+                  input_copies: int | None = None) -> dict[str, np.ndarray]:
     """The weights `build` sets, per pathway name, in SI units, as a launch of a compiled project
     passes them (run_args), so that the project serves any weights of its topology: for a Synapses,
     every synapse's in the order `build` connects them (source order, copy after copy); for a
     shared-kernel pathway (``conv="shared"``), its kernel in the pathway's layout
-    (`shared_conv.kernel_layout`), once or once per copy (`kernel_copies`)."""
+    (`shared_conv.kernel_layout`), once or once per copy (`kernel_copies`). ``input_copies``: as
+    `build` takes it (the input's pathways in `input_pathway`'s order)."""
     from .shared_conv import kernel_layout
     out = {}
     input_name = net.populations[0].name
@@ -333,6 +400,10 @@ def weight_values(net: MappedNetwork, B: int, encoder: str, conv: str = "unrolle
                 else:
                     order = np.argsort(part.i, kind="stable")
                     out[name] = np.tile(np.asarray(part.w)[order], B)
+                    C = B if input_copies is None or q.source != input_name else int(input_copies)
+                    if C != B:
+                        n_src = int(np.prod(net.population(q.source).shape))
+                        out[name] = out[name][input_pathway(part, n_src, p.size, B, C)[3]]
         if p.bias_weight is not None:
             nz = np.flatnonzero(np.asarray(p.bias_weight))
             if len(nz):

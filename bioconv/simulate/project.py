@@ -64,12 +64,13 @@ def toolchain() -> dict:
 
 
 def shape_parts(net: MappedNetwork, *, B: int, K: int, duration, dt, encoder: str, seed, record_output_every,
-                float32: bool, sweepable=(), conv: str = "unrolled") -> dict:
+                float32: bool, sweepable=(), conv: str = "unrolled", input_copies: int | None = None) -> dict:
     """Everything that shapes the generated code of ``net`` built for ``B`` copies x ``K``
     presentations: the cache key is their hash. Not in it: what a launch passes as run_args (inputs,
     weights, per-neuron parameters) and the seed (`network.shape_signature`). ``sweepable``: the names a
     sweepable build keeps changeable are in the key, their values are not (a launch passes them).
-    ``conv``: the form of the convolutions (`network.CONV_FORMS`), as the build will make them."""
+    ``conv``: the form of the convolutions (`network.CONV_FORMS`), as the build will make them.
+    ``input_copies``: the input copies the B copies share (`network.build`; None: B)."""
     from ..coding.encoders import encoders
     from .network import shape_signature
     from .sweepable import check_names
@@ -91,7 +92,7 @@ def shape_parts(net: MappedNetwork, *, B: int, K: int, duration, dt, encoder: st
                                        for k, v in sorted(net.synapse_params.items())},
                     "rate_max": "swept" if "rate_max" in sweepable else float(net.rate_max), "bias": net.bias,
                     "reset": net.reset, "readout": net.readout, "sweepable": list(sweepable), "conv": conv},
-        "B": int(B), "K": int(K), "duration": float(duration), "dt": float(dt), "encoder": encoder,
+        "B": int(B), "input_copies": int(B if input_copies is None else input_copies), "K": int(K), "duration": float(duration), "dt": float(dt), "encoder": encoder,
         "encoder_params": encoders[encoder].params(), "seed": seed,
         "record_output_every": None if record_output_every is None else float(record_output_every),
     }

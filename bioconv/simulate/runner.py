@@ -44,8 +44,8 @@ from ..mapping import MappedNetwork
 from . import cache, limits
 from .project import Results, result_spec, run_arg_spec, shape_parts, write_run_args
 from .devices import available_cores, check_device, simulation_device
-from .network import (_safe, build, conv_form, input_values, kernel_copies, parameter_values, pathway_parts,
-                      samples_per_presentation, set_inputs, weight_values)
+from .network import (_safe, build, check_input_copies, conv_form, input_sharing_obstacle, input_values, kernel_copies,
+                      parameter_values, pathway_parts, samples_per_presentation, set_inputs, weight_values)
 from . import sweepable as sw
 
 logger = logging.getLogger(__name__)
@@ -246,13 +246,15 @@ class CompiledNetwork:
     is killed and raises `RunTimeLimitError`. ``sweepable``: names of `sweepable.SWEEPABLE` that
     every run may set (``run(..., params=...)``), per copy, without recompiling: the build keeps the
     variables they move per neuron (`network.build`); the names are part of the cache key, the
-    values are not.
+    values are not. ``input_copies``: C, a divisor of ``n_copies``: copy ``b`` shows the samples of
+    copy ``b % C`` (every run must give them the same inputs), and the copies share C copies of the
+    input layer (`network.build`'s ``input_copies``; where they cannot, a `ParameterError` says why).
     """
 
     def __init__(self, net: MappedNetwork, n_copies: int, *, duration, dt, encoder: str = "regular",
                  device: str = "cpp", seed: int = 0, threads: int | None = None, float32: bool = False,
                  record_output_every=None, directory=None, cuda: dict | None = None, presentations: int = 1,
-                 run_limit: float | None = None, sweepable=(), conv: str = "shared"):
+                 run_limit: float | None = None, sweepable=(), conv: str = "shared", input_copies: int | None = None):
         self.net, self.B, self.encoder, self.seed = net, int(n_copies), encoder, seed
         self._encoder = encoders[encoder]  # an unknown name fails here, naming the registered ones
         self.K = int(presentations)
@@ -276,6 +278,8 @@ class CompiledNetwork:
                              f"(float rounding); use fewer presentations per run")
         self.kind = check_device(device, "CompiledNetwork")
         self.conv = conv_form(conv, self.kind, "CompiledNetwork")
+        self.C = check_input_copies(self.B, input_copies, None if input_copies in (None, self.B) else
+                                    input_sharing_obstacle(net, encoder, self.conv, self.sweepable), "CompiledNetwork")
         _claim_device()
         self._claimed = True
         self.duration = duration
@@ -298,7 +302,7 @@ class CompiledNetwork:
                 # the seed is set per launch ($BIOCONV_SEED, see the device's `seed`): not part of the shape
                 parts = shape_parts(net, B=self.B, K=self.K, duration=duration, dt=dt, encoder=encoder, seed="per run",
                                     record_output_every=sample_every, float32=float32, sweepable=self.sweepable,
-                                    conv=self.conv)
+                                    conv=self.conv, input_copies=self.C)
                 self.key = cache.project_key(parts)
                 self._open_project(use_cache=directory is None and cache.enabled())
             else:
@@ -318,7 +322,8 @@ class CompiledNetwork:
         n_in = self.net.populations[0].size
         self.built = build(self.net, np.zeros((self.B, n_in)), encoder=self.encoder,
                            record_output_every=self._record_output_every, record_times="output",
-                           presentations=self.K, period=self.duration, sweepable=self.sweepable, conv=self.conv)
+                           presentations=self.K, period=self.duration, sweepable=self.sweepable, conv=self.conv,
+                           input_copies=self.C)
         self.network = Network(*self.built.objects)
         brian_seed(0 if self.kind == "cpp" else self.seed)  # cpp: each launch sets its seed
         if self.kind != "runtime":
@@ -364,7 +369,7 @@ class CompiledNetwork:
                    "stored_synapses_per_copy": stored_size(self.net, self.conv)[1],
                    "kernel_values": stored_size(self.net, self.conv)[2],
                    "memory_estimate_bytes": memory_estimate(self.net, self.B, self.conv, self.sweepable),
-                   "copies": self.B, "presentations": self.K,
+                   "copies": self.B, "input_copies": self.C, "presentations": self.K,
                    "duration_s": float(self.duration), "dt_s": self.dt, "encoder": self.encoder, "seed": self.seed}
         sizes = {name: np.size(v) for name, v in self._inputs(np.zeros((self.capacity, self.net.populations[0].size)))
                  .items()} | {name: np.size(v) for name, v in self._fixed_values().items()}
@@ -395,7 +400,8 @@ class CompiledNetwork:
 
     def _weights(self, net, n_copies: int) -> dict[str, np.ndarray]:
         """`network.weight_values` of ``net`` for ``n_copies`` copies, in this build's form."""
-        return weight_values(net, n_copies, self.encoder, self.conv, self.sweepable)
+        return weight_values(net, n_copies, self.encoder, self.conv, self.sweepable,
+                             input_copies=self.C if n_copies == self.B else None)
 
     def _fixed_values(self) -> dict[str, np.ndarray]:
         """The network's weights and per-neuron parameters as a launch passes them (SI units): not part
@@ -459,13 +465,34 @@ class CompiledNetwork:
 
     def _inputs(self, padded: np.ndarray, points: list | None = None) -> dict[str, np.ndarray]:
         """What a standalone run sets on the command line, by logical name (`_run_arg_keys`), in the
-        encoder's unit: the inputs of all copies and presentations."""
+        encoder's unit: the inputs of all copies and presentations (of the C input copies where
+        copies share them)."""
+        if self.C != self.B:
+            padded = self._shared_inputs(padded)
         values = input_values(self.net, padded, self.encoder)
         if points is not None and set(values) != {self.net.populations[0].name}:
             values = self._inputs_per_copy(padded, points)
         if self.K > 1:  # sample s = k*B + copy: row k of each table holds presentation k's B copies
             return {f"input_table/{name}": v.reshape(self.K, -1) for name, v in values.items()}
         return {f"input/{name}": v for name, v in values.items()}
+
+    def _shared_inputs(self, padded: np.ndarray) -> np.ndarray:
+        """The samples of the C input copies (s = k*C + c), from those of all B copies (s = k*B + b);
+        refused unless every copy b shows what copy b % C shows."""
+        per_copy = padded.reshape(self.K, self.B, -1)
+        shared = per_copy[:, :self.C]
+        if not np.array_equal(per_copy, shared[:, np.arange(self.B) % self.C]):
+            bad = np.flatnonzero([not np.array_equal(per_copy[:, b], shared[:, b % self.C]) for b in range(self.B)])
+            raise ValueError(f"CompiledNetwork.run: built with {self.C} input copies shared by {self.B} copies, but copy "
+                             f"{bad[0]} is given other samples than copy {bad[0] % self.C}")
+        return shared.reshape(self.K * self.C, -1)
+
+    def _copy_rows(self, p) -> np.ndarray | None:
+        """Population ``p``'s rows (copies) as a run returns them, for B copies: None where the group
+        holds B copies, else the input copy each of the B copies read (b % C)."""
+        if self.C == self.B or p is not self.net.populations[0]:
+            return None
+        return np.arange(self.B) % self.C
 
     def _inputs_per_copy(self, padded: np.ndarray, points: list) -> dict[str, np.ndarray]:
         """Inputs that depend on the network (a non-spiking encoder's currents hold the first layers'
@@ -713,7 +740,9 @@ class CompiledNetwork:
         for p in self.net.populations:
             if f"count/{p.name}" not in self._result_names():
                 continue
-            counts[p.name] = get(f"count/{p.name}").reshape(self.B, p.size)[:b]
+            rows = self._copy_rows(p)
+            got = get(f"count/{p.name}")
+            counts[p.name] = (got.reshape(self.B, p.size) if rows is None else got.reshape(self.C, p.size)[rows])[:b]
         out = self.net.populations[-1]
         i, t = get(f"i/{out.name}"), get(f"t/{out.name}")
         keep = i < b * out.size
@@ -738,10 +767,16 @@ class CompiledNetwork:
                 sampled = get(f"counter/{p.name}")  # (B*size, K): before each reset
                 final = get(f"group_count/{p.name}")  # the last presentation's
                 per = np.concatenate([sampled[:, 1:self.K], final[:, None]], axis=1)
-                counts[p.name] = per.T.reshape(self.capacity, p.size)[:b]
+                rows = self._copy_rows(p)
+                if rows is None:
+                    counts[p.name] = per.T.reshape(self.capacity, p.size)[:b]
+                else:  # the C input copies' counts, given to every copy that read them
+                    counts[p.name] = per.T.reshape(self.K, self.C, p.size)[:, rows].reshape(self.capacity, p.size)[:b]
                 continue
             if f"i/{p.name}" not in names:
                 continue
+            if self._copy_rows(p) is not None:  # `build` records the input's spikes by counters
+                raise RuntimeError(f"population {p.name}: spike times of a shared input group are not split by copy")
             i, t = get(f"i/{p.name}"), get(f"t/{p.name}")
             step = np.rint(t / self.dt).astype(np.int64)
             k = step // self.steps  # presentation of each spike

@@ -28,6 +28,7 @@ exact solver divides by gl) and with RK4 where the membrane has other states.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from brian2.units.fundamentalunits import DIMENSIONLESS, get_dimensions
 
 from ..errors import ParameterError
 from ..mapping import MappedNetwork, MappedPopulation
+
+logger = logging.getLogger(__name__)
 
 _OWNER = "bioconv.simulate.sweepable"
 
@@ -453,7 +456,8 @@ def presentations_per_copy(net, coding, N: int, duration, dt, time_points: int =
 def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encoder: str = "regular",
                     device: str = "cpp", sweepable=None, batch: int | None = None, presentations: int | None = None,
                     threads: int | None = None, float32: bool = False, time_points: int = 20,
-                    scatter_points: int = 0, seeds=None, points_per_run: int | None = None) -> list[dict]:
+                    scatter_points: int = 0, seeds=None, points_per_run: int | None = None,
+                    share_inputs: bool = True) -> list[dict]:
     """Evaluate every parameter point on the same samples ``x`` (N, *input_shape) with labels ``y``,
     as copies of one compiled project (a sweepable build over ``sweepable``, default: every name the
     points use): each run holds ``batch`` copies x ``presentations`` samples, and every copy runs
@@ -473,6 +477,12 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
     copies of a task exceed one run's (a power of two gave a 14-point task 16 copies: 2 silent
     copies cost as much as two points).
 
+    ``share_inputs``: the copies of a run that show the same samples share one copy of the input
+    layer (`network.build`'s ``input_copies``; same values, less work per step), where the encoder,
+    the swept names and the input's pathways allow it (`network.input_sharing_obstacle`; otherwise
+    every copy has its own, logged with the reason at INFO). A run then holds whole points: its
+    copies are a multiple of the chunks of samples.
+
     Poisson input (``encoder="poisson"``) takes ``seeds``, one integer >= 0 per point (default 0 for
     every point). A run's copies draw from one random stream, so under Poisson input a run holds the
     copies of one point only, with a seed derived from the point's seed and the run's index among
@@ -484,6 +494,7 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
     from ..converter import SEQUENTIAL_NEURONS  # the copies of SNN.evaluate's plan
     from ..units import check_quantity
     from .devices import check_device, default_threads
+    from .network import conv_form, input_sharing_obstacle
     from .runner import CompiledNetwork, network_size
 
     where = "evaluate_points"
@@ -528,7 +539,23 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
         if points_per_run is not None and int(points_per_run) < len(points):
             raise ParameterError(f"{where}: points_per_run = {points_per_run} is below the {len(points)} points given")
         cap = max(1, SEQUENTIAL_NEURONS // neurons)
-        if points_per_run is not None:
+        C = len(chunks)
+        obstacle = (input_sharing_obstacle(net, encoder, conv_form("shared", device), names) if share_inputs
+                    else "share_inputs is off")
+        if obstacle is None and batch is not None and int(batch) % C:
+            obstacle = f"batch = {batch} is not a multiple of the {C} chunks of samples"
+        if obstacle is None and C > cap:
+            obstacle = f"a point's {C} chunks of samples exceed the {cap} copies a run holds"
+        if obstacle is not None and share_inputs:
+            logger.info("%s: every copy has its own input layer (%s)", where, obstacle)
+        if obstacle is None:
+            # whole points per run (P of them, C copies each), over the fewest runs a worker needs
+            wanted = _ceil_div(int(points_per_run) if points_per_run is not None else len(points), workers)
+            runs_needed = _ceil_div(wanted * C, cap)
+            P = min(_ceil_div(wanted, runs_needed) if points_per_run is not None else _pow2_at_least(wanted),
+                    max(1, cap // C))
+            B = int(batch or P * C)
+        elif points_per_run is not None:
             # over the cap, the task's copies split evenly over the fewest runs (30 copies at a cap of
             # 27: 2 runs of 15, not 27 + 3 with 24 silent); still a function of the task size alone
             wanted = _ceil_div(int(points_per_run) * len(chunks), workers)
@@ -538,6 +565,8 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
         B = int(batch or B)
         groups = [tasks[r:r + B] for r in range(0, len(tasks), B)]
         run_seeds = None
+    # copies of a run that read one input copy: b reads b % C (tasks run point after point, C chunks each)
+    input_copies = C if not poisson and obstacle is None else None
     n_in = net.populations[0].size
     input_name = net.populations[0].name
     x_in = targets[input_name].reshape(N, n_in)
@@ -547,7 +576,11 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
         for b, (i, c) in enumerate(mine):
             ratio = float(full[i]["rate_max"] / net.rate_max) if "rate_max" in full[i] else 1.0
             xr[np.arange(len(c)) * B + b] = x_in[c] * ratio
-        pad = [mine[0][0]] * (B - len(mine))  # silent copies run the first task's point
+        if input_copies is not None:  # padding copies read their input copy's samples (their rows are dropped)
+            for b in range(len(mine), B):
+                c = chunks[b % input_copies]
+                xr[np.arange(len(c)) * B + b] = x_in[c]
+        pad = [mine[0][0]] * (B - len(mine))  # padding copies run the first task's point (silent, unless sharing)
         which = [i for i, _ in mine] + pad
         run_params.append({n: Quantity(np.array([float(full[i][n]) for i in which]), dim=SWEEPABLE[n].dim)
                            for n in names if n in full[0]})
@@ -560,7 +593,8 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
     seen_counts = set()
     with CompiledNetwork(net, B, duration=duration, dt=dt, encoder=encoder, device=device, threads=max(
             1, cores // workers) if device == "cpp" else threads, float32=float32,
-            record_output_every=duration / time_points, presentations=K, sweepable=names) as compiled:
+            record_output_every=duration / time_points, presentations=K, sweepable=names,
+            input_copies=input_copies) as compiled:
         build_s = time.perf_counter() - t0
         outs = compiled.run_many((xr for _, xr in runs), workers=workers, params=run_params, seeds=run_seeds)
         for (mine, _), out in zip(runs, outs):
@@ -571,7 +605,8 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
                 for name, arr in out.counts.items():
                     counts[i][name][c] = arr[rows]
                     seen_counts.add(name)
-        settings = dict(encoder=encoder, device=device, batch=B, presentations=K, parallel_runs=workers,
+        settings = dict(encoder=encoder, device=device, batch=B, input_copies=input_copies or B, presentations=K,
+                        parallel_runs=workers,
                         sweepable=list(names), cache_hit=[compiled.cache_hit], float32=bool(float32),
                         call_runs=compiled.runs, call_build_s=build_s, call_run_s=compiled.run_seconds,
                         call_sim_s=compiled.sim_seconds)
