@@ -160,6 +160,27 @@ def mnist_autoencoder_ttfs(retrain: bool = False) -> nn.Module:
     return _get("mnist_autoencoder_ttfs", retrain)
 
 
+def graph(name: str):
+    """Reference network ``name`` as a `bioconv.graph.LayerGraph` (`graph.from_torch` of the cached
+    module at the MNIST subset's input shape), kept beside its weights as an .npz (no pickle): a
+    process that only converts the network, a sweep's worker, then needs no torch (importing it
+    takes about 2 s). Written from the module (which needs torch) when it is missing or older than
+    the weights; the same arrays, so a conversion of either gives the same network."""
+    from . import graph as G
+    weights = cache_dir() / f"{name}-v{ZOO_VERSION}.pt"
+    path = cache_dir() / f"{name}-v{ZOO_VERSION}.graph.npz"
+    if name in _ARCHS and weights.exists() and path.exists() and path.stat().st_mtime_ns >= weights.stat().st_mtime_ns:
+        return G.load(path)
+    if name not in _ARCHS:
+        raise KeyError(f"bioconv.zoo has no network {name!r}; it has {sorted(_ARCHS)}")
+    g = G.from_torch(_get(name, False), data.mnist_subset().x_train.shape[1:])
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
+    with open(tmp, "wb") as f:
+        g.save(f)
+    tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+    return g
+
+
 def record(name: str) -> dict:
     """Training record (accuracies, seed, epochs, time) of a cached reference network."""
     path = cache_dir() / f"{name}-v{ZOO_VERSION}.json"

@@ -165,3 +165,38 @@ def test_a_run_cannot_reconvert_a_saved_network(tmp_path):
     cfg["runs"] = [{"network": "no_such_net", "T_ms": 10.0, "dt_ms": 0.1}]
     with pytest.raises(ValueError, match="network 'no_such_net' is none of"):
         conversion_error.run(cfg, tmp_path / "out")
+
+
+def test_zoo_graph_is_the_modules_graph_kept_beside_its_weights(tmp_path, monkeypatch):
+    """`zoo.graph` gives the module's LayerGraph (the same outputs), written once beside the weights
+    and read back without torch afterwards; new weights write it again."""
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    from bioconv import graph as G
+    monkeypatch.setattr(zoo, "cache_dir", lambda: tmp_path)
+    torch.manual_seed(0)
+    module = zoo.mlp().eval()  # untrained weights stand in for the cached ones: `_get` loads, never trains
+    weights = tmp_path / f"mnist_mlp-v{zoo.ZOO_VERSION}.pt"
+    torch.save(module.state_dict(), weights)
+    x = data.mnist_subset().x_test[:8]
+    g = zoo.graph("mnist_mlp")
+    with torch.no_grad():
+        want = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(g.forward(x.astype(np.float64))[g.output].reshape(8, -1), want, rtol=1e-5, atol=1e-5)
+    saved = tmp_path / f"mnist_mlp-v{zoo.ZOO_VERSION}.graph.npz"
+    assert saved.exists()
+
+    def no_torch(*a, **k):
+        raise AssertionError("the saved graph should have been read")
+    monkeypatch.setattr(G, "from_torch", no_torch)
+    again = zoo.graph("mnist_mlp")
+    assert [n.name for n in again.nodes] == [n.name for n in g.nodes]
+    monkeypatch.undo()
+    monkeypatch.setattr(zoo, "cache_dir", lambda: tmp_path)
+    torch.manual_seed(1)
+    torch.save(zoo.mlp().state_dict(), weights)  # new weights: the graph is written again from them
+    import os
+    os.utime(weights, ns=(saved.stat().st_mtime_ns + 10**9,) * 2)
+    newer = zoo.graph("mnist_mlp")
+    assert not np.allclose(newer.forward(x.astype(np.float64))[newer.output], g.forward(x.astype(np.float64))[g.output])
+    with pytest.raises(KeyError, match="no network 'mlp'"):
+        zoo.graph("mlp")

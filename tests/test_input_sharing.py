@@ -113,3 +113,17 @@ def test_evaluate_points_logs_why_copies_keep_their_own_input(mlp, tmp_path, mon
                                   device="cpp", presentations=6, threads=1)
     assert rows[0]["input_copies"] == rows[0]["batch"]
     assert "every copy has its own input layer (rate_max is swept" in caplog.text
+
+
+def test_source_major_order_is_the_stable_sort_by_source():
+    """The input pathway's synapse order, built from the runs of each source, is the stable argsort
+    of the B tiled copies by their (shared) source: random pathways, copies and input copies."""
+    from bioconv.simulate.network import _source_major
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n_src, n = int(rng.integers(1, 6)), int(rng.integers(1, 30))
+        sources = np.sort(rng.integers(0, n_src, n))
+        C, P = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        B = C * P
+        i = (sources[None, :] + n_src * (np.arange(B) % C)[:, None]).ravel()
+        np.testing.assert_array_equal(_source_major(sources, B, C), np.argsort(i, kind="stable"))

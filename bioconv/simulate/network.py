@@ -152,8 +152,26 @@ def input_pathway(part: MappedProjection, n_src: int, n_tgt: int, B: int, C: int
     j = (part.j[order][None, :] + n_tgt * np.arange(B)[:, None]).ravel()
     if C == B:
         return i, j, order, None
-    by_source = np.argsort(i, kind="stable")
+    by_source = _source_major(np.asarray(part.i)[order], B, C)
     return i[by_source], j[by_source], order, by_source
+
+
+def _source_major(sources: np.ndarray, B: int, C: int) -> np.ndarray:
+    """The stable sort by source of B tiled copies of a pathway whose synapses run source after
+    source (``sources``, sorted), where copy b's sources are shifted to input copy b % C: input copy
+    after input copy, source after source, then copy after copy, each copy's run of that source in
+    its order. Built from the runs directly (an argsort of the B-fold arrays cost 0.3 s for the MLP)."""
+    n = len(sources)
+    cut = np.flatnonzero(np.diff(sources)) + 1
+    starts = np.concatenate([[0], cut]).astype(np.int64)
+    lengths = np.diff(np.concatenate([starts, [n]]))
+    P = B // C
+    # segments in output order: input copy c, source run r, copy b = c + C*p
+    b = (np.arange(C)[:, None, None] + C * np.arange(P)[None, None, :])  # (C, 1, P)
+    seg_start = (b * n + starts[None, :, None]).ravel()                 # (C, runs, P) flattened
+    seg_len = np.broadcast_to(lengths[None, :, None], (C, len(starts), P)).ravel()
+    out_start = np.concatenate([[0], np.cumsum(seg_len)[:-1]])
+    return np.arange(B * n, dtype=np.int64) + np.repeat(seg_start - out_start, seg_len)
 
 
 def pathway_parts(net: MappedNetwork, q: MappedProjection, name: str, conv: str, log: bool = False):

@@ -238,7 +238,8 @@ def load_network(*, network, n_test, n_calibration, normalization, bias, reset, 
     if network in NETWORKS:
         from .. import zoo
         from ..converter import convert
-        model = {"mlp": zoo.mnist_mlp, "convnet": zoo.mnist_convnet}[network]()
+        # the network's LayerGraph, not its torch module: a worker then never imports torch (~2 s)
+        model = zoo.graph({"mlp": "mnist_mlp", "convnet": "mnist_convnet"}[network])
         snn = convert(model, mnist.mnist_subset().x_train[:n_calibration], normalization=normalization, bias=bias,
                       reset=reset, synapse=synapse)
     else:
