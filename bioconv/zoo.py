@@ -24,6 +24,7 @@ first use: `import bioconv` works without it, and these functions then raise Mis
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import data
+from .errors import BioconvError
 from .optional import require_torch
 
 ZOO_VERSION = 2  # bump when an architecture or its training changes: old caches are then ignored
@@ -164,20 +166,34 @@ def graph(name: str):
     """Reference network ``name`` as a `bioconv.graph.LayerGraph` (`graph.from_torch` of the cached
     module at the MNIST subset's input shape), kept beside its weights as an .npz (no pickle): a
     process that only converts the network, a sweep's worker, then needs no torch (importing it
-    takes about 2 s). Written from the module (which needs torch) when it is missing or older than
-    the weights; the same arrays, so a conversion of either gives the same network."""
+    takes about 2 s). The file's name holds a hash of the weights file and of the importer's source
+    (`bioconv/graph.py`), so new weights or a changed importer write a new one, from the module
+    (which needs torch); an unreadable file is written again."""
     from . import graph as G
-    weights = cache_dir() / f"{name}-v{ZOO_VERSION}.pt"
-    path = cache_dir() / f"{name}-v{ZOO_VERSION}.graph.npz"
-    if name in _ARCHS and weights.exists() and path.exists() and path.stat().st_mtime_ns >= weights.stat().st_mtime_ns:
-        return G.load(path)
     if name not in _ARCHS:
         raise KeyError(f"bioconv.zoo has no network {name!r}; it has {sorted(_ARCHS)}")
+    weights = cache_dir() / f"{name}-v{ZOO_VERSION}.pt"
+    if not weights.exists():
+        _get(name, False)  # trains and caches it (needs torch)
+    h = hashlib.sha256(weights.read_bytes())
+    h.update(Path(G.__file__).read_bytes())
+    path = cache_dir() / f"{name}-v{ZOO_VERSION}.{h.hexdigest()[:16]}.graph.npz"
+    if path.exists():
+        try:
+            return G.load(path)
+        except BioconvError:
+            pass  # damaged: written again below
     g = G.from_torch(_get(name, False), data.mnist_subset().x_train.shape[1:])
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
-    with open(tmp, "wb") as f:
-        g.save(f)
-    tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+    try:
+        with open(tmp, "wb") as f:
+            g.save(f)
+        tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+    finally:
+        tmp.unlink(missing_ok=True)
+    for old in cache_dir().glob(f"{name}-v{ZOO_VERSION}.*.graph.npz"):  # those of earlier weights or importers
+        if old != path:
+            old.unlink(missing_ok=True)
     return g
 
 

@@ -168,10 +168,12 @@ def test_a_run_cannot_reconvert_a_saved_network(tmp_path):
 
 
 def test_zoo_graph_is_the_modules_graph_kept_beside_its_weights(tmp_path, monkeypatch):
-    """`zoo.graph` gives the module's LayerGraph (the same outputs), written once beside the weights
-    and read back without torch afterwards; new weights write it again."""
+    """`zoo.graph` gives the module's LayerGraph (the same outputs, the same converted network), written
+    once beside the weights and read back without torch afterwards; new weights, or a damaged file,
+    write it again."""
     torch = pytest.importorskip("torch", reason=NO_TORCH)
     from bioconv import graph as G
+    from bioconv.converter import convert
     monkeypatch.setattr(zoo, "cache_dir", lambda: tmp_path)
     torch.manual_seed(0)
     module = zoo.mlp().eval()  # untrained weights stand in for the cached ones: `_get` loads, never trains
@@ -182,21 +184,44 @@ def test_zoo_graph_is_the_modules_graph_kept_beside_its_weights(tmp_path, monkey
     with torch.no_grad():
         want = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(g.forward(x.astype(np.float64))[g.output].reshape(8, -1), want, rtol=1e-5, atol=1e-5)
-    saved = tmp_path / f"mnist_mlp-v{zoo.ZOO_VERSION}.graph.npz"
-    assert saved.exists()
+    a, b = convert(module, x, bias="current").mapped, convert(g, x, bias="current").mapped
+    for pa, pb in zip(a.populations, b.populations, strict=True):
+        for qa, qb in zip(pa.projections, pb.projections, strict=True):
+            np.testing.assert_array_equal(np.asarray(qa.w), np.asarray(qb.w))
+        for k in pa.params:
+            np.testing.assert_array_equal(np.asarray(pa.params[k]), np.asarray(pb.params[k]))
+    [saved] = tmp_path.glob("mnist_mlp-*.graph.npz")
+    from_torch = G.from_torch
 
     def no_torch(*a, **k):
         raise AssertionError("the saved graph should have been read")
     monkeypatch.setattr(G, "from_torch", no_torch)
     again = zoo.graph("mnist_mlp")
     assert [n.name for n in again.nodes] == [n.name for n in g.nodes]
-    monkeypatch.undo()
-    monkeypatch.setattr(zoo, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(G, "from_torch", from_torch)
+    saved.write_bytes(b"damaged")
+    np.testing.assert_array_equal(zoo.graph("mnist_mlp").forward(x.astype(np.float64))[g.output],
+                                  g.forward(x.astype(np.float64))[g.output])
     torch.manual_seed(1)
-    torch.save(zoo.mlp().state_dict(), weights)  # new weights: the graph is written again from them
-    import os
-    os.utime(weights, ns=(saved.stat().st_mtime_ns + 10**9,) * 2)
+    torch.save(zoo.mlp().state_dict(), weights)  # new weights: a new graph, the old file removed
     newer = zoo.graph("mnist_mlp")
     assert not np.allclose(newer.forward(x.astype(np.float64))[newer.output], g.forward(x.astype(np.float64))[g.output])
+    assert len(list(tmp_path.glob("mnist_mlp-*.graph.npz"))) == 1 and not saved.exists()
+    assert not list(tmp_path.glob("*.tmp.npz"))
     with pytest.raises(KeyError, match="no network 'mlp'"):
         zoo.graph("mlp")
+
+
+def test_sweep_worker_converts_a_zoo_network_without_torch():
+    """A sweep worker's `load_network` of a zoo network never imports torch (about 2 s per worker)."""
+    pytest.importorskip("torch", reason=NO_TORCH)
+    import subprocess
+    import sys
+    zoo.graph("mnist_mlp")  # written by this process (torch): the worker only reads it
+    code = ("import sys; from bioconv.sweep.network import load_network; "
+            "snn, x, y = load_network(network='mlp', n_test=5, n_calibration=50, normalization='p99.9', "
+            "bias='current', reset='linear', synapse='delta'); "
+            "assert len(x) == 5 and snn.mapped.populations[-1].size == 10; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

@@ -36,7 +36,7 @@ def mlp():
 
 
 def _same_rows(got, want):
-    skip = {"batch", "input_copies", "cache_hit"}
+    skip = {"batch", "input_copies", "cache_hit", "presentations"}  # the layout, not the values
     for a, b in zip(got, want, strict=True):
         assert a.keys() == b.keys()
         for key in a:
@@ -58,6 +58,10 @@ def test_points_sharing_the_input_layer_give_the_values_of_their_own(mlp, tmp_pa
     assert shared[0]["input_copies"] == 3 and shared[0]["batch"] == 12  # 4 points x 3 chunks, 1 of them padding
     _same_rows(shared, own)
     assert len({r["synaptic_events"] for r in own}) == 3  # the points differ
+    # one chunk of all 6 samples: every point's copy reads one input copy (the sweep benchmark's layout)
+    one = sw.evaluate_points(snn, x, y, POINTS, **dict(kw, presentations=6))
+    assert one[0]["input_copies"] == 1 and one[0]["batch"] == 4  # 3 points, a power of two of copies
+    _same_rows(one, own)
 
 
 @pytest.mark.slow  # builds and runs networks

@@ -420,8 +420,7 @@ def weight_values(net: MappedNetwork, B: int, encoder: str, conv: str = "unrolle
                     out[name] = np.tile(np.asarray(part.w)[order], B)
                     C = B if input_copies is None or q.source != input_name else int(input_copies)
                     if C != B:
-                        n_src = int(np.prod(net.population(q.source).shape))
-                        out[name] = out[name][input_pathway(part, n_src, p.size, B, C)[3]]
+                        out[name] = out[name][_source_major(np.asarray(part.i)[order], B, C)]
         if p.bias_weight is not None:
             nz = np.flatnonzero(np.asarray(p.bias_weight))
             if len(nz):

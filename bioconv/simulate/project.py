@@ -92,9 +92,11 @@ def shape_parts(net: MappedNetwork, *, B: int, K: int, duration, dt, encoder: st
                                        for k, v in sorted(net.synapse_params.items())},
                     "rate_max": "swept" if "rate_max" in sweepable else float(net.rate_max), "bias": net.bias,
                     "reset": net.reset, "readout": net.readout, "sweepable": list(sweepable), "conv": conv},
-        "B": int(B), "input_copies": int(B if input_copies is None else input_copies), "K": int(K), "duration": float(duration), "dt": float(dt), "encoder": encoder,
+        "B": int(B), "K": int(K), "duration": float(duration), "dt": float(dt), "encoder": encoder,
         "encoder_params": encoders[encoder].params(), "seed": seed,
         "record_output_every": None if record_output_every is None else float(record_output_every),
+        # copies sharing input copies (`network.build`); absent otherwise, so other projects keep their keys
+        **({"input_copies": int(input_copies)} if input_copies not in (None, B) else {}),
     }
 
 

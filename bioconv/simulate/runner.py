@@ -390,7 +390,7 @@ class CompiledNetwork:
             keys = {f"input/{name}": (getattr(self.built.groups[name], var), unit)
                     for name, var in self.built.input_vars.items()}
         objects = {obj.name: obj for obj in self.built.objects}
-        for name in self._weights(self.net, self.B):
+        for name in (k[len("w/"):] for k in self._fixed_values() if k.startswith("w/")):
             view = self.built.weight_owners[name].w
             keys[f"w/{name}"] = (view, view.dim)
         for group, param in parameter_values(self.net, self.B, self.encoder, self.sweepable):

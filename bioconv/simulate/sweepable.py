@@ -494,7 +494,7 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
     from ..converter import SEQUENTIAL_NEURONS  # the copies of SNN.evaluate's plan
     from ..units import check_quantity
     from .devices import check_device, default_threads
-    from .network import conv_form, input_sharing_obstacle
+    from .network import input_sharing_obstacle
     from .runner import CompiledNetwork, network_size
 
     where = "evaluate_points"
@@ -540,7 +540,8 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
             raise ParameterError(f"{where}: points_per_run = {points_per_run} is below the {len(points)} points given")
         cap = max(1, SEQUENTIAL_NEURONS // neurons)
         C = len(chunks)
-        obstacle = (input_sharing_obstacle(net, encoder, conv_form("shared", device), names) if share_inputs
+        obstacle = (input_sharing_obstacle(net, encoder, "shared" if device == "cpp" else "unrolled", names)
+                    if share_inputs
                     else "share_inputs is off")
         if obstacle is None and batch is not None and int(batch) % C:
             obstacle = f"batch = {batch} is not a multiple of the {C} chunks of samples"
@@ -551,7 +552,7 @@ def evaluate_points(snn, x, y, points: Iterable[Mapping], *, duration, dt, encod
         if obstacle is None:
             # whole points per run (P of them, C copies each), over the fewest runs a worker needs
             wanted = _ceil_div(int(points_per_run) if points_per_run is not None else len(points), workers)
-            runs_needed = _ceil_div(wanted * C, cap)
+            runs_needed = _ceil_div(wanted, max(1, cap // C))  # whole points: cap // C of them per run
             P = min(_ceil_div(wanted, runs_needed) if points_per_run is not None else _pow2_at_least(wanted),
                     max(1, cap // C))
             B = int(batch or P * C)
