@@ -331,3 +331,22 @@ def test_every_task_of_a_network_shape_is_built_over_the_shapes_names():
     spec = sweep.Spec(level="network", points=[{"Cm": 100 * pF}, {"gl": 1 * nS}, {"tau_ref": 1 * ms}],
                       points_per_task=1)
     assert [t.names for t in spec.tasks()] == [("Cm", "gl", "tau_ref")] * 3
+
+
+def test_the_sweeps_local_cluster_runs_its_workers_without_the_periodic_profiler():
+    """The LocalCluster a sweep starts gives its workers `runner.QUIET_CLUSTER` (no statistical
+    profiler sampling every 10 ms, slower health checks), so that the simulations running beside
+    them keep their cores; the settings do not leak into the calling process."""
+    import dask
+    import distributed  # noqa: F401  (registers its configuration)
+    from bioconv.sweep.runner import QUIET_CLUSTER, _client
+
+    def settings():
+        import dask
+        return {k: dask.config.get(k) for k in QUIET_CLUSTER}
+    before = settings()
+    with _client(None, 1, 30) as client:
+        (seen,) = client.run(settings).values()
+    assert seen == QUIET_CLUSTER
+    assert seen["distributed.worker.profile.enabled"] is False
+    assert settings() == before and dask.config.get("distributed.worker.profile.enabled") is True

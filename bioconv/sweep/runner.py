@@ -30,6 +30,8 @@ import os
 import time
 from contextlib import contextmanager
 
+import dask
+
 from ..errors import BioconvError
 from ..simulate.devices import available_cores
 from . import level as levels
@@ -39,6 +41,19 @@ from .spec import Spec, Task
 logger = logging.getLogger(__name__)
 
 RETRY_RUNS = 64  # re-evaluations of a failed task's parts (bisection), at most
+
+#: Dask settings of the LocalCluster a sweep starts (the nannies pass them to their workers). With as
+#: many workers as cores, every simulation binary shares its core with Dask's periodic work, and the
+#: defaults sample each worker's stack every 10 ms (the statistical profiler, for the dashboard this
+#: cluster does not serve), check the event loops every 20 ms and the memory every 100 ms: two
+#: 2-worker binaries each lost ~1 s of a 14 s run to it (3000 involuntary context switches against
+#: 50 with one worker). Timeouts, heartbeats and work stealing keep their defaults.
+QUIET_CLUSTER = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
 
 
 class SchedulerError(BioconvError, ConnectionError):
@@ -87,9 +102,10 @@ def _client(scheduler, workers, connect_timeout):
     # One thread per worker process, and one OpenMP thread per simulation: the workers are the parallelism.
     env = {"BIOCONV_THREADS": "1", "OMP_NUM_THREADS": "1"}
     # The scheduler's HTTP server (health checks) always starts: on a free port, without the dashboard.
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
-                      env=env, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+    with dask.config.set(QUIET_CLUSTER), \
+            LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                         dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+                         env=env, silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
         yield client
 
 
