@@ -145,10 +145,13 @@ def test_cli_names_a_bad_config_and_a_missing_store_to_resume(tmp_path, capsys):
 def test_a_default_spec_splits_a_shape_into_several_tasks():
     from bioconv.sweep.neuron import NeuronLevel
     fake = Spec(level=FAKE, grid={"x": np.arange(2500) * mV})
-    assert [len(t.hashes) for t in fake.tasks()] == [1000, 1000, 500]  # the level's default, 1000
+    # the level's default, 1000 points at most: 3 tasks, the points dealt out in turn (evenly)
+    tasks = fake.tasks()
+    assert [len(t.hashes) for t in tasks] == [834, 833, 833] and {t.size for t in tasks} == {1000}
+    assert tasks[1].hashes[:2] == [fake.hashes[1], fake.hashes[4]]
     assert len(fake.tasks(workers=4)) == 4  # at least one task per worker when there are enough points
     net = Spec(level="network", grid={"Cm": np.linspace(50, 400, 40) * pF})
-    assert [len(t.hashes) for t in net.tasks()] == [16, 16, 8]
+    assert [len(t.hashes) for t in net.tasks()] == [14, 13, 13]
     assert [len(t.hashes) for t in net.tasks(workers=8)] == [5] * 8
     assert NeuronLevel().default_points_per_task({}) == 10_000
     small = Spec(level="neuron", grid={"I_bias": [500, 600, 700] * pA})

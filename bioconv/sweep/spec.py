@@ -159,14 +159,18 @@ class Spec:
         """The points whose hash is not in ``done``, as tasks: grouped by shape, at most
         `task_size` points each. Every task of a shape carries the shape's ``names`` (every
         per-point parameter some point of the shape names), so that a point's result does not depend
-        on which other points share its task."""
+        on which other points share its task. A shape's points are dealt out to its tasks in turn
+        (task t of n holds points t, t + n, ...): neighbouring points of a design, which tend to
+        cost alike (a grid's region of low Cm fires more), spread over the tasks, so that tasks that
+        run side by side end together."""
         out = []
         for structure, idx in self._structures:
             size = self.task_size(structure, len(idx), workers)
             names = tuple(sorted({k for i in idx for k in self._configs[i]} - set(structure) - {"level"}))
             left = [i for i in idx if self._hashes[i] not in done]
-            for lo in range(0, len(left), size):
-                part = left[lo:lo + size]
+            n_tasks = -(-len(left) // size)
+            for t in range(n_tasks):
+                part = left[t::n_tasks]
                 out.append(Task(self.level, structure, [self._configs[i] for i in part],
                                 [self._hashes[i] for i in part], size, names))
         return out
