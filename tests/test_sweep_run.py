@@ -333,11 +333,11 @@ def test_every_task_of_a_network_shape_is_built_over_the_shapes_names():
     assert [t.names for t in spec.tasks()] == [("Cm", "gl", "tau_ref")] * 3
 
 
+@pytest.mark.slow  # starts a LocalCluster
 def test_the_sweeps_local_cluster_runs_its_workers_without_the_periodic_profiler():
     """The LocalCluster a sweep starts gives its workers `runner.QUIET_CLUSTER` (no statistical
     profiler sampling every 10 ms, slower health checks), so that the simulations running beside
     them keep their cores; the settings do not leak into the calling process."""
-    import dask
     import distributed  # noqa: F401  (registers its configuration)
     from bioconv.sweep.runner import QUIET_CLUSTER, _client
 
@@ -349,4 +349,4 @@ def test_the_sweeps_local_cluster_runs_its_workers_without_the_periodic_profiler
         (seen,) = client.run(settings).values()
     assert seen == QUIET_CLUSTER
     assert seen["distributed.worker.profile.enabled"] is False
-    assert settings() == before and dask.config.get("distributed.worker.profile.enabled") is True
+    assert settings() == before

@@ -44,10 +44,10 @@ RETRY_RUNS = 64  # re-evaluations of a failed task's parts (bisection), at most
 
 #: Dask settings of the LocalCluster a sweep starts (the nannies pass them to their workers). With as
 #: many workers as cores, every simulation binary shares its core with Dask's periodic work, and the
-#: defaults sample each worker's stack every 10 ms (the statistical profiler, for the dashboard this
-#: cluster does not serve), check the event loops every 20 ms and the memory every 100 ms: two
-#: 2-worker binaries each lost ~1 s of a 14 s run to it (3000 involuntary context switches against
-#: 50 with one worker). Timeouts, heartbeats and work stealing keep their defaults.
+#: defaults sample each worker's running task every 10 ms (`Worker.trigger_profile`, for the
+#: dashboard this cluster does not serve), check the event loops every 20 ms and the memory every
+#: 100 ms: each binary of a 2-worker sweep was preempted ~3000 times in a 14 s run (50 times with one
+#: worker), 700-950 times with these. Timeouts, heartbeats and work stealing keep their defaults.
 QUIET_CLUSTER = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "500ms",
@@ -102,6 +102,8 @@ def _client(scheduler, workers, connect_timeout):
     # One thread per worker process, and one OpenMP thread per simulation: the workers are the parallelism.
     env = {"BIOCONV_THREADS": "1", "OMP_NUM_THREADS": "1"}
     # The scheduler's HTTP server (health checks) always starts: on a free port, without the dashboard.
+    # The settings enclose the cluster's whole life: a nanny reads the global configuration when it
+    # restarts a worker that died (its config is a view of it, not a copy).
     with dask.config.set(QUIET_CLUSTER), \
             LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                          dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
