@@ -128,14 +128,16 @@ def input_sharing_obstacle(net: MappedNetwork, encoder: str, conv: str, sweepabl
     return None
 
 
-def check_input_copies(n_copies: int, input_copies, obstacle: str | None, where: str) -> int:
+def check_input_copies(n_copies: int, input_copies, net: MappedNetwork, encoder: str, conv: str, sweepable,
+                       where: str) -> int:
     """``input_copies`` as a build takes it: None gives every copy its own input (``n_copies``);
-    otherwise a divisor of ``n_copies``, refused with ``obstacle`` when there is one."""
+    otherwise a divisor of ``n_copies``, refused with `input_sharing_obstacle`'s reason when there is one."""
     if input_copies is None or int(input_copies) == int(n_copies):
         return int(n_copies)
     if isinstance(input_copies, bool) or int(input_copies) != input_copies or not 1 <= input_copies < n_copies \
             or n_copies % int(input_copies):
         raise ParameterError(f"{where}: input_copies must divide the {n_copies} copies, got {input_copies!r}")
+    obstacle = input_sharing_obstacle(net, encoder, conv, sweepable)
     if obstacle is not None:
         raise ParameterError(f"{where}: copies cannot share input copies: {obstacle}")
     return int(input_copies)
@@ -243,8 +245,7 @@ def build(net: MappedNetwork, x_rates: np.ndarray, *, encoder: str = "regular", 
         raise ParameterError(f"build: encoder {encoder!r} codes its input against the network's rate_max (its full "
                              f"scale, a constant of the compiled input group); rate_max cannot be swept with it")
     B = len(x_rates)
-    C = check_input_copies(B, input_copies, input_sharing_obstacle(net, encoder, conv, names)
-                           if input_copies not in (None, B) else None, "build")
+    C = check_input_copies(B, input_copies, net, encoder, conv, names, "build")
     K = int(presentations)
     if (K > 1 or names) and period is None:
         raise ValueError("presentations > 1 and sweepable builds need the period")

@@ -44,8 +44,8 @@ from ..mapping import MappedNetwork
 from . import cache, limits
 from .project import Results, result_spec, run_arg_spec, shape_parts, write_run_args
 from .devices import available_cores, check_device, simulation_device
-from .network import (_safe, build, check_input_copies, conv_form, input_sharing_obstacle, input_values, kernel_copies,
-                      parameter_values, pathway_parts, samples_per_presentation, set_inputs, weight_values)
+from .network import (_safe, build, check_input_copies, conv_form, input_values, kernel_copies, parameter_values,
+                      pathway_parts, samples_per_presentation, set_inputs, weight_values)
 from . import sweepable as sw
 
 logger = logging.getLogger(__name__)
@@ -278,8 +278,7 @@ class CompiledNetwork:
                              f"(float rounding); use fewer presentations per run")
         self.kind = check_device(device, "CompiledNetwork")
         self.conv = conv_form(conv, self.kind, "CompiledNetwork")
-        self.C = check_input_copies(self.B, input_copies, None if input_copies in (None, self.B) else
-                                    input_sharing_obstacle(net, encoder, self.conv, self.sweepable), "CompiledNetwork")
+        self.C = check_input_copies(self.B, input_copies, net, encoder, self.conv, self.sweepable, "CompiledNetwork")
         _claim_device()
         self._claimed = True
         self.duration = duration
